@@ -305,12 +305,12 @@ class Store:
         dto["typeLogoUrl"] = f"public/app/plugins/datasource/{ds['type']}/img/logo.svg"
         return dto
 
-    def _set_default(self, ds):
+    def _set_default(self, ds, adding):
+        if adding and not any(other["isDefault"] for other in self.state["datasources"] if other is not ds):
+            ds["isDefault"] = True  # an org's first data source becomes its default
         if ds["isDefault"]:
             for other in self.state["datasources"]:
                 other["isDefault"] = other is ds
-        elif not any(other["isDefault"] for other in self.state["datasources"] if other is not ds):
-            ds["isDefault"] = True  # an org's first data source becomes its default
 
     def ds_add(self, body, read_only=False):
         check_datasource_body(body, ("type", "access"))
@@ -326,7 +326,7 @@ class Store:
         ds.update({k: body.get(k) or "" for k in ("type", "access", "url", "user", "database", "basicAuthUser")})
         ds.update({k: bool(body.get(k)) for k in DS_BOOLS})
         self.state["datasources"].append(ds)
-        self._set_default(ds)
+        self._set_default(ds, adding=True)
         return ds
 
     def _free_name(self, ds_type):
@@ -350,7 +350,7 @@ class Store:
                                                    "basicAuthUser")})
         ds.update({k: bool(body.get(k)) for k in DS_BOOLS})
         ds.update(jsonData=dict(body.get("jsonData") or {}), secureJsonData=secure, version=version + 1)
-        self._set_default(ds)
+        self._set_default(ds, adding=False)
         return ds
 
     # folders -------------------------------------------------------------------------------------
@@ -460,7 +460,7 @@ def provision_datasources(store, directory):
                 if ds is None:
                     ds = store.ds_add(body, read_only=read_only)
                 else:
-                    store.ds_update(ds, {**body, "version": ds["version"]}, provisioning=True)
+                    store.ds_update(ds, body, provisioning=True)  # like Grafana: version = file's + 1
                 ds["readOnly"] = read_only
             except ApiError as err:
                 raise SystemExit(f"grafana-standin: {path}: data source {body.get('name')!r}: "
@@ -530,6 +530,10 @@ class Handler(BaseHTTPRequestHandler):
     server_version = "grafana-standin"
     store: Store
     tokens: dict
+
+    def log_request(self, code="-", size="-"):
+        if not (self.path == "/api/health" and code == 200):  # the 2 s health check would drown the log
+            super().log_request(code, size)
 
     def log_message(self, fmt, *args):
         sys.stderr.write(f"grafana-standin: {self.address_string()} {fmt % args}\n")

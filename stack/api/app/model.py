@@ -1,0 +1,81 @@
+"""The served model: a standardized multinomial logistic regression evaluated with numpy.
+
+train.py writes the model file; this module reads and checks it, so that a bad
+file is reported at startup with a reason instead of failing at request time.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+MODEL_FORMAT = "iris-logreg/1"
+# Column order of the model's input, and the API's field names.
+FEATURES = ("sepal_length", "sepal_width", "petal_length", "petal_width")
+N_FEATURES = len(FEATURES)
+
+
+class ModelError(Exception):
+    """The model file is missing or not a usable model."""
+
+
+@dataclass(frozen=True)
+class IrisModel:
+    mean: np.ndarray  # (features,)
+    scale: np.ndarray  # (features,)
+    coef: np.ndarray  # (classes, features)
+    intercept: np.ndarray  # (classes,)
+    classes: tuple[str, ...]
+    metadata: dict[str, Any]
+
+    @classmethod
+    def from_dict(cls, data: Any) -> IrisModel:
+        if not isinstance(data, dict) or data.get("format") != MODEL_FORMAT:
+            raise ModelError(f"not an `{MODEL_FORMAT}` model file")
+        try:
+            params, metadata = data["params"], dict(data["metadata"])
+            classes = tuple(str(name) for name in metadata["classes"])
+            arrays = {key: np.asarray(params[key], dtype=np.float64) for key in ("mean", "scale", "coef", "intercept")}
+        except (KeyError, TypeError, ValueError) as err:
+            raise ModelError(f"malformed model file: {err!r}") from err
+        n_classes = len(classes)
+        expected = {
+            "mean": (N_FEATURES,),
+            "scale": (N_FEATURES,),
+            "coef": (n_classes, N_FEATURES),
+            "intercept": (n_classes,),
+        }
+        for key, shape in expected.items():
+            if arrays[key].shape != shape:
+                raise ModelError(f"`{key}` has shape {arrays[key].shape}, expected {shape}")
+            if not np.all(np.isfinite(arrays[key])):
+                raise ModelError(f"`{key}` holds non-finite numbers")
+        if n_classes < 2 or np.any(arrays["scale"] <= 0):
+            raise ModelError("model needs at least 2 classes and positive scales")
+        return cls(classes=classes, metadata=metadata, **arrays)
+
+    def predict_proba(self, x: np.ndarray) -> np.ndarray:
+        """Class probabilities for rows of (sepal_length, sepal_width, petal_length, petal_width)."""
+        logits = ((x - self.mean) / self.scale) @ self.coef.T + self.intercept
+        # Shifting by the row maximum keeps exp() from overflowing.
+        logits -= logits.max(axis=1, keepdims=True)
+        weights = np.exp(logits)
+        return weights / weights.sum(axis=1, keepdims=True)
+
+
+def load_model(path: Path) -> IrisModel:
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError as err:
+        raise ModelError(f"model file `{path}` does not exist") from err
+    except (OSError, UnicodeDecodeError) as err:
+        raise ModelError(f"cannot read model file `{path}`: {err}") from err
+    try:
+        data = json.loads(text)
+    except (ValueError, RecursionError) as err:
+        raise ModelError(f"model file `{path}` is not valid JSON: {err}") from err
+    return IrisModel.from_dict(data)

@@ -1,0 +1,33 @@
+"""Shared fixtures: one model trained per test session, and clients of fresh apps."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+
+import train
+from app.main import create_app
+
+
+@pytest.fixture(scope="session")
+def model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("model") / "model.json"
+    path.write_text(json.dumps(train.train()))
+    return path
+
+
+@pytest.fixture
+def client(model_file: Path) -> Iterator[TestClient]:
+    # The context manager runs the lifespan, which is where the model loads.
+    with TestClient(create_app(model_file, replica="test-replica")) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def client_without_model(tmp_path: Path) -> Iterator[TestClient]:
+    with TestClient(create_app(tmp_path / "absent.json", replica="test-replica")) as test_client:
+        yield test_client

@@ -1,0 +1,99 @@
+//! The built-in stack files, compiled into the binary, and writing them out to a directory.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+
+include!(concat!(env!("OUT_DIR"), "/assets.rs"));
+
+/// Files whose presence makes a directory a project directory.
+pub const MARKERS: &[&str] = &[
+    "stack/api/Dockerfile",
+    "stack/frontend/Dockerfile",
+    "monitoring/prometheus.yml",
+];
+
+/// Does `dir` hold a stack of its own?
+pub fn holds_stack(dir: &Path) -> bool {
+    MARKERS.iter().all(|m| dir.join(m).is_file())
+}
+
+/// The first marker file missing from `dir`, if any.
+pub fn missing_marker(dir: &Path) -> Option<&'static str> {
+    MARKERS.iter().copied().find(|m| !dir.join(m).is_file())
+}
+
+/// What writing the files did.
+#[derive(Debug, Default)]
+pub struct Written {
+    pub written: Vec<String>,
+    pub kept: Vec<String>,
+}
+
+/// Write the built-in files into `dir`. Existing files that differ are kept unless `overwrite`;
+/// `templates/irisctl.yaml` becomes `irisctl.yaml` at the top.
+pub fn write_to(dir: &Path, overwrite: bool) -> Result<Written> {
+    let mut report = Written::default();
+    for (rel, contents, exec) in FILES {
+        let target_rel = match *rel {
+            "templates/irisctl.yaml" => "irisctl.yaml",
+            other => other,
+        };
+        let target = dir.join(target_rel);
+        match std::fs::read(&target) {
+            Ok(existing) if existing == *contents => continue,
+            Ok(_) if !overwrite => {
+                report.kept.push(target_rel.to_string());
+                continue;
+            }
+            _ => {}
+        }
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("cannot create directory `{}`", parent.display()))?;
+        }
+        std::fs::write(&target, contents)
+            .with_context(|| format!("cannot write `{}`", target.display()))?;
+        if *exec {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o755))
+                .with_context(|| format!("cannot make `{}` executable", target.display()))?;
+        }
+        report.written.push(target_rel.to_string());
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_stack_is_complete_and_clean() {
+        for marker in MARKERS {
+            assert!(
+                FILES.iter().any(|(p, _, _)| p == marker),
+                "{marker} is not embedded"
+            );
+        }
+        assert!(!FILES
+            .iter()
+            .any(|(p, _, _)| p.contains("node_modules") || p.contains("/.venv/")));
+    }
+
+    #[test]
+    fn write_to_is_idempotent_and_keeps_user_edits() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = write_to(dir.path(), false).unwrap();
+        assert!(holds_stack(dir.path()));
+        assert!(!first.written.is_empty());
+        std::fs::write(dir.path().join("monitoring/prometheus.yml"), "edited").unwrap();
+        let second = write_to(dir.path(), false).unwrap();
+        assert!(second.written.is_empty());
+        assert_eq!(second.kept, vec!["monitoring/prometheus.yml".to_string()]);
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("monitoring/prometheus.yml")).unwrap(),
+            "edited"
+        );
+    }
+}

@@ -1,0 +1,230 @@
+//! Command-line syntax (clap derive types only). Doc comments are the `--help` text.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Deploy the Iris model-serving stack (API, web UI, Prometheus, Grafana) on a Docker host.
+///
+/// Settings come from built-in defaults < irisctl.yaml (or --config) < .env < IRISCTL_* environment
+/// variables < flags.
+#[derive(Debug, Parser)]
+#[command(name = "irisctl", version, propagate_version = true)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Args)]
+pub struct GlobalArgs {
+    /// Settings file (default: irisctl.yaml in the current directory, if present)
+    #[arg(long, global = true, env = "IRISCTL_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Project name: prefixes containers, network, volumes and built images [default: iris]
+    #[arg(short = 'p', long, global = true, value_name = "NAME")]
+    pub project_name: Option<String>,
+
+    /// Directory holding stack/, monitoring/ and .env [default: the current directory if it holds
+    /// them, else the built-in stack written under ~/.local/share/irisctl]
+    #[arg(long, global = true, env = "IRISCTL_PROJECT_DIR", value_name = "DIR")]
+    pub project_dir: Option<PathBuf>,
+
+    /// Only print errors and data
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+
+    /// Print more about what is done
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+
+    /// Print the resolved settings as YAML and exit
+    #[arg(long, global = true, hide = true)]
+    pub print_settings: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Build the images and start the whole stack, then wait until every service is healthy
+    Up(UpArgs),
+    /// Show the services, their health, live HTTP probes and Prometheus targets
+    Status(StatusArgs),
+    /// Stop and remove the stack's containers and network (volumes and images are kept)
+    Down(DownArgs),
+    /// Show the logs of the stack's services
+    Logs(LogsArgs),
+    /// Grafana operations
+    #[command(subcommand)]
+    Grafana(GrafanaCommand),
+    /// Write the equivalent docker-compose.yml
+    Compose(ComposeArgs),
+    /// Write the built-in stack files (stack/, monitoring/, irisctl.yaml) into DIR for customising
+    Init(InitArgs),
+    /// Print a shell completion script
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+}
+
+/// Settings that several commands take as flags (they beat every other source).
+#[derive(Debug, Args, Default, Clone)]
+pub struct StackFlags {
+    /// Host address the published ports bind to [default: 127.0.0.1]
+    #[arg(long, value_name = "ADDR")]
+    pub bind: Option<String>,
+
+    /// Host port of the API [default: 8000]
+    #[arg(long, value_name = "PORT")]
+    pub api_port: Option<String>,
+
+    /// Host port of the web UI [default: 5174]
+    #[arg(long, value_name = "PORT")]
+    pub frontend_port: Option<String>,
+
+    /// Host port of Prometheus [default: 9090]
+    #[arg(long, value_name = "PORT")]
+    pub prometheus_port: Option<String>,
+
+    /// Host port of Grafana [default: 3000]
+    #[arg(long, value_name = "PORT")]
+    pub grafana_port: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct UpArgs {
+    #[command(flatten)]
+    pub stack: StackFlags,
+
+    /// Remove containers of the project that no service defines any more
+    #[arg(long)]
+    pub remove_orphans: bool,
+
+    /// Seconds to wait for every service to become healthy
+    #[arg(long, value_name = "SECS")]
+    pub wait_timeout: Option<String>,
+
+    /// Do not provision Grafana's datasource and dashboards after start
+    #[arg(long)]
+    pub no_provision: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
+pub enum Format {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct StatusArgs {
+    #[command(flatten)]
+    pub stack: StackFlags,
+
+    /// Output format
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct DownArgs {
+    /// Also remove the named volumes (Prometheus samples, Grafana data): this deletes data
+    #[arg(long)]
+    pub volumes: bool,
+
+    /// Also remove the images irisctl built for the project
+    #[arg(long)]
+    pub rmi: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct LogsArgs {
+    /// Service to show (api, frontend, prometheus, grafana); all when omitted
+    pub service: Option<String>,
+
+    /// Keep following new output
+    #[arg(short, long)]
+    pub follow: bool,
+
+    /// Number of lines to show from the end of each log
+    #[arg(long, value_name = "N", default_value = "100")]
+    pub tail: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GrafanaCommand {
+    /// Upsert the Prometheus datasource and import the dashboards (idempotent)
+    Provision(ProvisionArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ProvisionArgs {
+    /// Grafana base URL [default: the stack's own Grafana]
+    #[arg(long, env = "GRAFANA_URL", value_name = "URL")]
+    pub url: Option<String>,
+
+    /// Basic-auth user [default: admin]
+    #[arg(
+        long,
+        env = "GRAFANA_USER",
+        value_name = "USER",
+        conflicts_with = "token"
+    )]
+    pub user: Option<String>,
+
+    /// Basic-auth password [default: the generated one in .env]
+    #[arg(
+        long,
+        env = "GRAFANA_PASSWORD",
+        value_name = "PASSWORD",
+        hide_env_values = true
+    )]
+    pub password: Option<String>,
+
+    /// Service-account token (instead of basic auth)
+    #[arg(
+        long,
+        env = "GRAFANA_TOKEN",
+        value_name = "TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<String>,
+
+    /// Folder of dashboard JSON files (*.json at its top) [default: monitoring/ of the project]
+    #[arg(long, value_name = "DIR")]
+    pub dashboards: Option<PathBuf>,
+
+    /// Prometheus URL as Grafana's server reaches it [default: http://prometheus:9090]
+    #[arg(long, value_name = "URL")]
+    pub prometheus_url: Option<String>,
+
+    /// Seconds to wait for Grafana to be ready
+    #[arg(long, value_name = "SECS", default_value = "60")]
+    pub wait_timeout: String,
+}
+
+#[derive(Debug, Args)]
+pub struct ComposeArgs {
+    #[command(flatten)]
+    pub stack: StackFlags,
+
+    /// Write to FILE instead of stdout (also writes .env.example beside it)
+    #[arg(short, long, value_name = "FILE", conflicts_with = "check")]
+    pub output: Option<PathBuf>,
+
+    /// Compare FILE with what would be written; exit non-zero and show a diff if it differs
+    #[arg(long, value_name = "FILE")]
+    pub check: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct InitArgs {
+    /// Target directory [default: the current directory]
+    pub dir: Option<PathBuf>,
+
+    /// Overwrite files that already exist
+    #[arg(long)]
+    pub force: bool,
+}

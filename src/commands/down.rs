@@ -1,0 +1,134 @@
+//! `irisctl down`: remove the project's containers and network; volumes and images only on request.
+
+use std::collections::HashMap;
+
+use anyhow::{Context, Result};
+use futures_util::future::try_join_all;
+
+use super::Ctx;
+use crate::engine::converge::remove_container;
+use crate::engine::{is_conflict, is_not_found, labels, observe, Engine};
+use crate::stack::Stack;
+
+pub struct DownOptions {
+    pub volumes: bool,
+    pub rmi: bool,
+}
+
+pub async fn run(ctx: &Ctx, opts: DownOptions) -> Result<()> {
+    let engine = Engine::connect().await?;
+    let stack = Stack::from_settings(&ctx.settings);
+    let project = &stack.project;
+    let printer = &ctx.printer;
+    let project_filter = format!("{}={project}", labels::PROJECT);
+
+    let containers = observe::project_containers(&engine, project).await?;
+    try_join_all(
+        containers
+            .iter()
+            .map(|c| remove_container(&engine, &c.id, &c.name)),
+    )
+    .await?;
+    for c in &containers {
+        printer.info(format!("removed container {}", c.name));
+    }
+
+    let filters = HashMap::from([("label".to_string(), vec![project_filter.clone()])]);
+    let networks = engine
+        .docker
+        .list_networks(Some(bollard::query_parameters::ListNetworksOptions {
+            filters: Some(filters.clone()),
+        }))
+        .await
+        .context("failed to list networks")?;
+    let mut removed_networks = 0;
+    for n in networks {
+        let name = n.name.unwrap_or_default();
+        match engine.docker.remove_network(&name).await {
+            Ok(()) => {
+                removed_networks += 1;
+                printer.info(format!("removed network {name}"));
+            }
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => {
+                return Err(
+                    anyhow::Error::new(e).context(format!("failed to remove network `{name}`"))
+                )
+            }
+        }
+    }
+
+    let mut removed_volumes = 0;
+    if opts.volumes {
+        let volumes = engine
+            .docker
+            .list_volumes(Some(bollard::query_parameters::ListVolumesOptions {
+                filters: Some(filters),
+            }))
+            .await
+            .context("failed to list volumes")?;
+        for v in volumes.volumes.unwrap_or_default() {
+            match engine
+                .docker
+                .remove_volume(
+                    &v.name,
+                    None::<bollard::query_parameters::RemoveVolumeOptions>,
+                )
+                .await
+            {
+                Ok(()) => {
+                    removed_volumes += 1;
+                    printer.warn(format!("deleted volume {} and the data in it", v.name));
+                }
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => {
+                    return Err(anyhow::Error::new(e)
+                        .context(format!("failed to remove volume `{}`", v.name)))
+                }
+            }
+        }
+    }
+
+    let mut removed_images = 0;
+    if opts.rmi {
+        for s in stack.services.iter().filter(|s| s.build.is_some()) {
+            match engine
+                .docker
+                .remove_image(
+                    &s.image,
+                    None::<bollard::query_parameters::RemoveImageOptions>,
+                    None,
+                )
+                .await
+            {
+                Ok(_) => {
+                    removed_images += 1;
+                    printer.info(format!("removed image {}", s.image));
+                }
+                Err(e) if is_not_found(&e) => {}
+                Err(e) if is_conflict(&e) => {
+                    printer.warn(format!("kept image {}: another container uses it", s.image))
+                }
+                Err(e) => {
+                    return Err(anyhow::Error::new(e)
+                        .context(format!("failed to remove image `{}`", s.image)))
+                }
+            }
+        }
+    }
+
+    if containers.is_empty() && removed_networks == 0 && removed_volumes == 0 && removed_images == 0
+    {
+        printer.info(format!(
+            "nothing to remove: project `{project}` has no containers or network"
+        ));
+    } else {
+        let kept = if opts.volumes {
+            String::new()
+        } else {
+            " (volumes kept; `down --volumes` deletes them)".to_string()
+        };
+        printer.success(format!("stack `{project}` is down{kept}"));
+    }
+    Ok(())
+}

@@ -1,0 +1,227 @@
+//! `irisctl status`: the engine's view, live HTTP probes and Prometheus's targets.
+
+use std::time::Duration;
+
+use anyhow::Result;
+use serde::Serialize;
+
+use super::{short_duration, Ctx};
+use crate::cli::Format;
+use crate::engine::observe::{self, health_word};
+use crate::engine::Engine;
+use crate::error::Exit;
+use crate::probe::{self, ProbeResult, Target};
+use crate::stack::Stack;
+
+#[derive(Debug, Serialize)]
+pub struct ServiceStatus {
+    pub name: String,
+    pub container: Option<String>,
+    pub state: String,
+    pub health: String,
+    pub image: Option<String>,
+    pub ports: Vec<String>,
+    pub url: Option<String>,
+    pub uptime_seconds: Option<u64>,
+    pub probes: Vec<ProbeResult>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct Report {
+    pub project: String,
+    pub services: Vec<ServiceStatus>,
+    pub orphans: Vec<String>,
+    pub prometheus_targets: Vec<Target>,
+    pub prometheus_error: Option<String>,
+}
+
+impl Report {
+    /// Every service present, running, healthy (or without a check) and answering its probes.
+    pub fn healthy(&self) -> bool {
+        self.services.iter().all(|s| {
+            s.state == "running"
+                && (s.health == "healthy" || s.health == "-")
+                && s.probes.iter().all(|p| p.ok)
+        })
+    }
+}
+
+pub async fn collect(ctx: &Ctx, engine: &Engine) -> Result<Report> {
+    let stack = Stack::from_settings(&ctx.settings);
+    let observed = observe::project_containers(engine, &stack.project).await?;
+    let host = ctx.settings.client_host();
+    let client = probe::client(Duration::from_secs(2));
+    let now = std::time::SystemTime::now();
+
+    let mut services = Vec::new();
+    for s in &stack.services {
+        let found = observed.iter().find(|o| o.service == s.name);
+        let url = s
+            .ports
+            .first()
+            .map(|p| format!("http://{host}:{}/", p.host));
+        let ports = s
+            .ports
+            .iter()
+            .map(|p| format!("{}:{}->{}", p.host_ip, p.host, p.container))
+            .collect();
+        let Some(o) = found else {
+            services.push(ServiceStatus {
+                name: s.name.clone(),
+                container: None,
+                state: "missing".into(),
+                health: "-".into(),
+                image: None,
+                ports,
+                url,
+                uptime_seconds: None,
+                probes: vec![],
+            });
+            continue;
+        };
+        let detail = observe::inspect(engine, &o.id).await?;
+        let state = detail.state.clone().unwrap_or_default();
+        let running = state.running.unwrap_or(false);
+        let uptime = running
+            .then(|| {
+                state.started_at.as_deref().and_then(|t| {
+                    humantime::parse_rfc3339_weak(t.split('.').next().unwrap_or(t)).ok()
+                })
+            })
+            .flatten()
+            .and_then(|t| now.duration_since(t).ok())
+            .map(|d| d.as_secs());
+        let probes = if running {
+            let probes: Vec<_> = s.probes.iter().collect();
+            probe::run_all(&client, &host, &probes).await
+        } else {
+            vec![]
+        };
+        services.push(ServiceStatus {
+            name: s.name.clone(),
+            container: Some(o.name.clone()),
+            state: state
+                .status
+                .map(|st| st.to_string())
+                .unwrap_or_else(|| "unknown".into()),
+            health: health_word(&detail),
+            image: Some(s.image.clone()),
+            ports,
+            url,
+            uptime_seconds: uptime,
+            probes,
+        });
+    }
+    let orphans = observed
+        .iter()
+        .filter(|o| stack.service(&o.service).is_none())
+        .map(|o| o.name.clone())
+        .collect();
+    let prom = format!("http://{host}:{}", ctx.settings.ports.prometheus);
+    let (prometheus_targets, prometheus_error) =
+        match probe::prometheus_targets(&client, &prom).await {
+            Ok(t) => (t, None),
+            Err(e) => (vec![], Some(e)),
+        };
+    Ok(Report {
+        project: stack.project,
+        services,
+        orphans,
+        prometheus_targets,
+        prometheus_error,
+    })
+}
+
+pub async fn run(ctx: &Ctx, format: Format) -> Result<Exit> {
+    let engine = Engine::connect().await?;
+    let report = collect(ctx, &engine).await?;
+    match format {
+        Format::Json => ctx.printer.data(&serde_json::to_string_pretty(&report)?),
+        Format::Table => ctx.printer.data(&render_table(&report)),
+    }
+    if report.healthy() {
+        Ok(Exit::Success)
+    } else {
+        if format == Format::Table {
+            let bad: Vec<_> = report
+                .services
+                .iter()
+                .filter(|s| {
+                    !(s.state == "running"
+                        && (s.health == "healthy" || s.health == "-")
+                        && s.probes.iter().all(|p| p.ok))
+                })
+                .map(|s| format!("`{}` ({}, {})", s.name, s.state, s.health))
+                .collect();
+            ctx.printer.error(format!(
+                "stack `{}` is not healthy: {}",
+                report.project,
+                bad.join(", ")
+            ));
+            ctx.printer
+                .hint("`irisctl up` repairs it; `irisctl logs SERVICE` shows why a service fails");
+        }
+        Ok(Exit::Unhealthy)
+    }
+}
+
+/// The table people read.
+pub fn render_table(r: &Report) -> String {
+    let mut b = tabled::builder::Builder::default();
+    b.push_record([
+        "SERVICE", "STATE", "HEALTH", "IMAGE", "URL", "UPTIME", "PROBES",
+    ]);
+    for s in &r.services {
+        let probes = if s.probes.is_empty() {
+            "-".to_string()
+        } else {
+            s.probes
+                .iter()
+                .map(|p| match (p.ok, p.status, &p.error) {
+                    (true, Some(code), _) => format!("{} {code}", p.name),
+                    (false, Some(code), _) => format!("{} FAIL {code}", p.name),
+                    (_, None, Some(e)) => format!("{} FAIL {e}", p.name),
+                    _ => format!("{} FAIL", p.name),
+                })
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        b.push_record([
+            s.name.clone(),
+            s.state.clone(),
+            s.health.clone(),
+            s.image.clone().unwrap_or_else(|| "-".into()),
+            s.url.clone().unwrap_or_else(|| "-".into()),
+            s.uptime_seconds
+                .map(short_duration)
+                .unwrap_or_else(|| "-".into()),
+            probes,
+        ]);
+    }
+    let mut t = b.build();
+    t.with(tabled::settings::Style::blank());
+    let mut out = format!("project {}\n{t}\n", r.project);
+    out.push_str("\nprometheus targets\n");
+    if let Some(e) = &r.prometheus_error {
+        out.push_str(&format!("  unavailable: {e}\n"));
+    } else if r.prometheus_targets.is_empty() {
+        out.push_str("  none\n");
+    }
+    for t in &r.prometheus_targets {
+        let err = if t.last_error.is_empty() {
+            String::new()
+        } else {
+            format!(" ({})", t.last_error)
+        };
+        out.push_str(&format!(
+            "  {:<12} {:<22} {}{err}\n",
+            t.job, t.instance, t.health
+        ));
+    }
+    for o in &r.orphans {
+        out.push_str(&format!(
+            "\norphan container {o} (remove with `irisctl up --remove-orphans`)\n"
+        ));
+    }
+    out
+}

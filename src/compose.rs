@@ -1,0 +1,273 @@
+//! Render a [`Stack`] as a `docker-compose.yml` that docker-compose 1.29 and Compose v2 both run.
+//!
+//! Output is deterministic (fixed key order, sorted maps) so it can be checked into a repo and
+//! compared with `irisctl compose --check`. Secrets stay in `.env` as `${VAR}` references.
+
+use std::path::Path;
+
+use serde_yaml::{Mapping, Value};
+
+use crate::stack::{Condition, EnvValue, Mount, Stack};
+
+fn s(v: impl Into<String>) -> Value {
+    Value::String(v.into())
+}
+
+fn map(entries: Vec<(&str, Value)>) -> Value {
+    let mut m = Mapping::new();
+    for (k, v) in entries {
+        m.insert(s(k), v);
+    }
+    Value::Mapping(m)
+}
+
+fn seq<I: IntoIterator<Item = String>>(items: I) -> Value {
+    Value::Sequence(items.into_iter().map(Value::String).collect())
+}
+
+/// `5s`, `1m30s`: the duration form both Compose versions read.
+fn duration(d: std::time::Duration) -> String {
+    let secs = d.as_secs();
+    if secs >= 60 && secs % 60 == 0 {
+        format!("{}m", secs / 60)
+    } else {
+        format!("{secs}s")
+    }
+}
+
+/// A path as the compose file should name it: `./rel` below `base`, absolute elsewhere.
+fn path_from(base: &Path, p: &Path) -> String {
+    match p.strip_prefix(base) {
+        Ok(rel) if rel.as_os_str().is_empty() => ".".into(),
+        Ok(rel) => format!("./{}", rel.display()),
+        Err(_) => p.display().to_string(),
+    }
+}
+
+/// The compose file for `stack`, with paths relative to `base` (the file's folder).
+pub fn render(stack: &Stack, base: &Path, header: &str) -> String {
+    let mut services = Mapping::new();
+    for svc in &stack.services {
+        let mut m: Vec<(&str, Value)> = Vec::new();
+        if let Some(b) = &svc.build {
+            let mut build = vec![
+                ("context", s(path_from(base, &b.context))),
+                ("dockerfile", s(b.dockerfile.clone())),
+            ];
+            if !b.args.is_empty() {
+                let mut args = Mapping::new();
+                for (k, v) in &b.args {
+                    args.insert(s(k.clone()), s(v.clone()));
+                }
+                build.push(("args", Value::Mapping(args)));
+            }
+            m.push(("build", map(build)));
+        }
+        m.push(("image", s(svc.image.clone())));
+        m.push(("container_name", s(svc.container_name.clone())));
+        if !svc.command.is_empty() {
+            m.push(("command", seq(svc.command.clone())));
+        }
+        if let Some(u) = &svc.user {
+            m.push(("user", s(u.clone())));
+        }
+        if !svc.env.is_empty() {
+            let mut env = Mapping::new();
+            for (k, v) in &svc.env {
+                let value = match v {
+                    EnvValue::Plain(p) => p.clone(),
+                    EnvValue::FromDotenv(key) => {
+                        format!("${{{key}:?set {key} in .env (irisctl up generates it)}}")
+                    }
+                };
+                env.insert(s(k.clone()), s(value));
+            }
+            m.push(("environment", Value::Mapping(env)));
+        }
+        if !svc.ports.is_empty() {
+            // Short syntax: docker-compose 1.29 rejects `host_ip` in the long one.
+            m.push((
+                "ports",
+                seq(svc.ports.iter().map(|p| {
+                    let ip = match p.host_ip {
+                        std::net::IpAddr::V6(v6) => format!("[{v6}]"),
+                        v4 => v4.to_string(),
+                    };
+                    format!("{ip}:{}:{}", p.host, p.container)
+                })),
+            ));
+        }
+        if let Some(h) = &svc.healthcheck {
+            m.push((
+                "healthcheck",
+                map(vec![
+                    ("test", seq(h.test.clone())),
+                    ("interval", s(duration(h.interval))),
+                    ("timeout", s(duration(h.timeout))),
+                    ("retries", Value::Number(h.retries.into())),
+                    ("start_period", s(duration(h.start_period))),
+                ]),
+            ));
+        }
+        if !svc.depends_on.is_empty() {
+            let mut deps = Mapping::new();
+            for d in &svc.depends_on {
+                let cond = match d.condition {
+                    Condition::Started => "service_started",
+                    Condition::Healthy => "service_healthy",
+                };
+                deps.insert(s(d.service.clone()), map(vec![("condition", s(cond))]));
+            }
+            m.push(("depends_on", Value::Mapping(deps)));
+        }
+        let volumes: Vec<String> = svc
+            .mounts
+            .iter()
+            .filter_map(|mnt| match mnt {
+                Mount::Bind { source, target } => {
+                    Some(format!("{}:{target}:ro", path_from(base, source)))
+                }
+                Mount::Volume { key, target } => Some(format!("{key}:{target}")),
+                Mount::Tmpfs { .. } => None,
+            })
+            .collect();
+        if !volumes.is_empty() {
+            m.push(("volumes", seq(volumes)));
+        }
+        let tmpfs: Vec<String> = svc
+            .mounts
+            .iter()
+            .filter_map(|mnt| {
+                if let Mount::Tmpfs { target } = mnt {
+                    Some(target.clone())
+                } else {
+                    None
+                }
+            })
+            .collect();
+        if !tmpfs.is_empty() {
+            m.push(("tmpfs", seq(tmpfs)));
+        }
+        if svc.read_only {
+            m.push(("read_only", Value::Bool(true)));
+        }
+        if !svc.cap_drop.is_empty() {
+            m.push(("cap_drop", seq(svc.cap_drop.clone())));
+        }
+        if !svc.security_opt.is_empty() {
+            m.push(("security_opt", seq(svc.security_opt.clone())));
+        }
+        if let Some(bytes) = svc.memory_bytes {
+            m.push(("mem_limit", s(format!("{}m", bytes / (1024 * 1024)))));
+        }
+        if !svc.restart.is_empty() {
+            m.push(("restart", s(svc.restart.clone())));
+        }
+        m.push((
+            "networks",
+            map(vec![(
+                stack.network.key.as_str(),
+                map(vec![("aliases", seq(svc.aliases.clone()))]),
+            )]),
+        ));
+        services.insert(s(svc.name.clone()), map(m));
+    }
+    let mut volumes = Mapping::new();
+    for v in &stack.volumes {
+        volumes.insert(s(v.key.clone()), Value::Mapping(Mapping::new()));
+    }
+    let doc = map(vec![
+        ("services", Value::Mapping(services)),
+        (
+            "networks",
+            map(vec![(
+                stack.network.key.as_str(),
+                map(vec![("name", s(stack.network.name.clone()))]),
+            )]),
+        ),
+        ("volumes", Value::Mapping(volumes)),
+    ]);
+    let body = serde_yaml::to_string(&doc).unwrap_or_default();
+    let mut out = String::new();
+    for line in header.lines() {
+        out.push_str(&format!("# {line}\n").replace("# \n", "#\n"));
+    }
+    out.push_str(&body);
+    out
+}
+
+/// `.env.example`: the variables the compose file reads, without their values.
+pub fn env_example() -> String {
+    format!(
+        "# Copy to .env and fill in. `irisctl up` creates .env (mode 0600) with a generated password.\n{}=\n",
+        crate::settings::GRAFANA_PASSWORD_KEY
+    )
+}
+
+/// A unified diff of `old` against `new`, empty when they are the same.
+pub fn diff(old: &str, new: &str, old_name: &str) -> String {
+    if old == new {
+        return String::new();
+    }
+    similar::TextDiff::from_lines(old, new)
+        .unified_diff()
+        .context_radius(3)
+        .header(old_name, "irisctl compose")
+        .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::settings::Settings;
+
+    fn rendered() -> String {
+        let st = Stack::from_settings(&Settings::defaults("/proj".into()));
+        render(&st, Path::new("/proj"), "Generated by irisctl")
+    }
+
+    #[test]
+    fn deterministic_and_relative() {
+        let a = rendered();
+        assert_eq!(a, rendered());
+        assert!(
+            a.starts_with("# Generated by irisctl\nservices:\n  api:\n"),
+            "{a}"
+        );
+        assert!(a.contains("context: ./stack/api"));
+        assert!(a.contains("- ./monitoring/prometheus.yml:/etc/prometheus/prometheus.yml:ro"));
+        assert!(!a.contains("/proj/"));
+    }
+
+    #[test]
+    fn avoids_what_compose_1_29_rejects() {
+        let a = rendered();
+        let doc: serde_yaml::Value = serde_yaml::from_str(&a).unwrap();
+        assert!(doc.get("name").is_none() && doc.get("version").is_none());
+        assert!(
+            !a.contains("host_ip") && !a.contains("start_interval") && !a.contains("required:")
+        );
+        assert!(a.contains("- 127.0.0.1:8000:8000"));
+        assert_eq!(
+            doc["services"]["frontend"]["depends_on"]["api"]["condition"],
+            "service_healthy"
+        );
+    }
+
+    #[test]
+    fn secrets_are_references() {
+        let a = rendered();
+        assert!(
+            a.contains("GF_SECURITY_ADMIN_PASSWORD: ${GRAFANA_ADMIN_PASSWORD:?"),
+            "{a}"
+        );
+        assert!(env_example().contains("GRAFANA_ADMIN_PASSWORD=\n"));
+    }
+
+    #[test]
+    fn diff_is_empty_for_equal_text() {
+        assert!(diff("a\n", "a\n", "f").is_empty());
+        let d = diff("a\nb\n", "a\nc\n", "f");
+        assert!(d.contains("-b") && d.contains("+c"), "{d}");
+    }
+}

@@ -1,0 +1,216 @@
+//! Entry point: parse, resolve settings, run one command, print an error once, map to an exit code.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Result;
+use clap::{CommandFactory, Parser};
+
+use irisctl::cli::{Cli, Command, GrafanaCommand, StackFlags};
+use irisctl::commands::{self, Ctx};
+use irisctl::error::{hint_of, Exit};
+use irisctl::output::{Printer, Verbosity};
+use irisctl::settings::{self, FlagPairs, Inputs};
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { Exit::Usage as u8 } else { 0 });
+        }
+    };
+    let verbosity = match (cli.global.quiet, cli.global.verbose) {
+        (true, _) => Verbosity::Quiet,
+        (_, true) => Verbosity::Verbose,
+        _ => Verbosity::Normal,
+    };
+    let printer = Printer::new(verbosity);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            printer.error(format!("cannot start the async runtime: {e}"));
+            return ExitCode::from(Exit::Failure as u8);
+        }
+    };
+    let outcome = runtime.block_on(async {
+        tokio::select! {
+            r = run(cli, printer.clone()) => r,
+            _ = tokio::signal::ctrl_c() => Err(anyhow::Error::new(Interrupted)),
+        }
+    });
+    // Do not wait for in-flight engine calls after an interrupt.
+    runtime.shutdown_background();
+    match outcome {
+        Ok(code) => ExitCode::from(code as u8),
+        Err(err) if err.is::<Interrupted>() => {
+            printer.error("interrupted: containers already started keep running; nothing half-made is left that `irisctl up` cannot converge");
+            printer
+                .hint("run `irisctl up` to finish, or `irisctl down` to remove what was started");
+            ExitCode::from(Exit::Interrupted as u8)
+        }
+        Err(err) => {
+            printer.error(format!("{err:#}"));
+            if let Some(hint) = hint_of(&err) {
+                printer.hint(hint);
+            }
+            ExitCode::from(Exit::Failure as u8)
+        }
+    }
+}
+
+#[derive(Debug)]
+struct Interrupted;
+impl std::fmt::Display for Interrupted {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("interrupted")
+    }
+}
+impl std::error::Error for Interrupted {}
+
+fn stack_flags(flags: &StackFlags) -> FlagPairs {
+    let mut out = Vec::new();
+    let pairs: [(&'static str, &Option<String>, &'static str); 5] = [
+        ("BIND", &flags.bind, "flag --bind"),
+        ("API_PORT", &flags.api_port, "flag --api-port"),
+        (
+            "FRONTEND_PORT",
+            &flags.frontend_port,
+            "flag --frontend-port",
+        ),
+        (
+            "PROMETHEUS_PORT",
+            &flags.prometheus_port,
+            "flag --prometheus-port",
+        ),
+        ("GRAFANA_PORT", &flags.grafana_port, "flag --grafana-port"),
+    ];
+    for (key, value, origin) in pairs {
+        if let Some(v) = value {
+            out.push((key, v.clone(), origin));
+        }
+    }
+    out
+}
+
+fn data_home() -> PathBuf {
+    std::env::var_os("XDG_DATA_HOME")
+        .filter(|v| !v.is_empty())
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
+        .unwrap_or_else(|| PathBuf::from("/tmp"))
+        .join("irisctl")
+}
+
+async fn run(cli: Cli, printer: Printer) -> Result<Exit> {
+    let cwd = std::env::current_dir()?;
+    match &cli.command {
+        Command::Completions { shell } => {
+            let mut out = Vec::new();
+            clap_complete::generate(*shell, &mut Cli::command(), "irisctl", &mut out);
+            printer.data(&String::from_utf8_lossy(&out));
+            return Ok(Exit::Success);
+        }
+        Command::Init(args) => {
+            let dir = args.dir.clone().unwrap_or_else(|| cwd.clone());
+            commands::init::run(&dir, args.force, &printer)?;
+            return Ok(Exit::Success);
+        }
+        _ => {}
+    }
+
+    let mut flags = match &cli.command {
+        Command::Up(a) => stack_flags(&a.stack),
+        Command::Status(a) => stack_flags(&a.stack),
+        Command::Compose(a) => stack_flags(&a.stack),
+        _ => Vec::new(),
+    };
+    if let Some(p) = &cli.global.project_name {
+        flags.push(("PROJECT_NAME", p.clone(), "flag --project-name"));
+    }
+    if let Command::Up(a) = &cli.command {
+        if let Some(t) = &a.wait_timeout {
+            flags.push(("HEALTH_TIMEOUT", t.clone(), "flag --wait-timeout"));
+        }
+    }
+    let env: Vec<(String, String)> = std::env::vars().collect();
+    let embedded = cli.global.project_dir.is_none() && !irisctl::assets::holds_stack(&cwd);
+    let settings = settings::resolve(Inputs {
+        cwd: &cwd,
+        config: cli.global.config.as_deref(),
+        project_dir: cli.global.project_dir.as_deref(),
+        env: &env,
+        flags,
+        data_home: data_home(),
+    })?;
+    if cli.global.print_settings {
+        printer.data(&settings::to_yaml(&settings)?);
+        return Ok(Exit::Success);
+    }
+    let mut ctx = Ctx {
+        settings,
+        printer,
+        embedded,
+    };
+    match cli.command {
+        Command::Up(a) => {
+            commands::up::run(
+                &mut ctx,
+                commands::up::UpOptions {
+                    remove_orphans: a.remove_orphans,
+                    provision: !a.no_provision,
+                },
+            )
+            .await?;
+            Ok(Exit::Success)
+        }
+        Command::Status(a) => commands::status::run(&ctx, a.format).await,
+        Command::Down(a) => {
+            commands::down::run(
+                &ctx,
+                commands::down::DownOptions {
+                    volumes: a.volumes,
+                    rmi: a.rmi,
+                },
+            )
+            .await?;
+            Ok(Exit::Success)
+        }
+        Command::Logs(a) => {
+            commands::logs::run(&ctx, a.service.as_deref(), a.follow, &a.tail).await?;
+            Ok(Exit::Success)
+        }
+        Command::Grafana(GrafanaCommand::Provision(a)) => {
+            let wait: u64 = a.wait_timeout.parse().map_err(|_| {
+                irisctl::error::hinted(
+                    format!(
+                        "--wait-timeout {:?} is not a number of seconds",
+                        a.wait_timeout
+                    ),
+                    "give a whole number of seconds",
+                )
+            })?;
+            let opts = commands::grafana::ProvisionOptions {
+                url: a.url,
+                user: a.user,
+                password: a.password,
+                token: a.token,
+                dashboards: a.dashboards,
+                prometheus_url: a.prometheus_url,
+                wait_timeout: std::time::Duration::from_secs(wait),
+            };
+            commands::grafana::run(&ctx, &opts).await?;
+            Ok(Exit::Success)
+        }
+        Command::Compose(a) => {
+            if ctx.embedded && (a.output.is_some() || a.check.is_some()) {
+                ctx.ensure_stack_files()?;
+            }
+            commands::compose::run(&ctx, a.output.as_deref(), a.check.as_deref())
+        }
+        Command::Completions { .. } | Command::Init(_) => Ok(Exit::Success),
+    }
+}

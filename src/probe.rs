@@ -1,0 +1,173 @@
+//! HTTP probes of the published endpoints, with deadlines, and Prometheus's view of its targets.
+
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::stack::Probe;
+
+/// A plain HTTP client with short timeouts; no proxy (the endpoints are on this host).
+pub fn client(timeout: Duration) -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout)
+        .no_proxy()
+        .build()
+        .unwrap_or_default()
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ProbeResult {
+    pub name: String,
+    pub url: String,
+    pub ok: bool,
+    pub status: Option<u16>,
+    pub error: Option<String>,
+    pub millis: u128,
+}
+
+/// One GET; success is a 2xx answer.
+pub async fn check(client: &reqwest::Client, name: &str, url: &str) -> ProbeResult {
+    let started = Instant::now();
+    let (status, error) = match client.get(url).send().await {
+        Ok(r) => (Some(r.status().as_u16()), None),
+        Err(e) => (None, Some(short_error(&e))),
+    };
+    ProbeResult {
+        name: name.to_string(),
+        url: url.to_string(),
+        ok: status.is_some_and(|s| (200..300).contains(&s)),
+        status,
+        error,
+        millis: started.elapsed().as_millis(),
+    }
+}
+
+pub async fn run_all(client: &reqwest::Client, host: &str, probes: &[&Probe]) -> Vec<ProbeResult> {
+    futures_util::future::join_all(probes.iter().map(|p| async move {
+        check(
+            client,
+            &p.name,
+            &format!("http://{host}:{}{}", p.port, p.path),
+        )
+        .await
+    }))
+    .await
+}
+
+/// Poll until a probe answers 2xx or the deadline passes; returns the last result.
+pub async fn until_ok(
+    client: &reqwest::Client,
+    name: &str,
+    url: &str,
+    deadline: Instant,
+) -> ProbeResult {
+    loop {
+        let r = check(client, name, url).await;
+        if r.ok || Instant::now() >= deadline {
+            return r;
+        }
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+}
+
+fn short_error(e: &reqwest::Error) -> String {
+    if e.is_timeout() {
+        "timed out".into()
+    } else if e.is_connect() {
+        "connection refused".into()
+    } else {
+        let mut msg = e.to_string();
+        let mut src = std::error::Error::source(e);
+        while let Some(s) = src {
+            msg = s.to_string();
+            src = s.source();
+        }
+        msg
+    }
+}
+
+/// A scrape target as Prometheus reports it.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Target {
+    pub job: String,
+    pub instance: String,
+    pub health: String,
+    pub last_error: String,
+}
+
+/// Active targets from Prometheus's `/api/v1/targets`.
+pub async fn prometheus_targets(
+    client: &reqwest::Client,
+    base: &str,
+) -> Result<Vec<Target>, String> {
+    let url = format!("{base}/api/v1/targets?state=active");
+    let resp = client.get(&url).send().await.map_err(|e| short_error(&e))?;
+    if !resp.status().is_success() {
+        return Err(format!("HTTP {}", resp.status().as_u16()));
+    }
+    let body: serde_json::Value = resp
+        .json()
+        .await
+        .map_err(|e| format!("unreadable answer: {e}"))?;
+    Ok(parse_targets(&body))
+}
+
+pub fn parse_targets(body: &serde_json::Value) -> Vec<Target> {
+    let Some(list) = body
+        .pointer("/data/activeTargets")
+        .and_then(|v| v.as_array())
+    else {
+        return Vec::new();
+    };
+    let text = |t: &serde_json::Value, p: &str| {
+        t.pointer(p)
+            .and_then(|v| v.as_str())
+            .unwrap_or("")
+            .to_string()
+    };
+    let mut out: Vec<Target> = list
+        .iter()
+        .map(|t| Target {
+            job: text(t, "/labels/job"),
+            instance: text(t, "/labels/instance"),
+            health: text(t, "/health"),
+            last_error: text(t, "/lastError"),
+        })
+        .collect();
+    out.sort_by(|a, b| (&a.job, &a.instance).cmp(&(&b.job, &b.instance)));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_are_parsed_and_sorted() {
+        let body = serde_json::json!({"status":"success","data":{"activeTargets":[
+            {"labels":{"job":"prometheus","instance":"localhost:9090"},"health":"up","lastError":""},
+            {"labels":{"job":"iris-api","instance":"api:8000"},"health":"down","lastError":"connection refused"}
+        ]}});
+        let t = parse_targets(&body);
+        assert_eq!(t[0].job, "iris-api");
+        assert_eq!(t[0].health, "down");
+        assert_eq!(t[0].last_error, "connection refused");
+        assert!(parse_targets(&serde_json::json!({"status":"error"})).is_empty());
+    }
+
+    #[tokio::test]
+    async fn refused_connection_is_not_ok() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        drop(listener);
+        let r = check(
+            &client(Duration::from_secs(2)),
+            "x",
+            &format!("http://127.0.0.1:{port}/"),
+        )
+        .await;
+        assert!(!r.ok);
+        assert_eq!(r.error.as_deref(), Some("connection refused"));
+    }
+}

@@ -1,0 +1,833 @@
+//! Resolve defaults, `irisctl.yaml`, `.env`, `IRISCTL_*` variables and flags into one validated
+//! [`Settings`] value. Nothing past this module sees clap types or raw strings from the user.
+//!
+//! Precedence: built-in defaults < settings file < `.env` < environment < flags. Every layer after
+//! the file is a list of `KEY=value` pairs applied through [`Settings::apply`], so a key means the
+//! same thing and fails the same way wherever it comes from.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use serde::{Deserialize, Serialize};
+
+use crate::error::hinted;
+
+pub const DEFAULT_PROJECT: &str = "iris";
+pub const SETTINGS_FILE: &str = "irisctl.yaml";
+/// The `.env` key that holds Grafana's generated admin password.
+pub const GRAFANA_PASSWORD_KEY: &str = "GRAFANA_ADMIN_PASSWORD";
+
+/// Host ports the stack publishes.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Ports {
+    pub api: u16,
+    pub frontend: u16,
+    pub prometheus: u16,
+    pub grafana: u16,
+}
+
+/// Base images (passed to the Dockerfiles as build args) and third-party service images.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Images {
+    pub python: String,
+    pub node: String,
+    pub nginx: String,
+    pub prometheus: String,
+    pub grafana: String,
+}
+
+/// Build a service from a context instead of using an image reference.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct BuildSpec {
+    pub context: PathBuf,
+    pub dockerfile: String,
+    pub args: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Settings {
+    pub project: String,
+    pub project_dir: PathBuf,
+    pub bind: IpAddr,
+    pub ports: Ports,
+    pub images: Images,
+    /// Services (`prometheus`, `grafana`) built from a context rather than pulled.
+    pub builds: BTreeMap<String, BuildSpec>,
+    #[serde(with = "secs")]
+    pub health_timeout: Duration,
+    pub grafana_admin_user: String,
+    /// From `.env`; `None` until the first `up` generates it.
+    #[serde(skip)]
+    pub grafana_admin_password: Option<String>,
+    /// Where each value came from, for `--print-settings` and error messages.
+    pub sources: Vec<String>,
+}
+
+mod secs {
+    pub fn serialize<S: serde::Serializer>(
+        d: &std::time::Duration,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.serialize_u64(d.as_secs())
+    }
+}
+
+impl Settings {
+    /// The built-in defaults: official images pinned to a version, loopback ports.
+    pub fn defaults(project_dir: PathBuf) -> Self {
+        Settings {
+            project: DEFAULT_PROJECT.to_string(),
+            project_dir,
+            bind: IpAddr::from([127, 0, 0, 1]),
+            ports: Ports {
+                api: 8000,
+                frontend: 5174,
+                prometheus: 9090,
+                grafana: 3000,
+            },
+            images: Images {
+                python: "python:3.11-slim".into(),
+                node: "node:20-alpine".into(),
+                nginx: "nginx:1.27-alpine".into(),
+                prometheus: "prom/prometheus:v2.53.2".into(),
+                grafana: "grafana/grafana:11.4.0".into(),
+            },
+            builds: BTreeMap::new(),
+            health_timeout: Duration::from_secs(180),
+            grafana_admin_user: "admin".into(),
+            grafana_admin_password: None,
+            sources: vec!["built-in defaults".into()],
+        }
+    }
+
+    /// Apply one `KEY=value` setting (KEY without the `IRISCTL_` prefix). `origin` names the
+    /// source in errors, e.g. "`.env` line 3" or "flag --api-port".
+    pub fn apply(&mut self, key: &str, value: &str, origin: &str) -> Result<()> {
+        let bad = |what: &str, hint: &str| {
+            hinted(
+                format!("{origin}: {key}={value:?} is not {what}"),
+                hint.to_string(),
+            )
+        };
+        match key {
+            "PROJECT_NAME" => {
+                validate_project(value).map_err(|why| bad(&format!("a valid project name ({why})"), "use lowercase letters, digits, '-' and '_', starting with a letter or digit, e.g. `iris-test`"))?;
+                self.project = value.to_string();
+            }
+            "BIND" => {
+                self.bind = value.trim().parse().map_err(|_| {
+                    bad("an IP address", "give an address like 127.0.0.1 (the default, this host only) or 0.0.0.0 (every interface)")
+                })?;
+            }
+            "API_PORT" | "FRONTEND_PORT" | "PROMETHEUS_PORT" | "GRAFANA_PORT" => {
+                let port = parse_port(value)
+                    .ok_or_else(|| bad("a port number", "give a whole number from 1 to 65535"))?;
+                match key {
+                    "API_PORT" => self.ports.api = port,
+                    "FRONTEND_PORT" => self.ports.frontend = port,
+                    "PROMETHEUS_PORT" => self.ports.prometheus = port,
+                    _ => self.ports.grafana = port,
+                }
+            }
+            "PYTHON_IMAGE" | "NODE_IMAGE" | "NGINX_IMAGE" | "PROMETHEUS_IMAGE"
+            | "GRAFANA_IMAGE" => {
+                validate_image(value).map_err(|why| {
+                    bad(&format!("an image reference ({why})"), "write it as NAME[:TAG], e.g. python:3.11-slim or irisctl-offline/python:3.11")
+                })?;
+                let slot = match key {
+                    "PYTHON_IMAGE" => &mut self.images.python,
+                    "NODE_IMAGE" => &mut self.images.node,
+                    "NGINX_IMAGE" => &mut self.images.nginx,
+                    "PROMETHEUS_IMAGE" => &mut self.images.prometheus,
+                    _ => &mut self.images.grafana,
+                };
+                *slot = value.to_string();
+            }
+            "HEALTH_TIMEOUT" | "WAIT_TIMEOUT" => {
+                let secs: u64 = value
+                    .trim()
+                    .parse()
+                    .ok()
+                    .filter(|s| (1..=3600).contains(s))
+                    .ok_or_else(|| {
+                        bad(
+                            "a number of seconds",
+                            "give a whole number of seconds from 1 to 3600",
+                        )
+                    })?;
+                self.health_timeout = Duration::from_secs(secs);
+            }
+            "GRAFANA_ADMIN_USER" => {
+                if value.trim().is_empty() {
+                    return Err(bad("a user name", "give a non-empty user name"));
+                }
+                self.grafana_admin_user = value.to_string();
+            }
+            _ => {
+                return Err(hinted(
+                    format!("{origin}: unknown setting `IRISCTL_{key}`"),
+                    format!(
+                        "known settings: {}",
+                        KNOWN_KEYS
+                            .iter()
+                            .map(|k| format!("IRISCTL_{k}"))
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                ))
+            }
+        }
+        Ok(())
+    }
+
+    /// Apply a settings file's content (YAML). `path` is only used in messages and to resolve
+    /// relative build contexts.
+    pub fn apply_file(&mut self, text: &str, path: &Path) -> Result<()> {
+        let shown = path.display();
+        let file: FileLayer = if text.trim().is_empty() {
+            FileLayer::default()
+        } else {
+            serde_yaml::from_str(text).map_err(|e| {
+                hinted(
+                    format!("settings file `{shown}` is not valid: {e}"),
+                    "see examples/irisctl.yaml for every key; remove or fix the one named above",
+                )
+            })?
+        };
+        let origin = |key: &str| format!("settings file `{shown}`, key `{key}`");
+        if let Some(v) = file.project {
+            self.apply("PROJECT_NAME", &v, &origin("project"))?;
+        }
+        if let Some(v) = file.bind {
+            self.apply("BIND", &v, &origin("bind"))?;
+        }
+        if let Some(p) = file.ports {
+            for (key, v) in [
+                ("API_PORT", p.api),
+                ("FRONTEND_PORT", p.frontend),
+                ("PROMETHEUS_PORT", p.prometheus),
+                ("GRAFANA_PORT", p.grafana),
+            ] {
+                if let Some(v) = v {
+                    let name = key.trim_end_matches("_PORT").to_lowercase();
+                    self.apply(key, &yaml_scalar(&v), &origin(&format!("ports.{name}")))?;
+                }
+            }
+        }
+        if let Some(i) = file.images {
+            for (key, v) in [
+                ("PYTHON_IMAGE", i.python),
+                ("NODE_IMAGE", i.node),
+                ("NGINX_IMAGE", i.nginx),
+                ("PROMETHEUS_IMAGE", i.prometheus),
+                ("GRAFANA_IMAGE", i.grafana),
+            ] {
+                if let Some(v) = v {
+                    let name = key.trim_end_matches("_IMAGE").to_lowercase();
+                    self.apply(key, &v, &origin(&format!("images.{name}")))?;
+                }
+            }
+        }
+        if let Some(t) = file.timeouts.and_then(|t| t.health) {
+            self.apply(
+                "HEALTH_TIMEOUT",
+                &yaml_scalar(&t),
+                &origin("timeouts.health"),
+            )?;
+        }
+        if let Some(u) = file.grafana.and_then(|g| g.admin_user) {
+            self.apply("GRAFANA_ADMIN_USER", &u, &origin("grafana.admin_user"))?;
+        }
+        let base = path.parent().unwrap_or(Path::new("."));
+        for (service, build) in file.build.unwrap_or_default() {
+            if !BUILDABLE.contains(&service.as_str()) {
+                return Err(hinted(
+                    format!(
+                        "{}: `{service}` cannot be built from a context",
+                        origin(&format!("build.{service}"))
+                    ),
+                    format!(
+                        "services that take a build context: {}",
+                        BUILDABLE.join(", ")
+                    ),
+                ));
+            }
+            let context = base.join(&build.context);
+            if !context
+                .join(build.dockerfile.as_deref().unwrap_or("Dockerfile"))
+                .is_file()
+            {
+                return Err(hinted(
+                    format!(
+                        "{}: no Dockerfile in build context `{}`",
+                        origin(&format!("build.{service}.context")),
+                        context.display()
+                    ),
+                    "a relative context is resolved from the settings file's folder",
+                ));
+            }
+            self.builds.insert(
+                service,
+                BuildSpec {
+                    context,
+                    dockerfile: build.dockerfile.unwrap_or_else(|| "Dockerfile".into()),
+                    args: build
+                        .args
+                        .unwrap_or_default()
+                        .into_iter()
+                        .map(|(k, v)| (k, yaml_scalar(&v)))
+                        .collect(),
+                },
+            );
+        }
+        self.sources.push(format!("settings file {shown}"));
+        Ok(())
+    }
+
+    /// Apply `IRISCTL_*` pairs (from `.env` or the environment); other keys are ignored.
+    pub fn apply_vars<'a>(
+        &mut self,
+        vars: impl IntoIterator<Item = (&'a str, &'a str, String)>,
+    ) -> Result<()> {
+        for (key, value, origin) in vars {
+            if let Some(short) = key.strip_prefix("IRISCTL_") {
+                if matches!(short, "CONFIG" | "PROJECT_DIR") {
+                    continue; // consumed before settings are read
+                }
+                self.apply(short, value, &origin)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks that need every layer applied.
+    pub fn validate(&self) -> Result<()> {
+        let ports = [
+            ("api", self.ports.api),
+            ("frontend", self.ports.frontend),
+            ("prometheus", self.ports.prometheus),
+            ("grafana", self.ports.grafana),
+        ];
+        for (i, (a, pa)) in ports.iter().enumerate() {
+            for (b, pb) in &ports[i + 1..] {
+                if pa == pb {
+                    return Err(hinted(
+                        format!("the {a} and {b} services are both set to host port {pa}"),
+                        "give each service its own port (flags --api-port, --frontend-port, --prometheus-port, --grafana-port, or `ports:` in irisctl.yaml)",
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Built image tag for a service, e.g. `iris-api:dev`.
+    pub fn built_tag(&self, service: &str) -> String {
+        format!("{}-{service}:dev", self.project)
+    }
+
+    /// The address clients on this host use to reach a published port.
+    pub fn client_host(&self) -> String {
+        match self.bind {
+            IpAddr::V4(v4) if v4.is_unspecified() => "127.0.0.1".into(),
+            IpAddr::V6(v6) if v6.is_unspecified() => "[::1]".into(),
+            IpAddr::V6(v6) => format!("[{v6}]"),
+            IpAddr::V4(v4) => v4.to_string(),
+        }
+    }
+}
+
+pub const KNOWN_KEYS: &[&str] = &[
+    "PROJECT_NAME",
+    "BIND",
+    "API_PORT",
+    "FRONTEND_PORT",
+    "PROMETHEUS_PORT",
+    "GRAFANA_PORT",
+    "PYTHON_IMAGE",
+    "NODE_IMAGE",
+    "NGINX_IMAGE",
+    "PROMETHEUS_IMAGE",
+    "GRAFANA_IMAGE",
+    "HEALTH_TIMEOUT",
+    "GRAFANA_ADMIN_USER",
+];
+const BUILDABLE: &[&str] = &["prometheus", "grafana"];
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FileLayer {
+    project: Option<String>,
+    bind: Option<String>,
+    ports: Option<PortsLayer>,
+    images: Option<ImagesLayer>,
+    build: Option<BTreeMap<String, BuildLayer>>,
+    timeouts: Option<TimeoutsLayer>,
+    grafana: Option<GrafanaLayer>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PortsLayer {
+    api: Option<serde_yaml::Value>,
+    frontend: Option<serde_yaml::Value>,
+    prometheus: Option<serde_yaml::Value>,
+    grafana: Option<serde_yaml::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ImagesLayer {
+    python: Option<String>,
+    node: Option<String>,
+    nginx: Option<String>,
+    prometheus: Option<String>,
+    grafana: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BuildLayer {
+    context: PathBuf,
+    dockerfile: Option<String>,
+    args: Option<BTreeMap<String, serde_yaml::Value>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct TimeoutsLayer {
+    health: Option<serde_yaml::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GrafanaLayer {
+    admin_user: Option<String>,
+}
+
+/// A YAML scalar as the string a user would have typed (`8000`, `true`, `abc`).
+fn yaml_scalar(v: &serde_yaml::Value) -> String {
+    match v {
+        serde_yaml::Value::String(s) => s.clone(),
+        serde_yaml::Value::Number(n) => n.to_string(),
+        serde_yaml::Value::Bool(b) => b.to_string(),
+        serde_yaml::Value::Null => String::new(),
+        other => serde_yaml::to_string(other)
+            .unwrap_or_default()
+            .trim()
+            .to_string(),
+    }
+}
+
+fn parse_port(value: &str) -> Option<u16> {
+    value.trim().parse::<u16>().ok().filter(|p| *p != 0)
+}
+
+/// Docker Compose's project-name rule.
+pub fn validate_project(name: &str) -> std::result::Result<(), &'static str> {
+    let mut chars = name.chars();
+    match chars.next() {
+        None => return Err("it is empty"),
+        Some(c) if !(c.is_ascii_lowercase() || c.is_ascii_digit()) => {
+            return Err("it must start with a lowercase letter or digit")
+        }
+        _ => {}
+    }
+    if name.len() > 48 {
+        return Err("it is longer than 48 characters");
+    }
+    if chars.any(|c| !(c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')) {
+        return Err("only lowercase letters, digits, '-' and '_' are allowed");
+    }
+    Ok(())
+}
+
+/// A light check of an image reference; the engine has the final word.
+pub fn validate_image(reference: &str) -> std::result::Result<(), &'static str> {
+    if reference.is_empty() {
+        return Err("it is empty");
+    }
+    if reference
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control())
+    {
+        return Err("it contains white space");
+    }
+    if reference.chars().any(|c| c.is_ascii_uppercase()) && !reference.contains('@') {
+        let name = reference.rsplit_once(':').map_or(reference, |(n, t)| {
+            if t.contains('/') {
+                reference
+            } else {
+                n
+            }
+        });
+        if name.chars().any(|c| c.is_ascii_uppercase()) {
+            return Err("repository names must be lowercase");
+        }
+    }
+    if reference.starts_with([':', '/', '@', '-', '.']) || reference.ends_with([':', '/', '@']) {
+        return Err("it is malformed");
+    }
+    Ok(())
+}
+
+/// Parse a `.env` file: `KEY=value` lines, `#` comments, optional `export `, quotes stripped.
+pub fn parse_dotenv(text: &str, path: &Path) -> Result<Vec<(String, String, String)>> {
+    let mut out = Vec::new();
+    for (i, raw) in text.lines().enumerate() {
+        let line = raw.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let line = line.strip_prefix("export ").unwrap_or(line);
+        let Some((key, value)) = line.split_once('=') else {
+            return Err(hinted(
+                format!(
+                    "`{}` line {}: expected KEY=value, found {:?}",
+                    path.display(),
+                    i + 1,
+                    raw
+                ),
+                "fix or remove that line; comments start with #",
+            ));
+        };
+        let key = key.trim();
+        if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(hinted(
+                format!(
+                    "`{}` line {}: {key:?} is not a variable name",
+                    path.display(),
+                    i + 1
+                ),
+                "variable names use letters, digits and '_'",
+            ));
+        }
+        let value = value.trim();
+        let value = value
+            .strip_prefix('"')
+            .and_then(|v| v.strip_suffix('"'))
+            .or_else(|| value.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')))
+            .unwrap_or(value);
+        out.push((
+            key.to_string(),
+            value.to_string(),
+            format!("`{}` line {}", path.display(), i + 1),
+        ));
+    }
+    Ok(out)
+}
+
+/// Flag values, already named by their setting key.
+pub type FlagPairs = Vec<(&'static str, String, &'static str)>;
+
+/// Everything `resolve` needs from the outside world, so tests can pass it in.
+pub struct Inputs<'a> {
+    pub cwd: &'a Path,
+    pub config: Option<&'a Path>,
+    pub project_dir: Option<&'a Path>,
+    pub env: &'a [(String, String)],
+    pub flags: FlagPairs,
+    /// Where the built-in stack is written when no project directory holds one.
+    pub data_home: PathBuf,
+}
+
+/// Resolve every layer into validated settings.
+pub fn resolve(inputs: Inputs<'_>) -> Result<Settings> {
+    let abs = |p: &Path| {
+        if p.is_absolute() {
+            p.to_path_buf()
+        } else {
+            inputs.cwd.join(p)
+        }
+    };
+
+    // The settings file: explicit (must exist) or irisctl.yaml in the current directory.
+    let config_path = match inputs.config {
+        Some(p) => Some(abs(p)),
+        None => Some(inputs.cwd.join(SETTINGS_FILE)).filter(|p| p.is_file()),
+    };
+    let mut settings = Settings::defaults(PathBuf::new());
+    if let Some(path) = &config_path {
+        let text = std::fs::read_to_string(path).map_err(|e| {
+            hinted(
+                format!("cannot read settings file `{}`: {e}", path.display()),
+                "check the path given with --config or IRISCTL_CONFIG",
+            )
+        })?;
+        settings.apply_file(&text, path)?;
+    }
+
+    // The project name decides where an embedded stack goes, so resolve it before the directory.
+    let flag_project = inputs
+        .flags
+        .iter()
+        .find(|(k, _, _)| *k == "PROJECT_NAME")
+        .map(|(_, v, o)| (v.clone(), *o));
+    let env_project = inputs
+        .env
+        .iter()
+        .find(|(k, _)| k == "IRISCTL_PROJECT_NAME")
+        .map(|(_, v)| v.clone());
+    if let Some(v) = &env_project {
+        settings.apply(
+            "PROJECT_NAME",
+            v,
+            "environment variable IRISCTL_PROJECT_NAME",
+        )?;
+    }
+    if let Some((v, origin)) = &flag_project {
+        settings.apply("PROJECT_NAME", v, origin)?;
+    }
+
+    settings.project_dir = match inputs.project_dir {
+        Some(dir) => {
+            let dir = abs(dir);
+            if !dir.is_dir() {
+                return Err(hinted(
+                    format!("project directory `{}` does not exist", dir.display()),
+                    format!("create it with `irisctl init {}`, or leave --project-dir out to use the built-in stack", dir.display()),
+                ));
+            }
+            dir
+        }
+        None if crate::assets::holds_stack(inputs.cwd) => inputs.cwd.to_path_buf(),
+        None => inputs.data_home.join("projects").join(&settings.project),
+    };
+
+    let dotenv_path = settings.project_dir.join(".env");
+    let dotenv = match std::fs::read_to_string(&dotenv_path) {
+        Ok(text) => parse_dotenv(&text, &dotenv_path)?,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Vec::new(),
+        Err(e) => {
+            return Err(hinted(
+                format!("cannot read `{}`: {e}", dotenv_path.display()),
+                "make the file readable by this user, or remove it",
+            ))
+        }
+    };
+    settings.apply_vars(
+        dotenv
+            .iter()
+            .map(|(k, v, o)| (k.as_str(), v.as_str(), o.clone())),
+    )?;
+    settings.grafana_admin_password = dotenv
+        .iter()
+        .rev()
+        .find(|(k, _, _)| k == GRAFANA_PASSWORD_KEY)
+        .map(|(_, v, _)| v.clone());
+    if !dotenv.is_empty() {
+        settings.sources.push(format!("{}", dotenv_path.display()));
+    }
+
+    settings.apply_vars(
+        inputs
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str(), format!("environment variable {k}"))),
+    )?;
+    for (key, value, origin) in &inputs.flags {
+        settings.apply(key, value, origin)?;
+    }
+    settings.validate()?;
+    Ok(settings)
+}
+
+/// The YAML `--print-settings` shows.
+pub fn to_yaml(settings: &Settings) -> Result<String> {
+    serde_yaml::to_string(settings).context("cannot render settings as YAML")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inputs<'a>(cwd: &'a Path, env: &'a [(String, String)], flags: FlagPairs) -> Inputs<'a> {
+        Inputs {
+            cwd,
+            config: None,
+            project_dir: Some(cwd),
+            env,
+            flags,
+            data_home: cwd.join("data"),
+        }
+    }
+
+    fn err_text(e: anyhow::Error) -> String {
+        let hint = crate::error::hint_of(&e).map(str::to_string);
+        format!("{e:#} / hint: {}", hint.unwrap_or_default())
+    }
+
+    #[test]
+    fn defaults_are_pinned_and_loopback() {
+        let s = Settings::defaults(PathBuf::from("/x"));
+        assert_eq!(s.bind.to_string(), "127.0.0.1");
+        for image in [
+            &s.images.python,
+            &s.images.node,
+            &s.images.nginx,
+            &s.images.prometheus,
+            &s.images.grafana,
+        ] {
+            let tag = image.rsplit_once(':').map(|(_, t)| t).unwrap_or("");
+            assert!(!tag.is_empty() && tag != "latest", "{image} must be pinned");
+        }
+        assert_eq!(
+            (
+                s.ports.api,
+                s.ports.frontend,
+                s.ports.prometheus,
+                s.ports.grafana
+            ),
+            (8000, 5174, 9090, 3000)
+        );
+    }
+
+    #[test]
+    fn precedence_file_dotenv_env_flags() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("irisctl.yaml"),
+            "ports:\n  api: 8100\n  frontend: 5100\n  prometheus: 9100\n  grafana: 3100\n",
+        )
+        .unwrap();
+        std::fs::write(dir.path().join(".env"), "IRISCTL_FRONTEND_PORT=5200\nIRISCTL_PROMETHEUS_PORT=9200\nIRISCTL_GRAFANA_PORT=3200\nGRAFANA_ADMIN_PASSWORD=s3cret\nOTHER=ignored\n").unwrap();
+        let env = vec![
+            ("IRISCTL_PROMETHEUS_PORT".to_string(), "9300".to_string()),
+            ("IRISCTL_GRAFANA_PORT".to_string(), "3300".to_string()),
+        ];
+        let flags = vec![("GRAFANA_PORT", "3400".to_string(), "flag --grafana-port")];
+        let s = resolve(inputs(dir.path(), &env, flags)).unwrap();
+        assert_eq!(
+            (
+                s.ports.api,
+                s.ports.frontend,
+                s.ports.prometheus,
+                s.ports.grafana
+            ),
+            (8100, 5200, 9300, 3400)
+        );
+        assert_eq!(s.grafana_admin_password.as_deref(), Some("s3cret"));
+    }
+
+    #[test]
+    fn unknown_file_key_names_file_and_key() {
+        let mut s = Settings::defaults(PathBuf::new());
+        let e = err_text(
+            s.apply_file("ports:\n  apy: 1\n", Path::new("/etc/irisctl.yaml"))
+                .unwrap_err(),
+        );
+        assert!(e.contains("/etc/irisctl.yaml") && e.contains("apy"), "{e}");
+        let e = err_text(
+            s.apply_file("colour: red\n", Path::new("a.yaml"))
+                .unwrap_err(),
+        );
+        assert!(e.contains("colour"), "{e}");
+    }
+
+    #[test]
+    fn bad_values_name_origin_and_hint() {
+        let cases = [
+            ("API_PORT", "0", "a port number"),
+            ("API_PORT", "65536", "a port number"),
+            ("API_PORT", "http", "a port number"),
+            ("BIND", "localhost:80", "an IP address"),
+            ("PROJECT_NAME", "Iris", "a valid project name"),
+            ("PROJECT_NAME", "", "a valid project name"),
+            ("PROJECT_NAME", "a b", "a valid project name"),
+            ("PYTHON_IMAGE", "", "an image reference"),
+            ("PYTHON_IMAGE", "python 3", "an image reference"),
+            ("NGINX_IMAGE", "Nginx:1", "an image reference"),
+            ("HEALTH_TIMEOUT", "-1", "a number of seconds"),
+            ("HEALTH_TIMEOUT", "0", "a number of seconds"),
+            ("NOPE", "1", "unknown setting `IRISCTL_NOPE`"),
+        ];
+        for (key, value, want) in cases {
+            let mut s = Settings::defaults(PathBuf::new());
+            let e = err_text(s.apply(key, value, "flag --x").unwrap_err());
+            assert!(
+                e.contains(want)
+                    && e.contains("flag --x")
+                    && e.contains("hint: ")
+                    && !e.ends_with("hint: "),
+                "{key}={value}: {e}"
+            );
+        }
+    }
+
+    #[test]
+    fn duplicate_ports_are_rejected() {
+        let mut s = Settings::defaults(PathBuf::new());
+        s.apply("GRAFANA_PORT", "8000", "flag").unwrap();
+        let e = err_text(s.validate().unwrap_err());
+        assert!(e.contains("api and grafana") && e.contains("8000"), "{e}");
+    }
+
+    #[test]
+    fn dotenv_parsing() {
+        let got = parse_dotenv(
+            "# c\n\nexport A=1\nB=\"two words\"\nC='x'\n",
+            Path::new(".env"),
+        )
+        .unwrap();
+        let kv: Vec<_> = got
+            .iter()
+            .map(|(k, v, _)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(kv, vec![("A", "1"), ("B", "two words"), ("C", "x")]);
+        let e = err_text(parse_dotenv("A=1\njunk\n", Path::new("/p/.env")).unwrap_err());
+        assert!(e.contains("/p/.env` line 2"), "{e}");
+    }
+
+    #[test]
+    fn missing_config_file_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut i = inputs(dir.path(), &[], vec![]);
+        let missing = dir.path().join("nope.yaml");
+        i.config = Some(&missing);
+        let e = err_text(resolve(i).unwrap_err());
+        assert!(e.contains("nope.yaml") && e.contains("cannot read"), "{e}");
+    }
+
+    #[test]
+    fn build_context_is_relative_to_the_file_and_must_exist() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("g")).unwrap();
+        std::fs::write(dir.path().join("g/Dockerfile"), "FROM x\n").unwrap();
+        let mut s = Settings::defaults(PathBuf::new());
+        s.apply_file(
+            "build:\n  grafana:\n    context: g\n    args: {A: 1}\n",
+            &dir.path().join("c.yaml"),
+        )
+        .unwrap();
+        assert_eq!(s.builds["grafana"].context, dir.path().join("g"));
+        assert_eq!(s.builds["grafana"].args["A"], "1");
+        let e = err_text(
+            s.apply_file(
+                "build:\n  grafana:\n    context: nowhere\n",
+                &dir.path().join("c.yaml"),
+            )
+            .unwrap_err(),
+        );
+        assert!(e.contains("no Dockerfile"), "{e}");
+        let e = err_text(
+            s.apply_file(
+                "build:\n  api:\n    context: g\n",
+                &dir.path().join("c.yaml"),
+            )
+            .unwrap_err(),
+        );
+        assert!(e.contains("cannot be built"), "{e}");
+    }
+
+    #[test]
+    fn client_host_for_wildcard_binds() {
+        let mut s = Settings::defaults(PathBuf::new());
+        s.apply("BIND", "0.0.0.0", "t").unwrap();
+        assert_eq!(s.client_host(), "127.0.0.1");
+        s.apply("BIND", "::", "t").unwrap();
+        assert_eq!(s.client_host(), "[::1]");
+    }
+}

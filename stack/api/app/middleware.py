@@ -92,8 +92,12 @@ class BodyLimitMiddleware:
         self.max_bytes = max_bytes
 
     def too_large(self) -> JSONResponse:
-        limit = f"{self.max_bytes // 1024} KiB" if self.max_bytes < 1 << 20 else f"{self.max_bytes / (1 << 20):g} MiB"
-        return JSONResponse({"detail": f"request body is larger than {limit} ({self.max_bytes} bytes)"}, 413)
+        limit = f"{self.max_bytes} bytes"
+        for unit, size in (("MiB", 1 << 20), ("KiB", 1 << 10)):
+            if self.max_bytes >= size:
+                limit = f"{self.max_bytes / size:g} {unit} ({limit})"
+                break
+        return JSONResponse({"detail": f"request body is larger than {limit}"}, 413)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":

@@ -15,6 +15,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.metrics import Metrics
 
+STANDARD_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE"})
+
 
 class ReplicaHeaderMiddleware:
     """Names the answering container, so a client can tell replicas apart."""
@@ -41,6 +43,7 @@ class MetricsMiddleware:
 
     The `handler` label is the matched route's template (never the raw path,
     which a client could make unbounded); unmatched paths count as "other".
+    So every label has a bounded set of values.
     """
 
     def __init__(self, app: ASGIApp, metrics: Metrics, routes: list[BaseRoute]) -> None:
@@ -71,7 +74,8 @@ class MetricsMiddleware:
                 status = message["status"]
             await send(message)
 
-        method = scope["method"]
+        # Clients choose the method too: any other than the standard ones counts as "other".
+        method = scope["method"] if scope["method"] in STANDARD_METHODS else "other"
         start = time.perf_counter()
         try:
             await self.app(scope, receive, send_and_record)

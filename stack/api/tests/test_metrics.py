@@ -15,6 +15,7 @@ def test_requests_are_counted_by_route_template_method_and_status_class(client: 
     client.get("/predict")
     client.get("/health")
     client.get("/x" * 50)
+    client.request("BREW", "/predict")
     client.get("/metrics")
     text = client.get("/metrics").text
     requests = "iris_http_requests_total"
@@ -23,7 +24,9 @@ def test_requests_are_counted_by_route_template_method_and_status_class(client: 
     assert sample(text, requests, handler="/predict", method="GET", status="4xx") == 1
     assert sample(text, requests, handler="/health", method="GET", status="2xx") == 1
     assert sample(text, requests, handler="other", method="GET", status="4xx") == 1
+    assert sample(text, requests, handler="/predict", method="other", status="4xx") == 1
     assert "/x/x" not in text
+    assert "BREW" not in text
     assert 'handler="/metrics"' not in text
 
 

@@ -33,6 +33,39 @@ pub struct Report {
     pub orphans: Vec<String>,
     pub prometheus_targets: Vec<Target>,
     pub prometheus_error: Option<String>,
+    pub grafana_dashboards: Vec<DashboardStatus>,
+    pub grafana_error: Option<String>,
+}
+
+/// Whether a dashboard of the project is in Grafana.
+#[derive(Debug, Serialize)]
+pub struct DashboardStatus {
+    pub uid: String,
+    pub title: String,
+    pub present: bool,
+    /// Loaded from a provisioning file (rather than saved through the API).
+    pub provisioned: bool,
+}
+
+async fn grafana_dashboards(ctx: &Ctx) -> Result<Vec<DashboardStatus>, String> {
+    let client = super::grafana::client(ctx, &super::grafana::ProvisionOptions::default()).map_err(|e| format!("{e:#}"))?;
+    let files = crate::grafana::load_dashboards(&ctx.settings.project_dir.join("monitoring"), crate::grafana::DATASOURCE_UID)
+        .map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    for f in files {
+        let found = client.dashboard_by_uid(f.uid()).await.map_err(|e| e.to_string())?;
+        out.push(DashboardStatus {
+            uid: f.uid().to_string(),
+            title: f.title().to_string(),
+            present: found.is_some(),
+            provisioned: found
+                .as_ref()
+                .and_then(|d| d.pointer("/meta/provisioned"))
+                .and_then(serde_json::Value::as_bool)
+                .unwrap_or(false),
+        });
+    }
+    Ok(out)
 }
 
 impl Report {
@@ -123,12 +156,23 @@ pub async fn collect(ctx: &Ctx, engine: &Engine) -> Result<Report> {
             Ok(t) => (t, None),
             Err(e) => (vec![], Some(e)),
         };
+    let grafana_running = services.iter().any(|s| s.name == "grafana" && s.state == "running");
+    let (grafana_dashboards, grafana_error) = if grafana_running {
+        match grafana_dashboards(ctx).await {
+            Ok(d) => (d, None),
+            Err(e) => (vec![], Some(e)),
+        }
+    } else {
+        (vec![], Some("grafana is not running".to_string()))
+    };
     Ok(Report {
         project: stack.project,
         services,
         orphans,
         prometheus_targets,
         prometheus_error,
+        grafana_dashboards,
+        grafana_error,
     })
 }
 
@@ -217,6 +261,18 @@ pub fn render_table(r: &Report) -> String {
             "  {:<12} {:<22} {}{err}\n",
             t.job, t.instance, t.health
         ));
+    }
+    out.push_str("\ngrafana dashboards\n");
+    if let Some(e) = &r.grafana_error {
+        out.push_str(&format!("  unavailable: {e}\n"));
+    }
+    for d in &r.grafana_dashboards {
+        let state = match (d.present, d.provisioned) {
+            (false, _) => "missing (`irisctl grafana provision` imports it)",
+            (true, true) => "present (file-provisioned)",
+            (true, false) => "present",
+        };
+        out.push_str(&format!("  {:<12} {:<22} {state}\n", d.uid, d.title));
     }
     for o in &r.orphans {
         out.push_str(&format!(

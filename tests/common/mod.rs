@@ -1,0 +1,169 @@
+//! Test fixture: run the real `irisctl` binary, reach the real engine, clean up what a test made.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// The binary under test, with no irisctl or Grafana settings leaking in from the caller.
+pub fn irisctl(cwd: &Path) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_irisctl"));
+    cmd.current_dir(cwd);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("IRISCTL_") || k.starts_with("GRAFANA_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env("NO_COLOR", "1");
+    cmd
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn from(out: Output) -> Run {
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+        }
+    }
+    pub fn ok(&self) -> &Run {
+        assert_eq!(self.code, 0, "expected success\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        self
+    }
+    /// An error as the user sees it: non-zero exit, one `error:` paragraph, one `hint:` line.
+    pub fn user_error(&self, needle: &str) -> &Run {
+        assert_ne!(self.code, 0, "expected failure\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        assert!(self.stderr.contains("error: "), "no `error:` in\n{}", self.stderr);
+        assert_eq!(self.stderr.matches("\nhint: ").count() + usize::from(self.stderr.starts_with("hint: ")), 1, "expected one hint in\n{}", self.stderr);
+        assert!(self.stderr.contains(needle), "expected {needle:?} in\n{}", self.stderr);
+        assert!(!self.stderr.contains("panicked"), "panic in\n{}", self.stderr);
+        self
+    }
+}
+
+pub fn run(cmd: &mut Command) -> Run {
+    Run::from(cmd.output().expect("run irisctl"))
+}
+
+/// Does a Docker engine answer? In CI (`CI=true`) a missing engine fails the test instead of
+/// skipping it.
+pub fn engine_available() -> bool {
+    let ok = Command::new("docker")
+        .args(["version", "--format", "{{.Server.APIVersion}}"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !ok {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!("CI=true but no Docker engine answers: start one (scripts/start-dockerd)");
+        }
+        eprintln!("skipped: no Docker engine answers (set CI=true to make this a failure)");
+    }
+    ok
+}
+
+/// The docker CLI, for the tests' own observations of the engine (irisctl never shells out).
+pub fn docker(args: &[&str]) -> String {
+    let out = Command::new("docker").args(args).output().expect("run docker");
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// Removes a test project's containers, network, volumes and built images on drop, even when
+/// the test failed.
+pub struct Project {
+    pub name: String,
+    pub dir: tempfile::TempDir,
+    pub config: PathBuf,
+}
+
+impl Project {
+    /// A project directory written by `irisctl init`, with CI's settings (local base images,
+    /// Grafana stand-in) and the given host ports.
+    pub fn new(name: &str, ports: [u16; 4]) -> Project {
+        let dir = tempfile::tempdir().expect("tempdir");
+        run(irisctl(dir.path()).args(["init", "."])).ok();
+        let ci = std::fs::read_to_string(repo().join("tests/ci.yaml")).expect("tests/ci.yaml");
+        let ci = ci.replace("context: grafana-standin", &format!("context: {}", repo().join("tests/grafana-standin").display()));
+        let config = dir.path().join("irisctl.yaml");
+        std::fs::write(
+            &config,
+            format!(
+                "{ci}\nproject: {name}\nports:\n  api: {}\n  frontend: {}\n  prometheus: {}\n  grafana: {}\ntimeouts:\n  health: 240\n",
+                ports[0], ports[1], ports[2], ports[3]
+            ),
+        )
+        .expect("write config");
+        let p = Project { name: name.to_string(), dir, config };
+        p.cleanup();
+        p
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn irisctl(&self) -> Command {
+        irisctl(self.path())
+    }
+
+    pub fn cleanup(&self) {
+        let _ = self.irisctl().args(["down", "--volumes", "--rmi", "-q"]).output();
+    }
+
+    /// Container IDs of the project, by service.
+    pub fn container_ids(&self) -> std::collections::BTreeMap<String, String> {
+        docker(&[
+            "ps", "-a", "--filter", &format!("label=com.docker.compose.project={}", self.name),
+            "--format", "{{.Label \"com.docker.compose.service\"}} {{.ID}}",
+        ])
+        .lines()
+        .filter_map(|l| l.split_once(' ').map(|(s, id)| (s.to_string(), id.to_string())))
+        .collect()
+    }
+}
+
+impl Drop for Project {
+    fn drop(&mut self) {
+        self.cleanup();
+    }
+}
+
+/// A blocking HTTP GET/POST for checks from the test (status, body).
+pub fn http(method: &str, url: &str, body: Option<&str>) -> (u16, String) {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    rt.block_on(async {
+        let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(10)).no_proxy().build().expect("client");
+        let req = match method {
+            "POST" => client.post(url).header("content-type", "application/json").body(body.unwrap_or("").to_string()),
+            _ => client.get(url),
+        };
+        match req.send().await {
+            Ok(r) => {
+                let code = r.status().as_u16();
+                (code, r.text().await.unwrap_or_default())
+            }
+            Err(e) => (0, e.to_string()),
+        }
+    })
+}
+
+/// Poll `check` until it returns true or `secs` pass.
+pub fn eventually(secs: u64, mut check: impl FnMut() -> bool) -> bool {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    while std::time::Instant::now() < deadline {
+        if check() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    check()
+}

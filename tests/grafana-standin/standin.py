@@ -66,6 +66,7 @@ def unauthorized(message="Unauthorized", message_id="auth.unauthorized"):
 
 # --- a small YAML reader for Grafana provisioning files -------------------------------------------
 
+
 class YamlError(ValueError):
     pass
 
@@ -192,7 +193,9 @@ def _mapping(lines, i, indent):
         i += 1
         if rest:
             result[key] = _scalar(rest)
-        elif i < len(lines) and (lines[i][0] > indent or (lines[i][0] == indent and lines[i][1].startswith("-"))):
+        elif i < len(lines) and (
+            lines[i][0] > indent or (lines[i][0] == indent and lines[i][1].startswith("-"))
+        ):
             result[key], i = _block(lines, i, lines[i][0])
         else:
             result[key] = None
@@ -213,6 +216,7 @@ def expand_env(value):
 
 
 # --- state -----------------------------------------------------------------------------------------
+
 
 def slugify(title):
     return re.sub(r"[^a-z0-9]+", "-", title.lower()).strip("-")
@@ -259,8 +263,13 @@ class Store:
         self.path = Path(data_dir) / "standin.json"
         self.lock = threading.RLock()
         if not self.path.exists():
-            self.state = {"users": [], "datasources": [], "dashboards": {}, "folders": {},
-                          "next_id": {"datasource": 1, "dashboard": 1}}
+            self.state = {
+                "users": [],
+                "datasources": [],
+                "dashboards": {},
+                "folders": {},
+                "next_id": {"datasource": 1, "dashboard": 1},
+            }
         else:
             self.state = json.loads(self.path.read_text())
 
@@ -282,8 +291,9 @@ class Store:
     def ensure_admin(self, login, password):
         if not self.state["users"]:
             salt = secrets.token_hex(8)
-            self.state["users"].append({"login": login, "salt": salt, "role": "Admin",
-                                        "hash": hash_password(password, salt)})
+            self.state["users"].append(
+                {"login": login, "salt": salt, "role": "Admin", "hash": hash_password(password, salt)}
+            )
 
     def check_password(self, login, password):
         for user in self.state["users"]:
@@ -320,10 +330,19 @@ class Store:
         uid = body.get("uid") or new_uid()
         if self.ds_find(uid=uid):
             raise ApiError(409, "data source with the same uid already exists")
-        ds = {"id": self.next_id("datasource"), "uid": uid, "orgId": 1, "name": name, "version": 1,
-              "readOnly": read_only, "secureJsonData": dict(body.get("secureJsonData") or {}),
-              "jsonData": dict(body.get("jsonData") or {})}
-        ds.update({k: body.get(k) or "" for k in ("type", "access", "url", "user", "database", "basicAuthUser")})
+        ds = {
+            "id": self.next_id("datasource"),
+            "uid": uid,
+            "orgId": 1,
+            "name": name,
+            "version": 1,
+            "readOnly": read_only,
+            "secureJsonData": dict(body.get("secureJsonData") or {}),
+            "jsonData": dict(body.get("jsonData") or {}),
+        }
+        ds.update(
+            {k: body.get(k) or "" for k in ("type", "access", "url", "user", "database", "basicAuthUser")}
+        )
         ds.update({k: bool(body.get(k)) for k in DS_BOOLS})
         self.state["datasources"].append(ds)
         self._set_default(ds, adding=True)
@@ -344,10 +363,16 @@ class Store:
             raise ApiError(409, "Failed to update datasource: data source with the same name already exists")
         version = body.get("version") or 0
         if version and version < ds["version"]:
-            raise ApiError(409, "Datasource has already been updated by someone else. Please reload and try again")
+            raise ApiError(
+                409, "Datasource has already been updated by someone else. Please reload and try again"
+            )
         secure = {**ds["secureJsonData"], **(body.get("secureJsonData") or {})}
-        ds.update({k: body.get(k) or "" for k in ("name", "type", "access", "url", "user", "database",
-                                                   "basicAuthUser")})
+        ds.update(
+            {
+                k: body.get(k) or ""
+                for k in ("name", "type", "access", "url", "user", "database", "basicAuthUser")
+            }
+        )
         ds.update({k: bool(body.get(k)) for k in DS_BOOLS})
         ds.update(jsonData=dict(body.get("jsonData") or {}), secureJsonData=secure, version=version + 1)
         self._set_default(ds, adding=False)
@@ -364,16 +389,31 @@ class Store:
         if uid in self.state["folders"] or uid in self.state["dashboards"]:
             raise ApiError(409, "a folder/dashboard with the same uid already exists")
         stamp = now()
-        folder = {"id": self.next_id("dashboard"), "uid": uid, "title": title, "version": 1,
-                  "created": stamp, "updated": stamp}
+        folder = {
+            "id": self.next_id("dashboard"),
+            "uid": uid,
+            "title": title,
+            "version": 1,
+            "created": stamp,
+            "updated": stamp,
+        }
         self.state["folders"][uid] = folder
         return folder
 
     @staticmethod
     def folder_dto(folder):
-        return {**folder, "orgId": 1, "url": f"/dashboards/f/{folder['uid']}/{slugify(folder['title'])}",
-                "hasAcl": False, "canSave": True, "canEdit": True, "canAdmin": True, "canDelete": True,
-                "createdBy": "admin", "updatedBy": "admin"}
+        return {
+            **folder,
+            "orgId": 1,
+            "url": f"/dashboards/f/{folder['uid']}/{slugify(folder['title'])}",
+            "hasAcl": False,
+            "canSave": True,
+            "canEdit": True,
+            "canAdmin": True,
+            "canDelete": True,
+            "createdBy": "admin",
+            "updatedBy": "admin",
+        }
 
     # dashboards ----------------------------------------------------------------------------------
     def dash_save(self, body, provisioned=None):
@@ -395,7 +435,9 @@ class Store:
         uid = dash.get("uid") or (existing["uid"] if existing else "")
         if not isinstance(uid, str):
             raise bad_request()
-        if uid in self.state["folders"] or (existing and uid in dashboards and dashboards[uid] is not existing):
+        if uid in self.state["folders"] or (
+            existing and uid in dashboards and dashboards[uid] is not existing
+        ):
             raise ApiError(400, "A dashboard with the same uid already exists")
         existing = existing or dashboards.get(uid)
         if existing is not None:
@@ -403,7 +445,9 @@ class Store:
             if provisioned is None and info and not info.get("allowUiUpdates"):
                 raise ApiError(400, "Cannot save provisioned dashboard")
             if not overwrite and dash.get("version") != existing["version"]:
-                raise ApiError(412, "The dashboard has been changed by someone else", status="version-mismatch")
+                raise ApiError(
+                    412, "The dashboard has been changed by someone else", status="version-mismatch"
+                )
             if existing["uid"] != uid:
                 del dashboards[existing["uid"]]
             record = existing
@@ -411,8 +455,12 @@ class Store:
         else:
             uid = uid or new_uid()
             record = {"id": self.next_id("dashboard"), "version": 1, "created": now()}
-        record.update(uid=uid, folderUid=folder_uid, updated=now(),
-                      provisioned=provisioned if provisioned is not None else record.get("provisioned"))
+        record.update(
+            uid=uid,
+            folderUid=folder_uid,
+            updated=now(),
+            provisioned=provisioned if provisioned is not None else record.get("provisioned"),
+        )
         record["json"] = {**dash, "id": record["id"], "uid": uid, "version": record["version"]}
         dashboards[uid] = record
         return record
@@ -421,17 +469,34 @@ class Store:
         folder = self.state["folders"].get(record["folderUid"])
         slug = slugify(record["json"]["title"])
         info = record.get("provisioned") or {}
-        return {"type": "db", "canSave": True, "canEdit": True, "canAdmin": True, "canStar": True,
-                "canDelete": True, "slug": slug, "url": f"/d/{record['uid']}/{slug}", "expires": NEVER,
-                "created": record["created"], "updated": record["updated"], "updatedBy": "admin",
-                "createdBy": "admin", "version": record["version"], "hasAcl": False, "isFolder": False,
-                "folderId": folder["id"] if folder else 0, "folderUid": record["folderUid"],
-                "folderTitle": folder["title"] if folder else "General",
-                "folderUrl": self.folder_dto(folder)["url"] if folder else "",
-                "provisioned": bool(info), "provisionedExternalId": info.get("path", "")}
+        return {
+            "type": "db",
+            "canSave": True,
+            "canEdit": True,
+            "canAdmin": True,
+            "canStar": True,
+            "canDelete": True,
+            "slug": slug,
+            "url": f"/d/{record['uid']}/{slug}",
+            "expires": NEVER,
+            "created": record["created"],
+            "updated": record["updated"],
+            "updatedBy": "admin",
+            "createdBy": "admin",
+            "version": record["version"],
+            "hasAcl": False,
+            "isFolder": False,
+            "folderId": folder["id"] if folder else 0,
+            "folderUid": record["folderUid"],
+            "folderTitle": folder["title"] if folder else "General",
+            "folderUrl": self.folder_dto(folder)["url"] if folder else "",
+            "provisioned": bool(info),
+            "provisionedExternalId": info.get("path", ""),
+        }
 
 
 # --- file provisioning -----------------------------------------------------------------------------
+
 
 def _yaml_files(directory):
     return sorted(p for p in Path(directory).glob("*") if p.suffix in (".yaml", ".yml") and p.is_file())
@@ -463,8 +528,9 @@ def provision_datasources(store, directory):
                     store.ds_update(ds, body, provisioning=True)  # like Grafana: version = file's + 1
                 ds["readOnly"] = read_only
             except ApiError as err:
-                raise SystemExit(f"grafana-standin: {path}: data source {body.get('name')!r}: "
-                                 f"{err.body['message']}") from err
+                raise SystemExit(
+                    f"grafana-standin: {path}: data source {body.get('name')!r}: {err.body['message']}"
+                ) from err
 
 
 def provision_dashboards(store, directory):
@@ -479,12 +545,18 @@ def _provision_provider(store, provider):
     folder_uid = ""
     if provider.get("folder") or provider.get("folderUid"):
         wanted_uid, title = provider.get("folderUid"), provider.get("folder") or provider.get("folderUid")
-        folder = store.state["folders"].get(wanted_uid) if wanted_uid else next(
-            (f for f in store.state["folders"].values() if f["title"] == title), None)
+        folder = (
+            store.state["folders"].get(wanted_uid)
+            if wanted_uid
+            else next((f for f in store.state["folders"].values() if f["title"] == title), None)
+        )
         folder = folder or store.folder_add({"uid": wanted_uid or "", "title": title})
         folder_uid = folder["uid"]
-    mine = {r["provisioned"]["path"]: r for r in store.state["dashboards"].values()
-            if (r.get("provisioned") or {}).get("provider") == name}
+    mine = {
+        r["provisioned"]["path"]: r
+        for r in store.state["dashboards"].values()
+        if (r.get("provisioned") or {}).get("provider") == name
+    }
     seen = set()
     for file in sorted(root.rglob("*.json")) if root.is_dir() else []:
         raw = file.read_bytes()
@@ -501,8 +573,12 @@ def _provision_provider(store, provider):
         dash.pop("id", None)
         if old and not dash.get("uid"):
             dash["uid"] = old["uid"]
-        info = {"provider": name, "path": str(file), "checksum": checksum,
-                "allowUiUpdates": bool(provider.get("allowUiUpdates"))}
+        info = {
+            "provider": name,
+            "path": str(file),
+            "checksum": checksum,
+            "allowUiUpdates": bool(provider.get("allowUiUpdates")),
+        }
         try:
             store.dash_save({"dashboard": dash, "folderUid": folder_uid}, provisioned=info)
         except ApiError as err:
@@ -522,6 +598,7 @@ def route(method, pattern, permission=None, role="Viewer"):
     def register(fn):
         ROUTES.append((method, re.compile(f"^{pattern}$"), fn, permission, role))
         return fn
+
     return register
 
 
@@ -601,9 +678,13 @@ class Handler(BaseHTTPRequestHandler):
             if fn is not health:
                 role = self.authenticate()
                 if ROLES[role] < ROLES[minimum]:
-                    raise ApiError(403, "You'll need additional permissions to perform this action. "
-                                   f"Permissions needed: {permission}", title="Access denied",
-                                   accessErrorId=f"ACE{secrets.randbelow(10**10):010d}")
+                    raise ApiError(
+                        403,
+                        "You'll need additional permissions to perform this action. "
+                        f"Permissions needed: {permission}",
+                        title="Access denied",
+                        accessErrorId=f"ACE{secrets.randbelow(10**10):010d}",
+                    )
             body = self.json_body(raw) if self.command in ("POST", "PUT") else {}
             args = [unquote(group) for group in match.groups()]
             with self.store.lock:
@@ -630,16 +711,29 @@ def health(store, body, query):
 @route("POST", "/api/datasources", "datasources:create", "Admin")
 def datasource_add(store, body, query):
     ds = store.ds_add(body)
-    return 200, {"message": "Datasource added", "id": ds["id"], "name": ds["name"],
-                 "datasource": store.ds_dto(ds)}, True
+    return (
+        200,
+        {"message": "Datasource added", "id": ds["id"], "name": ds["name"], "datasource": store.ds_dto(ds)},
+        True,
+    )
 
 
 @route("GET", "/api/datasources")
 def datasource_list(store, body, query):
     listed = sorted(store.state["datasources"], key=lambda ds: ds["name"].lower())
     hidden = ("secureJsonData", "version", "basicAuthUser", "withCredentials")
-    return 200, [{**{k: v for k, v in ds.items() if k not in hidden}, "typeName": ds["type"].title(),
-                  "typeLogoUrl": store.ds_dto(ds)["typeLogoUrl"]} for ds in listed], False
+    return (
+        200,
+        [
+            {
+                **{k: v for k, v in ds.items() if k not in hidden},
+                "typeName": ds["type"].title(),
+                "typeLogoUrl": store.ds_dto(ds)["typeLogoUrl"],
+            }
+            for ds in listed
+        ],
+        False,
+    )
 
 
 def _existing_ds(store, uid=None, name=None):
@@ -662,8 +756,11 @@ def datasource_by_name(store, body, query, name):
 @route("PUT", "/api/datasources/uid/([^/]+)", "datasources:write", "Admin")
 def datasource_update(store, body, query, uid):
     ds = store.ds_update(_existing_ds(store, uid=uid), body)
-    return 200, {"message": "Datasource updated", "id": ds["id"], "name": ds["name"],
-                 "datasource": store.ds_dto(ds)}, True
+    return (
+        200,
+        {"message": "Datasource updated", "id": ds["id"], "name": ds["name"], "datasource": store.ds_dto(ds)},
+        True,
+    )
 
 
 @route("DELETE", "/api/datasources/uid/([^/]+)", "datasources:delete", "Admin")
@@ -679,8 +776,19 @@ def datasource_delete(store, body, query, uid):
 def dashboard_save(store, body, query):
     record = store.dash_save(body)
     meta = store.dash_meta(record)
-    return 200, {"id": record["id"], "uid": record["uid"], "url": meta["url"], "status": "success",
-                 "version": record["version"], "slug": meta["slug"], "folderUid": record["folderUid"]}, True
+    return (
+        200,
+        {
+            "id": record["id"],
+            "uid": record["uid"],
+            "url": meta["url"],
+            "status": "success",
+            "version": record["version"],
+            "slug": meta["slug"],
+            "folderUid": record["folderUid"],
+        },
+        True,
+    )
 
 
 def _existing_dashboard(store, uid):
@@ -731,15 +839,37 @@ def search(store, body, query):
     if "dash-folder" in kinds:
         for f in store.state["folders"].values():
             url = store.folder_dto(f)["url"]
-            hits.append({"id": f["id"], "uid": f["uid"], "orgId": 1, "title": f["title"],
-                         "uri": f"db/{slugify(f['title'])}", "url": url, "slug": "", "type": "dash-folder",
-                         "tags": [], "isStarred": False, "sortMeta": 0})
+            hits.append(
+                {
+                    "id": f["id"],
+                    "uid": f["uid"],
+                    "orgId": 1,
+                    "title": f["title"],
+                    "uri": f"db/{slugify(f['title'])}",
+                    "url": url,
+                    "slug": "",
+                    "type": "dash-folder",
+                    "tags": [],
+                    "isStarred": False,
+                    "sortMeta": 0,
+                }
+            )
     if "dash-db" in kinds:
         for record in store.state["dashboards"].values():
             meta = store.dash_meta(record)
-            hit = {"id": record["id"], "uid": record["uid"], "orgId": 1, "title": record["json"]["title"],
-                   "uri": f"db/{meta['slug']}", "url": meta["url"], "slug": "", "type": "dash-db",
-                   "tags": record["json"].get("tags") or [], "isStarred": False, "sortMeta": 0}
+            hit = {
+                "id": record["id"],
+                "uid": record["uid"],
+                "orgId": 1,
+                "title": record["json"]["title"],
+                "uri": f"db/{meta['slug']}",
+                "url": meta["url"],
+                "slug": "",
+                "type": "dash-db",
+                "tags": record["json"].get("tags") or [],
+                "isStarred": False,
+                "sortMeta": 0,
+            }
             if record["folderUid"]:
                 hit.update({k: meta[k] for k in ("folderId", "folderUid", "folderTitle", "folderUrl")})
             hits.append(hit)
@@ -748,6 +878,7 @@ def search(store, body, query):
 
 
 # --- start-up --------------------------------------------------------------------------------------
+
 
 def admin_password():
     file = os.environ.get("GF_SECURITY_ADMIN_PASSWORD__FILE")
@@ -764,8 +895,10 @@ def parse_tokens(spec):
     for item in filter(None, (part.strip() for part in spec.split(","))):
         token, _, role = item.rpartition(":")
         if not token or role not in ROLES:
-            raise SystemExit(f"grafana-standin: bad STANDIN_SERVICE_ACCOUNT_TOKENS entry {item!r} "
-                             "(expected token:Admin|Editor|Viewer)")
+            raise SystemExit(
+                f"grafana-standin: bad STANDIN_SERVICE_ACCOUNT_TOKENS entry {item!r} "
+                "(expected token:Admin|Editor|Viewer)"
+            )
         tokens[token] = role
     return tokens
 

@@ -20,25 +20,46 @@ import pytest
 
 SCRIPT = Path(__file__).with_name("standin.py")
 PASSWORD = "s3cret-pw"
-UNAUTHORIZED = {"extra": None, "message": "Unauthorized", "messageId": "auth.unauthorized",
-                "statusCode": 401, "traceID": ""}
+UNAUTHORIZED = {
+    "extra": None,
+    "message": "Unauthorized",
+    "messageId": "auth.unauthorized",
+    "statusCode": 401,
+    "traceID": "",
+}
 
 
 class Standin:
     def __init__(self, tmp_path, env=None, port=0):
         self.data = tmp_path / "data"
         self.provisioning = tmp_path / "provisioning"
-        self.env = {"GF_SECURITY_ADMIN_PASSWORD": PASSWORD, "GF_PATHS_PROVISIONING": str(self.provisioning),
-                    "STANDIN_SERVICE_ACCOUNT_TOKENS": "adm-tok:Admin,ed-tok:Editor,view-tok:Viewer",
-                    **(env or {})}
+        self.env = {
+            "GF_SECURITY_ADMIN_PASSWORD": PASSWORD,
+            "GF_PATHS_PROVISIONING": str(self.provisioning),
+            "STANDIN_SERVICE_ACCOUNT_TOKENS": "adm-tok:Admin,ed-tok:Editor,view-tok:Viewer",
+            **(env or {}),
+        }
         self.port, self.proc = port, None
 
     def start(self, **env):
         full_env = {k: v for k, v in os.environ.items() if not k.startswith(("GF_", "STANDIN_"))}
         full_env.update(self.env, **env)
         self.proc = subprocess.Popen(
-            [sys.executable, str(SCRIPT), "--host", "127.0.0.1", "--port", str(self.port), "--data", str(self.data)],
-            env=full_env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            [
+                sys.executable,
+                str(SCRIPT),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--data",
+                str(self.data),
+            ],
+            env=full_env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         line = self.proc.stdout.readline()
         if not line.startswith("grafana-standin listening on 127.0.0.1:"):
             self.proc.kill()
@@ -57,8 +78,16 @@ class Standin:
         self.stop()
         return self.start(**env)
 
-    def call(self, method, path, body=None, auth=("admin", PASSWORD), token=None, content_type="application/json",
-             raw=None):
+    def call(
+        self,
+        method,
+        path,
+        body=None,
+        auth=("admin", PASSWORD),
+        token=None,
+        content_type="application/json",
+        raw=None,
+    ):
         data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
         request = urllib.request.Request(self.url + path, data=data, method=method)
         if data is not None and content_type:
@@ -82,8 +111,14 @@ def standin(tmp_path):
 
 
 def prometheus(**extra):
-    return {"name": "Prometheus", "type": "prometheus", "access": "proxy", "url": "http://prometheus:9090",
-            "uid": "prometheus", **extra}
+    return {
+        "name": "Prometheus",
+        "type": "prometheus",
+        "access": "proxy",
+        "url": "http://prometheus:9090",
+        "uid": "prometheus",
+        **extra,
+    }
 
 
 def dashboard(**extra):
@@ -92,9 +127,12 @@ def dashboard(**extra):
 
 # --- health and start-up ---------------------------------------------------------------------------
 
+
 def test_health_needs_no_auth(standin):
     assert standin.call("GET", "/api/health", auth=None) == (
-        200, {"database": "ok", "version": "11.4.0-standin", "commit": "standin"})
+        200,
+        {"database": "ok", "version": "11.4.0-standin", "commit": "standin"},
+    )
 
 
 def test_health_failing_is_503(tmp_path):
@@ -119,8 +157,12 @@ def test_startup_delay_refuses_connections_until_ready(tmp_path):
     server.proc = None
     env = {k: v for k, v in os.environ.items() if not k.startswith(("GF_", "STANDIN_"))}
     env.update(server.env)
-    proc = subprocess.Popen([sys.executable, str(SCRIPT), "--host", "127.0.0.1", "--port", str(port),
-                             "--data", str(server.data)], env=env, stdout=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(
+        [sys.executable, str(SCRIPT), "--host", "127.0.0.1", "--port", str(port), "--data", str(server.data)],
+        env=env,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     try:
         time.sleep(0.5)
         with pytest.raises(ConnectionRefusedError), socket.create_connection(("127.0.0.1", port), timeout=1):
@@ -145,19 +187,24 @@ def test_unknown_route_is_404(standin):
 
 # --- auth ------------------------------------------------------------------------------------------
 
+
 def test_missing_credentials_401(standin):
     assert standin.call("GET", "/api/datasources", auth=None) == (401, UNAUTHORIZED)
 
 
 @pytest.mark.parametrize("auth", [("admin", "wrong"), ("nobody", PASSWORD)])
 def test_wrong_password_401(standin, auth):
-    assert standin.call("GET", "/api/datasources", auth=auth) == (401, {
-        **UNAUTHORIZED, "message": "Invalid username or password", "messageId": "password-auth.failed"})
+    assert standin.call("GET", "/api/datasources", auth=auth) == (
+        401,
+        {**UNAUTHORIZED, "message": "Invalid username or password", "messageId": "password-auth.failed"},
+    )
 
 
 def test_bad_bearer_token_401(standin):
-    assert standin.call("GET", "/api/datasources", token="nope") == (401, {
-        **UNAUTHORIZED, "message": "Invalid API key", "messageId": "api-key.invalid"})
+    assert standin.call("GET", "/api/datasources", token="nope") == (
+        401,
+        {**UNAUTHORIZED, "message": "Invalid API key", "messageId": "api-key.invalid"},
+    )
 
 
 def test_service_account_roles(standin):
@@ -166,8 +213,9 @@ def test_service_account_roles(standin):
     status, body = standin.call("POST", "/api/datasources", prometheus(name="x", uid="x"), token="view-tok")
     assert status == 403
     assert body["title"] == "Access denied" and body["accessErrorId"].startswith("ACE")
-    assert body["message"] == ("You'll need additional permissions to perform this action. "
-                               "Permissions needed: datasources:create")
+    assert body["message"] == (
+        "You'll need additional permissions to perform this action. Permissions needed: datasources:create"
+    )
     assert standin.call("POST", "/api/datasources", prometheus(name="x", uid="x"), token="ed-tok")[0] == 403
     assert standin.call("POST", "/api/dashboards/db", dashboard(), token="ed-tok")[0] == 200
     assert standin.call("POST", "/api/dashboards/db", dashboard(), token="view-tok")[0] == 403
@@ -183,7 +231,9 @@ def test_admin_credentials_apply_only_on_first_start(standin):
 def test_admin_from_env_user_and_password_file(tmp_path):
     secret = tmp_path / "pw"
     secret.write_text("from-file\n")
-    server = Standin(tmp_path, {"GF_SECURITY_ADMIN_USER": "boss", "GF_SECURITY_ADMIN_PASSWORD__FILE": str(secret)})
+    server = Standin(
+        tmp_path, {"GF_SECURITY_ADMIN_USER": "boss", "GF_SECURITY_ADMIN_PASSWORD__FILE": str(secret)}
+    )
     server.start()
     try:
         assert server.call("GET", "/api/folders", auth=("boss", "from-file"))[0] == 200
@@ -194,28 +244,51 @@ def test_admin_from_env_user_and_password_file(tmp_path):
 
 # --- request validation ----------------------------------------------------------------------------
 
-@pytest.mark.parametrize("method,path", [("POST", "/api/datasources"), ("PUT", "/api/datasources/uid/prometheus"),
-                                         ("POST", "/api/dashboards/db"), ("POST", "/api/folders")])
+
+@pytest.mark.parametrize(
+    "method,path",
+    [
+        ("POST", "/api/datasources"),
+        ("PUT", "/api/datasources/uid/prometheus"),
+        ("POST", "/api/dashboards/db"),
+        ("POST", "/api/folders"),
+    ],
+)
 def test_non_json_content_type_is_bad_request(standin, method, path):
     standin.call("POST", "/api/datasources", prometheus())
     status, body = standin.call(method, path, prometheus(), content_type="text/plain")
     assert (status, body) == (400, {"message": "bad request data"})
 
 
-@pytest.mark.parametrize("body", [{"type": "prometheus"}, {"access": "proxy"}, {"type": "", "access": "proxy"},
-                                  {"type": "prometheus", "access": "proxy", "isDefault": "yes"}])
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"type": "prometheus"},
+        {"access": "proxy"},
+        {"type": "", "access": "proxy"},
+        {"type": "prometheus", "access": "proxy", "isDefault": "yes"},
+    ],
+)
 def test_datasource_missing_or_mistyped_fields(standin, body):
     assert standin.call("POST", "/api/datasources", body) == (400, {"message": "bad request data"})
 
 
 def test_malformed_json_and_charset(standin):
     assert standin.call("POST", "/api/datasources", raw=b"{nope") == (400, {"message": "bad request data"})
-    assert standin.call("POST", "/api/datasources", prometheus(),
-                        content_type="application/json; charset=utf-8")[0] == 200
-    assert standin.call("POST", "/api/dashboards/db", {"folderUid": ""}) == (400, {"message": "bad request data"})
+    assert (
+        standin.call(
+            "POST", "/api/datasources", prometheus(), content_type="application/json; charset=utf-8"
+        )[0]
+        == 200
+    )
+    assert standin.call("POST", "/api/dashboards/db", {"folderUid": ""}) == (
+        400,
+        {"message": "bad request data"},
+    )
 
 
 # --- data sources ----------------------------------------------------------------------------------
+
 
 def test_add_datasource(standin):
     status, body = standin.call("POST", "/api/datasources", prometheus(secureJsonData={"password": "pw"}))
@@ -239,9 +312,13 @@ def test_first_datasource_is_forced_default(standin):
 def test_datasource_conflicts(standin):
     standin.call("POST", "/api/datasources", prometheus())
     assert standin.call("POST", "/api/datasources", prometheus(uid="other")) == (
-        409, {"message": "data source with the same name already exists"})
+        409,
+        {"message": "data source with the same name already exists"},
+    )
     assert standin.call("POST", "/api/datasources", prometheus(name="Other")) == (
-        409, {"message": "data source with the same uid already exists"})
+        409,
+        {"message": "data source with the same uid already exists"},
+    )
 
 
 def test_datasource_without_name_or_uid_gets_generated_ones(standin):
@@ -252,8 +329,11 @@ def test_datasource_without_name_or_uid_gets_generated_ones(standin):
 
 
 def test_get_datasource_by_uid_name_and_list(standin):
-    standin.call("POST", "/api/datasources", prometheus(jsonData={"httpMethod": "POST"},
-                                                        secureJsonData={"basicAuthPassword": "x"}))
+    standin.call(
+        "POST",
+        "/api/datasources",
+        prometheus(jsonData={"httpMethod": "POST"}, secureJsonData={"basicAuthPassword": "x"}),
+    )
     status, by_uid = standin.call("GET", "/api/datasources/uid/prometheus")
     assert status == 200 and by_uid["jsonData"] == {"httpMethod": "POST"}
     assert by_uid["secureJsonFields"] == {"basicAuthPassword": True} and "secureJsonData" not in by_uid
@@ -267,22 +347,37 @@ def test_get_datasource_by_uid_name_and_list(standin):
 
 def test_update_version_locking(standin):
     standin.call("POST", "/api/datasources", prometheus())
-    status, body = standin.call("PUT", "/api/datasources/uid/prometheus", prometheus(version=1, url="http://a"))
+    status, body = standin.call(
+        "PUT", "/api/datasources/uid/prometheus", prometheus(version=1, url="http://a")
+    )
     assert status == 200 and body["message"] == "Datasource updated"
     assert body["datasource"]["version"] == 2 and body["datasource"]["url"] == "http://a"
-    assert standin.call("PUT", "/api/datasources/uid/prometheus", prometheus(version=1)) == (409, {
-        "message": "Datasource has already been updated by someone else. Please reload and try again"})
-    assert standin.call("PUT", "/api/datasources/uid/prometheus", prometheus(version=2))[1]["datasource"][
-        "version"] == 3
-    assert standin.call("PUT", "/api/datasources/uid/prometheus", prometheus(version=7))[1]["datasource"][
-        "version"] == 8
-    assert standin.call("PUT", "/api/datasources/uid/prometheus", prometheus())[1]["datasource"]["version"] == 1
+    assert standin.call("PUT", "/api/datasources/uid/prometheus", prometheus(version=1)) == (
+        409,
+        {"message": "Datasource has already been updated by someone else. Please reload and try again"},
+    )
+    assert (
+        standin.call("PUT", "/api/datasources/uid/prometheus", prometheus(version=2))[1]["datasource"][
+            "version"
+        ]
+        == 3
+    )
+    assert (
+        standin.call("PUT", "/api/datasources/uid/prometheus", prometheus(version=7))[1]["datasource"][
+            "version"
+        ]
+        == 8
+    )
+    assert (
+        standin.call("PUT", "/api/datasources/uid/prometheus", prometheus())[1]["datasource"]["version"] == 1
+    )
 
 
 def test_update_is_full_replacement_but_keeps_secrets(standin):
     standin.call("POST", "/api/datasources", prometheus(jsonData={"a": 1}, secureJsonData={"password": "p"}))
-    body = standin.call("PUT", "/api/datasources/uid/prometheus",
-                        prometheus(secureJsonData={"token": "t"}))[1]["datasource"]
+    body = standin.call("PUT", "/api/datasources/uid/prometheus", prometheus(secureJsonData={"token": "t"}))[
+        1
+    ]["datasource"]
     assert body["jsonData"] == {} and body["secureJsonFields"] == {"password": True, "token": True}
 
 
@@ -290,46 +385,73 @@ def test_update_errors(standin):
     standin.call("POST", "/api/datasources", prometheus())
     standin.call("POST", "/api/datasources", prometheus(name="Other", uid="other"))
     assert standin.call("PUT", "/api/datasources/uid/other", prometheus(uid="other")) == (
-        409, {"message": "Failed to update datasource: data source with the same name already exists"})
+        409,
+        {"message": "Failed to update datasource: data source with the same name already exists"},
+    )
     assert standin.call("PUT", "/api/datasources/uid/missing", prometheus()) == (
-        404, {"message": "Data source not found"})
+        404,
+        {"message": "Data source not found"},
+    )
     no_name = {"type": "prometheus", "access": "proxy"}
-    assert standin.call("PUT", "/api/datasources/uid/other", no_name) == (400, {"message": "bad request data"})
+    assert standin.call("PUT", "/api/datasources/uid/other", no_name) == (
+        400,
+        {"message": "bad request data"},
+    )
 
 
 def test_delete_datasource(standin):
     standin.call("POST", "/api/datasources", prometheus())
     assert standin.call("DELETE", "/api/datasources/uid/prometheus")[0] == 200
-    assert standin.call("DELETE", "/api/datasources/uid/prometheus") == (404, {"message": "Data source not found"})
+    assert standin.call("DELETE", "/api/datasources/uid/prometheus") == (
+        404,
+        {"message": "Data source not found"},
+    )
 
 
 # --- dashboards and folders ------------------------------------------------------------------------
+
 
 def test_save_dashboard_and_get_it(standin):
     body = dashboard(uid="iris-api", schemaVersion=39, templating={"list": []})
     status, saved = standin.call("POST", "/api/dashboards/db", body)
     assert status == 200
-    assert saved == {"id": saved["id"], "uid": "iris-api", "url": "/d/iris-api/iris-api", "status": "success",
-                     "version": 1, "slug": "iris-api", "folderUid": ""}
+    assert saved == {
+        "id": saved["id"],
+        "uid": "iris-api",
+        "url": "/d/iris-api/iris-api",
+        "status": "success",
+        "version": 1,
+        "slug": "iris-api",
+        "folderUid": "",
+    }
     status, got = standin.call("GET", "/api/dashboards/uid/iris-api")
     assert status == 200
     assert got["dashboard"] == {**body["dashboard"], "id": saved["id"], "version": 1}
     meta = got["meta"]
     assert (meta["slug"], meta["url"], meta["folderUid"], meta["folderTitle"]) == (
-        "iris-api", "/d/iris-api/iris-api", "", "General")
+        "iris-api",
+        "/d/iris-api/iris-api",
+        "",
+        "General",
+    )
     assert meta["version"] == 1 and meta["provisioned"] is False
     assert standin.call("GET", "/api/dashboards/uid/nope") == (404, {"message": "Dashboard not found"})
 
 
 def test_dashboard_versions_and_overwrite(standin):
     standin.call("POST", "/api/dashboards/db", dashboard(uid="d1"))
-    mismatch = (412, {"message": "The dashboard has been changed by someone else", "status": "version-mismatch"})
+    mismatch = (
+        412,
+        {"message": "The dashboard has been changed by someone else", "status": "version-mismatch"},
+    )
     assert standin.call("POST", "/api/dashboards/db", dashboard(uid="d1")) == mismatch
     assert standin.call("POST", "/api/dashboards/db", dashboard(uid="d1", version=5)) == mismatch
     assert standin.call("POST", "/api/dashboards/db", dashboard(uid="d1", version=1))[1]["version"] == 2
     same = {**dashboard(uid="d1"), "overwrite": True}
     assert standin.call("POST", "/api/dashboards/db", same)[1]["version"] == 3
-    assert standin.call("POST", "/api/dashboards/db", same)[1]["version"] == 4  # unchanged content still bumps
+    assert (
+        standin.call("POST", "/api/dashboards/db", same)[1]["version"] == 4
+    )  # unchanged content still bumps
     assert standin.call("GET", "/api/dashboards/uid/d1")[1]["meta"]["version"] == 4
 
 
@@ -343,11 +465,17 @@ def test_dashboard_without_uid_duplicates(standin):
 
 def test_dashboard_errors(standin):
     assert standin.call("POST", "/api/dashboards/db", dashboard(id=999)) == (
-        404, {"message": "Dashboard not found", "status": "not-found"})
+        404,
+        {"message": "Dashboard not found", "status": "not-found"},
+    )
     assert standin.call("POST", "/api/dashboards/db", {**dashboard(), "folderUid": "ghost"}) == (
-        400, {"message": "folder not found"})
+        400,
+        {"message": "folder not found"},
+    )
     assert standin.call("POST", "/api/dashboards/db", dashboard(title=" ")) == (
-        400, {"message": "Dashboard title cannot be empty", "status": "empty-name"})
+        400,
+        {"message": "Dashboard title cannot be empty", "status": "empty-name"},
+    )
 
 
 def test_dashboard_does_not_resolve_inputs(standin):
@@ -359,7 +487,9 @@ def test_dashboard_does_not_resolve_inputs(standin):
 def test_delete_dashboard(standin):
     standin.call("POST", "/api/dashboards/db", dashboard(uid="gone"))
     assert standin.call("DELETE", "/api/dashboards/uid/gone") == (
-        200, {"title": "Iris API", "message": "Dashboard Iris API deleted", "uid": "gone"})
+        200,
+        {"title": "Iris API", "message": "Dashboard Iris API deleted", "uid": "gone"},
+    )
     assert standin.call("DELETE", "/api/dashboards/uid/gone") == (404, {"message": "Dashboard not found"})
 
 
@@ -368,10 +498,17 @@ def test_folders(standin):
     assert status == 200 and (folder["uid"], folder["title"]) == ("iris", "Iris Stack")
     assert folder["url"] == "/dashboards/f/iris/iris-stack"
     assert standin.call("POST", "/api/folders", {"uid": "iris", "title": "Again"}) == (
-        409, {"message": "a folder/dashboard with the same uid already exists"})
+        409,
+        {"message": "a folder/dashboard with the same uid already exists"},
+    )
     assert standin.call("GET", "/api/folders/iris") == (200, folder)
-    assert standin.call("GET", "/api/folders/nope") == (404, {"status": "not-found", "message": "folder not found"})
-    assert standin.call("GET", "/api/folders")[1] == [{"id": folder["id"], "uid": "iris", "title": "Iris Stack"}]
+    assert standin.call("GET", "/api/folders/nope") == (
+        404,
+        {"status": "not-found", "message": "folder not found"},
+    )
+    assert standin.call("GET", "/api/folders")[1] == [
+        {"id": folder["id"], "uid": "iris", "title": "Iris Stack"}
+    ]
     saved = standin.call("POST", "/api/dashboards/db", {**dashboard(uid="in-f"), "folderUid": "iris"})[1]
     assert saved["folderUid"] == "iris"
     meta = standin.call("GET", "/api/dashboards/uid/in-f")[1]["meta"]
@@ -381,11 +518,14 @@ def test_folders(standin):
 
 
 def test_slug_rule(standin):
-    saved = standin.call("POST", "/api/dashboards/db", dashboard(uid="s", title="  Iris -- API: Overview!! "))[1]
+    saved = standin.call(
+        "POST", "/api/dashboards/db", dashboard(uid="s", title="  Iris -- API: Overview!! ")
+    )[1]
     assert saved["slug"] == "iris-api-overview" and saved["url"] == "/d/s/iris-api-overview"
 
 
 # --- persistence -----------------------------------------------------------------------------------
+
 
 def test_state_survives_restart(standin):
     standin.call("POST", "/api/datasources", prometheus(secureJsonData={"password": "p"}))
@@ -402,7 +542,9 @@ def test_state_survives_restart(standin):
     ds = standin.call("GET", "/api/datasources/uid/prometheus")[1]
     assert ds["secureJsonFields"] == {"password": True} and ds["isDefault"] is True
     assert standin.call("GET", "/api/folders/f")[0] == 200
-    assert standin.call("POST", "/api/dashboards/db", dashboard(uid="new"))[1]["id"] > after["dashboard"]["id"]
+    assert (
+        standin.call("POST", "/api/dashboards/db", dashboard(uid="new"))[1]["id"] > after["dashboard"]["id"]
+    )
 
 
 # --- file provisioning -----------------------------------------------------------------------------
@@ -464,17 +606,22 @@ def test_file_provisioning(tmp_path):
         assert ds["jsonData"] == {"httpMethod": "POST", "timeInterval": "15s"} and ds["isDefault"] is True
         assert ds["secureJsonFields"] == {"basicAuthPassword": True}
         assert server.call("PUT", "/api/datasources/uid/prometheus", prometheus()) == (
-            403, {"message": "Cannot update read-only data source"})
+            403,
+            {"message": "Cannot update read-only data source"},
+        )
         assert server.call("DELETE", "/api/datasources/uid/prometheus")[0] == 403
         assert server.call("GET", "/api/datasources/name/Editable")[1]["readOnly"] is False
 
         got = server.call("GET", "/api/dashboards/uid/iris-prov")[1]
         assert got["meta"]["provisioned"] is True and got["meta"]["folderTitle"] == "Iris"
         assert got["dashboard"]["id"] != 42 and got["meta"]["version"] == 1
-        assert server.call("POST", "/api/dashboards/db", {**dashboard(uid="iris-prov"), "overwrite": True}) == (
-            400, {"message": "Cannot save provisioned dashboard"})
+        assert server.call(
+            "POST", "/api/dashboards/db", {**dashboard(uid="iris-prov"), "overwrite": True}
+        ) == (400, {"message": "Cannot save provisioned dashboard"})
         assert server.call("DELETE", "/api/dashboards/uid/iris-prov") == (
-            400, {"message": "provisioned dashboard cannot be deleted"})
+            400,
+            {"message": "provisioned dashboard cannot be deleted"},
+        )
 
         server.restart()  # unchanged files: nothing new, no version bump
         assert server.call("GET", "/api/dashboards/uid/iris-prov")[1]["meta"]["version"] == 1
@@ -495,13 +642,22 @@ def test_file_provisioning(tmp_path):
 def test_broken_provisioning_file_stops_startup(tmp_path):
     server = Standin(tmp_path)
     (server.provisioning / "datasources").mkdir(parents=True)
-    (server.provisioning / "datasources" / "bad.yaml").write_text("datasources:\n- name: x\n  url: |\n    y\n")
-    proc = subprocess.run([sys.executable, str(SCRIPT), "--port", "0", "--data", str(server.data)],
-                          env={**os.environ, **server.env}, capture_output=True, text=True, timeout=10, check=False)
+    (server.provisioning / "datasources" / "bad.yaml").write_text(
+        "datasources:\n- name: x\n  url: |\n    y\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--port", "0", "--data", str(server.data)],
+        env={**os.environ, **server.env},
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=False,
+    )
     assert proc.returncode != 0 and "bad.yaml" in proc.stderr
 
 
 # --- the YAML subset -------------------------------------------------------------------------------
+
 
 def load_module():
     spec = importlib.util.spec_from_file_location("standin", SCRIPT)
@@ -515,7 +671,7 @@ YAML_SAMPLES = [
     PROVIDERS_YAML.format(path="/var/lib/grafana/dashboards"),
     "a:\n  b:\n    - 1\n    - -2.5\n    - 'it''s'\n  c: [x, 'y', 3]\n  d: {k: v, n: null}\ne: ~\nf: \"q # not\"\n",
     "list:\n  -\n    name: a\n  - - nested\n    - more\nempty: []\nurl: http://h:1/p#frag\n",
-    "---\nflag: false\nquoted: \"tab\\tand \\\"quote\\\"\"\ncolon: 'a: b'\n",
+    '---\nflag: false\nquoted: "tab\\tand \\"quote\\""\ncolon: \'a: b\'\n',
 ]
 
 
@@ -527,8 +683,11 @@ def test_yaml_subset_matches_pyyaml(text):
 
 def test_yaml_subset_explicit():
     parse = load_module().parse_yaml
-    assert parse(YAML_SAMPLES[2]) == {"a": {"b": [1, -2.5, "it's"], "c": ["x", "y", 3], "d": {"k": "v", "n": None}},
-                                      "e": None, "f": "q # not"}
+    assert parse(YAML_SAMPLES[2]) == {
+        "a": {"b": [1, -2.5, "it's"], "c": ["x", "y", 3], "d": {"k": "v", "n": None}},
+        "e": None,
+        "f": "q # not",
+    }
     assert parse(PROVIDERS_YAML.format(path="/p"))["providers"][0]["options"] == {"path": "/p"}
     with pytest.raises(ValueError):
         parse("a:\n\tb: 1\n")

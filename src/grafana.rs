@@ -56,7 +56,7 @@ pub enum GrafanaError {
     },
     #[error("datasource `{uid}` is read-only (file-provisioned) and differs from what irisctl would set: {diff}")]
     ReadOnlyDatasource { uid: String, diff: String },
-    #[error("dashboard `{uid}` is provisioned from a file in Grafana and differs from `{path}`")]
+    #[error("dashboard `{uid}` is provisioned from a file in Grafana, which refuses to save `{path}` over it")]
     ProvisionedDashboard { uid: String, path: String },
     #[error("`{call}` was refused because the object changed meanwhile ({status}): {message}")]
     Changed {
@@ -572,8 +572,7 @@ pub async fn dashboard_plan(
     file: &DashboardFile,
     folder_uid: &str,
 ) -> Result<std::result::Result<Outcome, Action>> {
-    let uid = file.uid().to_string();
-    let Some(cur) = client.dashboard_by_uid(&uid).await? else {
+    let Some(cur) = client.dashboard_by_uid(file.uid()).await? else {
         return Ok(Err(Action::Created));
     };
     let stored = cur.get("dashboard").cloned().unwrap_or(Value::Null);
@@ -596,12 +595,8 @@ pub async fn dashboard_plan(
             url,
         }));
     }
-    if provisioned {
-        return Err(GrafanaError::ProvisionedDashboard {
-            uid,
-            path: file.path.display().to_string(),
-        });
-    }
+    // A provisioned one may still accept the save (`allowUiUpdates`); `save_dashboard` reports
+    // Grafana's refusal clearly otherwise.
     Ok(Err(Action::Updated))
 }
 
@@ -618,9 +613,22 @@ pub async fn save_dashboard(
         "overwrite": true,
         "message": "provisioned by irisctl",
     });
-    let a = client
+    let a = match client
         .write(Method::POST, "/api/dashboards/db", &body)
-        .await?;
+        .await
+    {
+        Err(GrafanaError::Unexpected {
+            status: 400,
+            message,
+            ..
+        }) if message.contains("provisioned") => {
+            return Err(GrafanaError::ProvisionedDashboard {
+                uid: file.uid().to_string(),
+                path: file.path.display().to_string(),
+            });
+        }
+        other => other?,
+    };
     let url = a
         .body
         .get("url")

@@ -11,8 +11,21 @@ use common::{irisctl, repo, run};
 fn help_lists_the_verbs() {
     let r = run(irisctl(&repo()).arg("--help"));
     r.ok();
-    for verb in ["up", "status", "down", "logs", "grafana", "compose", "init", "completions"] {
-        assert!(r.stdout.contains(verb), "{verb} missing from --help:\n{}", r.stdout);
+    for verb in [
+        "up",
+        "status",
+        "down",
+        "logs",
+        "grafana",
+        "compose",
+        "init",
+        "completions",
+    ] {
+        assert!(
+            r.stdout.contains(verb),
+            "{verb} missing from --help:\n{}",
+            r.stdout
+        );
     }
 }
 
@@ -27,49 +40,236 @@ fn completions_are_printed() {
 fn print_settings_shows_precedence() {
     let dir = tempfile::tempdir().unwrap();
     run(irisctl(dir.path()).args(["init", "-q"])).ok();
-    std::fs::write(dir.path().join("irisctl.yaml"), "ports:\n  api: 8100\n  grafana: 3100\n").unwrap();
+    std::fs::write(
+        dir.path().join("irisctl.yaml"),
+        "ports:\n  api: 8100\n  grafana: 3100\n",
+    )
+    .unwrap();
     std::fs::write(dir.path().join(".env"), "IRISCTL_GRAFANA_PORT=3200\n").unwrap();
-    let r = run(irisctl(dir.path()).args(["--print-settings", "status", "--frontend-port", "5300"]).env("IRISCTL_PROMETHEUS_PORT", "9300"));
+    let r = run(irisctl(dir.path())
+        .args(["--print-settings", "status", "--frontend-port", "5300"])
+        .env("IRISCTL_PROMETHEUS_PORT", "9300"));
     r.ok();
-    for want in ["api: 8100", "frontend: 5300", "prometheus: 9300", "grafana: 3200", "bind: 127.0.0.1", "project: iris"] {
+    for want in [
+        "api: 8100",
+        "frontend: 5300",
+        "prometheus: 9300",
+        "grafana: 3200",
+        "bind: 127.0.0.1",
+        "project: iris",
+    ] {
         assert!(r.stdout.contains(want), "{want} missing:\n{}", r.stdout);
     }
 }
 
 /// (what, args, extra files, env, expected text in the error)
-type Case = (&'static str, &'static [&'static str], &'static [(&'static str, &'static str)], &'static [(&'static str, &'static str)], &'static str);
+type Case = (
+    &'static str,
+    &'static [&'static str],
+    &'static [(&'static str, &'static str)],
+    &'static [(&'static str, &'static str)],
+    &'static str,
+);
 
 #[test]
 fn bad_inputs_get_clear_errors() {
     let cases: &[Case] = &[
-        ("port not a number", &["status", "--api-port", "http"], &[], &[], "flag --api-port: API_PORT=\"http\" is not a port number"),
-        ("port zero", &["status", "--frontend-port", "0"], &[], &[], "is not a port number"),
-        ("port too big", &["up", "--grafana-port", "70000"], &[], &[], "is not a port number"),
-        ("same port twice", &["status", "--api-port", "9090"], &[], &[], "api and prometheus services are both set to host port 9090"),
-        ("bad bind", &["status", "--bind", "localhost"], &[], &[], "is not an IP address"),
-        ("bad project name", &["-p", "Iris!", "status"], &[], &[], "is not a valid project name"),
-        ("bad wait timeout", &["up", "--wait-timeout", "soon"], &[], &[], "is not a number of seconds"),
-        ("unknown key in file", &["status"], &[("irisctl.yaml", "porst:\n  api: 1\n")], &[], "unknown field `porst`"),
-        ("unknown nested key", &["status"], &[("irisctl.yaml", "ports:\n  web: 1\n")], &[], "unknown field `web`"),
-        ("wrong type in file", &["status"], &[("irisctl.yaml", "ports: 8000\n")], &[], "irisctl.yaml` is not valid"),
-        ("bad port in file", &["status"], &[("irisctl.yaml", "ports:\n  api: -5\n")], &[], "key `ports.api`"),
-        ("bad image in file", &["status"], &[("irisctl.yaml", "images:\n  python: \"py thon:3\"\n")], &[], "key `images.python`"),
-        ("yaml syntax", &["status"], &[("irisctl.yaml", "ports: [\n")], &[], "is not valid"),
-        ("unbuildable service", &["status"], &[("irisctl.yaml", "build:\n  api:\n    context: .\n")], &[], "cannot be built from a context"),
-        ("missing build context", &["status"], &[("irisctl.yaml", "build:\n  grafana:\n    context: nowhere\n")], &[], "no Dockerfile in build context"),
-        ("missing config file", &["--config", "nope.yaml", "status"], &[], &[], "cannot read settings file"),
-        ("unknown env setting", &["status"], &[], &[("IRISCTL_API_PROT", "1")], "unknown setting `IRISCTL_API_PROT`"),
-        ("bad env value", &["status"], &[], &[("IRISCTL_BIND", "300.1.1.1")], "environment variable IRISCTL_BIND"),
-        ("bad .env line", &["status"], &[(".env", "IRISCTL_API_PORT=8100\nthis is not a pair\n")], &[], ".env` line 2"),
-        ("bad .env value", &["status"], &[(".env", "IRISCTL_API_PORT=eighty\n")], &[], ".env` line 1"),
-        ("missing project dir", &["--project-dir", "does/not/exist", "status"], &[], &[], "project directory"),
-        ("unknown logs service", &["logs", "web"], &[], &[], "no service named `web`"),
-        ("bad logs tail", &["logs", "--tail", "many"], &[], &[], "--tail \"many\" is not a number"),
-        ("grafana url", &["grafana", "provision", "--url", "ftp://x"], &[], &[], "is not an http(s) URL"),
-        ("grafana wait", &["grafana", "provision", "--wait-timeout", "x"], &[], &[], "is not a number of seconds"),
-        ("no grafana password", &["grafana", "provision"], &[], &[], "no Grafana credentials"),
-        ("compose check of a missing file", &["compose", "--check", "missing.yml"], &[], &[], "cannot read"),
-        ("stack file missing", &["up"], &[("stack/api/Dockerfile", "")], &[], "stack file `stack/frontend/Dockerfile` is missing"),
+        (
+            "port not a number",
+            &["status", "--api-port", "http"],
+            &[],
+            &[],
+            "flag --api-port: API_PORT=\"http\" is not a port number",
+        ),
+        (
+            "port zero",
+            &["status", "--frontend-port", "0"],
+            &[],
+            &[],
+            "is not a port number",
+        ),
+        (
+            "port too big",
+            &["up", "--grafana-port", "70000"],
+            &[],
+            &[],
+            "is not a port number",
+        ),
+        (
+            "same port twice",
+            &["status", "--api-port", "9090"],
+            &[],
+            &[],
+            "api and prometheus services are both set to host port 9090",
+        ),
+        (
+            "bad bind",
+            &["status", "--bind", "localhost"],
+            &[],
+            &[],
+            "is not an IP address",
+        ),
+        (
+            "bad project name",
+            &["-p", "Iris!", "status"],
+            &[],
+            &[],
+            "is not a valid project name",
+        ),
+        (
+            "bad wait timeout",
+            &["up", "--wait-timeout", "soon"],
+            &[],
+            &[],
+            "is not a number of seconds",
+        ),
+        (
+            "unknown key in file",
+            &["status"],
+            &[("irisctl.yaml", "porst:\n  api: 1\n")],
+            &[],
+            "unknown field `porst`",
+        ),
+        (
+            "unknown nested key",
+            &["status"],
+            &[("irisctl.yaml", "ports:\n  web: 1\n")],
+            &[],
+            "unknown field `web`",
+        ),
+        (
+            "wrong type in file",
+            &["status"],
+            &[("irisctl.yaml", "ports: 8000\n")],
+            &[],
+            "irisctl.yaml` is not valid",
+        ),
+        (
+            "bad port in file",
+            &["status"],
+            &[("irisctl.yaml", "ports:\n  api: -5\n")],
+            &[],
+            "key `ports.api`",
+        ),
+        (
+            "bad image in file",
+            &["status"],
+            &[("irisctl.yaml", "images:\n  python: \"py thon:3\"\n")],
+            &[],
+            "key `images.python`",
+        ),
+        (
+            "yaml syntax",
+            &["status"],
+            &[("irisctl.yaml", "ports: [\n")],
+            &[],
+            "is not valid",
+        ),
+        (
+            "unbuildable service",
+            &["status"],
+            &[("irisctl.yaml", "build:\n  api:\n    context: .\n")],
+            &[],
+            "cannot be built from a context",
+        ),
+        (
+            "missing build context",
+            &["status"],
+            &[("irisctl.yaml", "build:\n  grafana:\n    context: nowhere\n")],
+            &[],
+            "no Dockerfile in build context",
+        ),
+        (
+            "missing config file",
+            &["--config", "nope.yaml", "status"],
+            &[],
+            &[],
+            "cannot read settings file",
+        ),
+        (
+            "unknown env setting",
+            &["status"],
+            &[],
+            &[("IRISCTL_API_PROT", "1")],
+            "unknown setting `IRISCTL_API_PROT`",
+        ),
+        (
+            "bad env value",
+            &["status"],
+            &[],
+            &[("IRISCTL_BIND", "300.1.1.1")],
+            "environment variable IRISCTL_BIND",
+        ),
+        (
+            "bad .env line",
+            &["status"],
+            &[(".env", "IRISCTL_API_PORT=8100\nthis is not a pair\n")],
+            &[],
+            ".env` line 2",
+        ),
+        (
+            "bad .env value",
+            &["status"],
+            &[(".env", "IRISCTL_API_PORT=eighty\n")],
+            &[],
+            ".env` line 1",
+        ),
+        (
+            "missing project dir",
+            &["--project-dir", "does/not/exist", "status"],
+            &[],
+            &[],
+            "project directory",
+        ),
+        (
+            "unknown logs service",
+            &["logs", "web"],
+            &[],
+            &[],
+            "no service named `web`",
+        ),
+        (
+            "bad logs tail",
+            &["logs", "--tail", "many"],
+            &[],
+            &[],
+            "--tail \"many\" is not a number",
+        ),
+        (
+            "grafana url",
+            &["grafana", "provision", "--url", "ftp://x"],
+            &[],
+            &[],
+            "is not an http(s) URL",
+        ),
+        (
+            "grafana wait",
+            &["grafana", "provision", "--wait-timeout", "x"],
+            &[],
+            &[],
+            "is not a number of seconds",
+        ),
+        (
+            "no grafana password",
+            &["grafana", "provision"],
+            &[],
+            &[],
+            "no Grafana credentials",
+        ),
+        (
+            "compose check of a missing file",
+            &["compose", "--check", "missing.yml"],
+            &[],
+            &[],
+            "cannot read",
+        ),
+        (
+            "stack file missing",
+            &["up"],
+            &[("stack/api/Dockerfile", "")],
+            &[],
+            "stack file `stack/frontend/Dockerfile` is missing",
+        ),
     ];
     for (what, args, files, env, want) in cases {
         let dir = tempfile::tempdir().unwrap();
@@ -87,13 +287,20 @@ fn bad_inputs_get_clear_errors() {
         if *what == "stack file missing" {
             cmd.args(["--project-dir", "."]);
         }
-        cmd.args(*args).env("DOCKER_HOST", "unix:///nonexistent/irisctl-test.sock").env("XDG_DATA_HOME", dir.path());
+        cmd.args(*args)
+            .env("DOCKER_HOST", "unix:///nonexistent/irisctl-test.sock")
+            .env("XDG_DATA_HOME", dir.path());
         for (k, v) in *env {
             cmd.env(k, v);
         }
         let r = run(&mut cmd);
-        assert!(r.code != 0, "{what}: expected failure, got success\n{}", r.stderr);
-        if !r.stderr.contains(want) || !r.stderr.contains("hint: ") || r.stderr.contains("panicked") {
+        assert!(
+            r.code != 0,
+            "{what}: expected failure, got success\n{}",
+            r.stderr
+        );
+        if !r.stderr.contains(want) || !r.stderr.contains("hint: ") || r.stderr.contains("panicked")
+        {
             panic!("{what}: expected {want:?} and a hint in\n{}", r.stderr);
         }
         r.user_error(want);
@@ -112,7 +319,10 @@ fn usage_errors_exit_2() {
 fn unreachable_engine_names_the_socket() {
     let dir = tempfile::tempdir().unwrap();
     for verb in [&["status"][..], &["down"], &["logs"], &["up"]] {
-        let r = run(irisctl(dir.path()).args(verb).env("DOCKER_HOST", "unix:///nonexistent/irisctl-test.sock").env("XDG_DATA_HOME", dir.path()));
+        let r = run(irisctl(dir.path())
+            .args(verb)
+            .env("DOCKER_HOST", "unix:///nonexistent/irisctl-test.sock")
+            .env("XDG_DATA_HOME", dir.path()));
         r.user_error("cannot reach the Docker engine at `unix:///nonexistent/irisctl-test.sock`");
         assert!(r.stderr.contains("DOCKER_HOST"), "{}", r.stderr);
     }
@@ -133,7 +343,10 @@ fn too_old_engine_is_refused() {
         }
     });
     let dir = tempfile::tempdir().unwrap();
-    let r = run(irisctl(dir.path()).arg("status").env("DOCKER_HOST", format!("tcp://127.0.0.1:{port}")).env("XDG_DATA_HOME", dir.path()));
+    let r = run(irisctl(dir.path())
+        .arg("status")
+        .env("DOCKER_HOST", format!("tcp://127.0.0.1:{port}"))
+        .env("XDG_DATA_HOME", dir.path()));
     r.user_error("is too old: it speaks API 1.39 (Docker 18.09.9)");
 }
 
@@ -141,14 +354,27 @@ fn too_old_engine_is_refused() {
 fn init_writes_a_working_project_and_keeps_edits() {
     let dir = tempfile::tempdir().unwrap();
     run(irisctl(dir.path()).arg("init")).ok();
-    for f in ["stack/api/Dockerfile", "stack/frontend/Dockerfile", "monitoring/prometheus.yml", "monitoring/grafana-fastapi-dashboard.json", "irisctl.yaml"] {
+    for f in [
+        "stack/api/Dockerfile",
+        "stack/frontend/Dockerfile",
+        "monitoring/prometheus.yml",
+        "monitoring/grafana-fastapi-dashboard.json",
+        "irisctl.yaml",
+    ] {
         assert!(dir.path().join(f).is_file(), "{f} not written");
     }
     std::fs::write(dir.path().join("monitoring/prometheus.yml"), "# mine\n").unwrap();
     let r = run(irisctl(dir.path()).arg("init"));
     r.ok();
-    assert!(r.stderr.contains("kept your monitoring/prometheus.yml"), "{}", r.stderr);
-    assert_eq!(std::fs::read_to_string(dir.path().join("monitoring/prometheus.yml")).unwrap(), "# mine\n");
+    assert!(
+        r.stderr.contains("kept your monitoring/prometheus.yml"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("monitoring/prometheus.yml")).unwrap(),
+        "# mine\n"
+    );
 }
 
 #[test]
@@ -158,8 +384,23 @@ fn compose_check_reports_drift() {
     run(irisctl(dir.path()).args(["compose", "-o", "docker-compose.yml"])).ok();
     assert!(dir.path().join(".env.example").is_file());
     run(irisctl(dir.path()).args(["compose", "--check", "docker-compose.yml"])).ok();
-    let r = run(irisctl(dir.path()).args(["compose", "--check", "docker-compose.yml", "--api-port", "8111"]));
+    let r = run(irisctl(dir.path()).args([
+        "compose",
+        "--check",
+        "docker-compose.yml",
+        "--api-port",
+        "8111",
+    ]));
     assert_eq!(r.code, 1, "{}", r.stderr);
-    assert!(r.stdout.contains("-    - 127.0.0.1:8000:8000") && r.stdout.contains("+    - 127.0.0.1:8111:8000"), "{}", r.stdout);
-    assert!(r.stderr.contains("is out of date") && r.stderr.contains("hint: "), "{}", r.stderr);
+    assert!(
+        r.stdout.contains("-    - 127.0.0.1:8000:8000")
+            && r.stdout.contains("+    - 127.0.0.1:8111:8000"),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stderr.contains("is out of date") && r.stderr.contains("hint: "),
+        "{}",
+        r.stderr
+    );
 }

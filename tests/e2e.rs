@@ -23,15 +23,28 @@ fn stack_lifecycle_on_the_real_engine() {
     let up = run(p.irisctl().arg("up"));
     up.ok();
     assert!(up.stderr.contains("is up and healthy"), "{}", up.stderr);
-    assert!(up.stdout.contains(&format!("http://127.0.0.1:{}/", PORTS[1])), "{}", up.stdout);
-    let (code, body) = http("POST", &format!("http://127.0.0.1:{}/api/predict", PORTS[1]), Some(setosa()));
+    assert!(
+        up.stdout
+            .contains(&format!("http://127.0.0.1:{}/", PORTS[1])),
+        "{}",
+        up.stdout
+    );
+    let (code, body) = http(
+        "POST",
+        &format!("http://127.0.0.1:{}/api/predict", PORTS[1]),
+        Some(setosa()),
+    );
     assert_eq!(code, 200, "{body}");
     let v: serde_json::Value = serde_json::from_str(&body).expect("json");
     assert_eq!(v["predictions"][0]["species"], "setosa");
 
     // Prometheus (the real one, from the offline image) scrapes the API.
     let targets_up = eventually(60, || {
-        let (_, body) = http("GET", &format!("http://127.0.0.1:{}/api/v1/targets", PORTS[2]), None);
+        let (_, body) = http(
+            "GET",
+            &format!("http://127.0.0.1:{}/api/v1/targets", PORTS[2]),
+            None,
+        );
         body.contains(r#""job":"iris-api""#) && body.contains(r#""health":"up""#)
     });
     assert!(targets_up, "the iris-api target never came up");
@@ -46,10 +59,20 @@ fn stack_lifecycle_on_the_real_engine() {
     for s in services {
         assert_eq!(s["state"], "running", "{s}");
         assert_eq!(s["health"], "healthy", "{s}");
-        assert!(s["url"].as_str().is_some_and(|u| u.starts_with("http://127.0.0.1:")), "{s}");
+        assert!(
+            s["url"]
+                .as_str()
+                .is_some_and(|u| u.starts_with("http://127.0.0.1:")),
+            "{s}"
+        );
     }
     let targets = report["prometheus_targets"].as_array().expect("targets");
-    assert!(targets.iter().any(|t| t["job"] == "iris-api" && t["health"] == "up"), "{targets:?}");
+    assert!(
+        targets
+            .iter()
+            .any(|t| t["job"] == "iris-api" && t["health"] == "up"),
+        "{targets:?}"
+    );
     assert_eq!(report["grafana_dashboards"][0]["present"], true, "{report}");
 
     // A second up changes nothing.
@@ -57,7 +80,11 @@ fn stack_lifecycle_on_the_real_engine() {
     assert_eq!(before.len(), 4);
     let again = run(p.irisctl().arg("up"));
     again.ok();
-    assert!(again.stderr.contains("nothing to change"), "{}", again.stderr);
+    assert!(
+        again.stderr.contains("nothing to change"),
+        "{}",
+        again.stderr
+    );
     assert_eq!(p.container_ids(), before);
 
     // A changed setting recreates only the service it concerns.
@@ -65,7 +92,12 @@ fn stack_lifecycle_on_the_real_engine() {
     moved.ok();
     let after = p.container_ids();
     for (service, id) in &before {
-        assert_eq!(after[service] != *id, service == "prometheus", "{service}: {moved:?}", moved = moved.stderr);
+        assert_eq!(
+            after[service] != *id,
+            service == "prometheus",
+            "{service}: {moved:?}",
+            moved = moved.stderr
+        );
     }
 
     // A changed source file rebuilds and recreates only that image's service.
@@ -77,7 +109,12 @@ fn stack_lifecycle_on_the_real_engine() {
     rebuilt.ok();
     let after_src = p.container_ids();
     for (service, id) in &after {
-        assert_eq!(after_src[service] != *id, service == "api", "{service}: {}", rebuilt.stderr);
+        assert_eq!(
+            after_src[service] != *id,
+            service == "api",
+            "{service}: {}",
+            rebuilt.stderr
+        );
     }
 
     // A stopped container: status says so (exit 3), up starts it again.
@@ -86,20 +123,55 @@ fn stack_lifecycle_on_the_real_engine() {
     assert_eq!(st.code, 3, "{}\n{}", st.stdout, st.stderr);
     assert!(st.stdout.contains("exited"), "{}", st.stdout);
     run(p.irisctl().args(["up", "--prometheus-port", "19091"])).ok();
-    assert_eq!(p.container_ids()["grafana"], after_src["grafana"], "a stopped container is started, not recreated");
+    assert_eq!(
+        p.container_ids()["grafana"],
+        after_src["grafana"],
+        "a stopped container is started, not recreated"
+    );
 
     // Grafana: provisioned by up; provisioning again changes nothing.
     let prov = run(p.irisctl().args(["grafana", "provision"]));
     prov.ok();
-    assert!(prov.stdout.contains("datasource Prometheus") && prov.stdout.contains("unchanged"), "{}", prov.stdout);
-    assert!(!prov.stdout.contains("created") && !prov.stdout.contains("updated"), "{}", prov.stdout);
+    assert!(
+        prov.stdout.contains("datasource Prometheus") && prov.stdout.contains("unchanged"),
+        "{}",
+        prov.stdout
+    );
+    assert!(
+        !prov.stdout.contains("created") && !prov.stdout.contains("updated"),
+        "{}",
+        prov.stdout
+    );
 
     // down: no container or network of the project left; a second down is a no-op.
     run(p.irisctl().arg("down")).ok();
     assert!(p.container_ids().is_empty());
-    assert_eq!(docker(&["network", "ls", "-q", "--filter", "label=com.docker.compose.project=irisctl-test-e2e"]), "");
-    assert_ne!(docker(&["volume", "ls", "-q", "--filter", "label=com.docker.compose.project=irisctl-test-e2e"]), "", "volumes are kept");
+    assert_eq!(
+        docker(&[
+            "network",
+            "ls",
+            "-q",
+            "--filter",
+            "label=com.docker.compose.project=irisctl-test-e2e"
+        ]),
+        ""
+    );
+    assert_ne!(
+        docker(&[
+            "volume",
+            "ls",
+            "-q",
+            "--filter",
+            "label=com.docker.compose.project=irisctl-test-e2e"
+        ]),
+        "",
+        "volumes are kept"
+    );
     let second = run(p.irisctl().arg("down"));
     second.ok();
-    assert!(second.stderr.contains("nothing to remove"), "{}", second.stderr);
+    assert!(
+        second.stderr.contains("nothing to remove"),
+        "{}",
+        second.stderr
+    );
 }

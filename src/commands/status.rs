@@ -48,12 +48,19 @@ pub struct DashboardStatus {
 }
 
 async fn grafana_dashboards(ctx: &Ctx) -> Result<Vec<DashboardStatus>, String> {
-    let client = super::grafana::client(ctx, &super::grafana::ProvisionOptions::default()).map_err(|e| format!("{e:#}"))?;
-    let files = crate::grafana::load_dashboards(&ctx.settings.project_dir.join("monitoring"), crate::grafana::DATASOURCE_UID)
-        .map_err(|e| e.to_string())?;
+    let client = super::grafana::client(ctx, &super::grafana::ProvisionOptions::default())
+        .map_err(|e| format!("{e:#}"))?;
+    let files = crate::grafana::load_dashboards(
+        &ctx.settings.project_dir.join("monitoring"),
+        crate::grafana::DATASOURCE_UID,
+    )
+    .map_err(|e| e.to_string())?;
     let mut out = Vec::new();
     for f in files {
-        let found = client.dashboard_by_uid(f.uid()).await.map_err(|e| e.to_string())?;
+        let found = client
+            .dashboard_by_uid(f.uid())
+            .await
+            .map_err(|e| e.to_string())?;
         out.push(DashboardStatus {
             uid: f.uid().to_string(),
             title: f.title().to_string(),
@@ -156,7 +163,9 @@ pub async fn collect(ctx: &Ctx, engine: &Engine) -> Result<Report> {
             Ok(t) => (t, None),
             Err(e) => (vec![], Some(e)),
         };
-    let grafana_running = services.iter().any(|s| s.name == "grafana" && s.state == "running");
+    let grafana_running = services
+        .iter()
+        .any(|s| s.name == "grafana" && s.state == "running");
     let (grafana_dashboards, grafana_error) = if grafana_running {
         match grafana_dashboards(ctx).await {
             Ok(d) => (d, None),

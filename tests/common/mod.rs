@@ -36,16 +36,42 @@ impl Run {
         }
     }
     pub fn ok(&self) -> &Run {
-        assert_eq!(self.code, 0, "expected success\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
+        assert_eq!(
+            self.code, 0,
+            "expected success\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
         self
     }
     /// An error as the user sees it: non-zero exit, one `error:` paragraph, one `hint:` line.
     pub fn user_error(&self, needle: &str) -> &Run {
-        assert_ne!(self.code, 0, "expected failure\nstdout:\n{}\nstderr:\n{}", self.stdout, self.stderr);
-        assert!(self.stderr.contains("error: "), "no `error:` in\n{}", self.stderr);
-        assert_eq!(self.stderr.matches("\nhint: ").count() + usize::from(self.stderr.starts_with("hint: ")), 1, "expected one hint in\n{}", self.stderr);
-        assert!(self.stderr.contains(needle), "expected {needle:?} in\n{}", self.stderr);
-        assert!(!self.stderr.contains("panicked"), "panic in\n{}", self.stderr);
+        assert_ne!(
+            self.code, 0,
+            "expected failure\nstdout:\n{}\nstderr:\n{}",
+            self.stdout, self.stderr
+        );
+        assert!(
+            self.stderr.contains("error: "),
+            "no `error:` in\n{}",
+            self.stderr
+        );
+        assert_eq!(
+            self.stderr.matches("\nhint: ").count()
+                + usize::from(self.stderr.starts_with("hint: ")),
+            1,
+            "expected one hint in\n{}",
+            self.stderr
+        );
+        assert!(
+            self.stderr.contains(needle),
+            "expected {needle:?} in\n{}",
+            self.stderr
+        );
+        assert!(
+            !self.stderr.contains("panicked"),
+            "panic in\n{}",
+            self.stderr
+        );
         self
     }
 }
@@ -73,7 +99,10 @@ pub fn engine_available() -> bool {
 
 /// The docker CLI, for the tests' own observations of the engine (irisctl never shells out).
 pub fn docker(args: &[&str]) -> String {
-    let out = Command::new("docker").args(args).output().expect("run docker");
+    let out = Command::new("docker")
+        .args(args)
+        .output()
+        .expect("run docker");
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
@@ -92,7 +121,13 @@ impl Project {
         let dir = tempfile::tempdir().expect("tempdir");
         run(irisctl(dir.path()).args(["init", "."])).ok();
         let ci = std::fs::read_to_string(repo().join("tests/ci.yaml")).expect("tests/ci.yaml");
-        let ci = ci.replace("context: grafana-standin", &format!("context: {}", repo().join("tests/grafana-standin").display()));
+        let ci = ci.replace(
+            "context: grafana-standin",
+            &format!(
+                "context: {}",
+                repo().join("tests/grafana-standin").display()
+            ),
+        );
         let config = dir.path().join("irisctl.yaml");
         std::fs::write(
             &config,
@@ -102,7 +137,11 @@ impl Project {
             ),
         )
         .expect("write config");
-        let p = Project { name: name.to_string(), dir, config };
+        let p = Project {
+            name: name.to_string(),
+            dir,
+            config,
+        };
         p.cleanup();
         p
     }
@@ -116,17 +155,27 @@ impl Project {
     }
 
     pub fn cleanup(&self) {
-        let _ = self.irisctl().args(["down", "--volumes", "--rmi", "-q"]).output();
+        let _ = self
+            .irisctl()
+            .args(["down", "--volumes", "--rmi", "-q"])
+            .output();
     }
 
     /// Container IDs of the project, by service.
     pub fn container_ids(&self) -> std::collections::BTreeMap<String, String> {
         docker(&[
-            "ps", "-a", "--filter", &format!("label=com.docker.compose.project={}", self.name),
-            "--format", "{{.Label \"com.docker.compose.service\"}} {{.ID}}",
+            "ps",
+            "-a",
+            "--filter",
+            &format!("label=com.docker.compose.project={}", self.name),
+            "--format",
+            "{{.Label \"com.docker.compose.service\"}} {{.ID}}",
         ])
         .lines()
-        .filter_map(|l| l.split_once(' ').map(|(s, id)| (s.to_string(), id.to_string())))
+        .filter_map(|l| {
+            l.split_once(' ')
+                .map(|(s, id)| (s.to_string(), id.to_string()))
+        })
         .collect()
     }
 }
@@ -139,11 +188,21 @@ impl Drop for Project {
 
 /// A blocking HTTP GET/POST for checks from the test (status, body).
 pub fn http(method: &str, url: &str, body: Option<&str>) -> (u16, String) {
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().expect("runtime");
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
     rt.block_on(async {
-        let client = reqwest::Client::builder().timeout(std::time::Duration::from_secs(10)).no_proxy().build().expect("client");
+        let client = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(10))
+            .no_proxy()
+            .build()
+            .expect("client");
         let req = match method {
-            "POST" => client.post(url).header("content-type", "application/json").body(body.unwrap_or("").to_string()),
+            "POST" => client
+                .post(url)
+                .header("content-type", "application/json")
+                .body(body.unwrap_or("").to_string()),
             _ => client.get(url),
         };
         match req.send().await {

@@ -34,6 +34,7 @@ pub async fn run(ctx: &mut Ctx, opts: UpOptions) -> Result<()> {
     let engine = Engine::connect().await?;
     let stack = Stack::from_settings(&ctx.settings);
     let printer = &ctx.printer;
+    converge::preflight_ports(&engine, &stack).await?;
 
     // Images: builds in parallel (one line each), third-party images pulled if absent.
     let multi = printer.multi();

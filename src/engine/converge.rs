@@ -486,49 +486,55 @@ async fn create_and_start(
     start(engine, &created.id, &service.container_name).await
 }
 
-/// A host port that is taken, and by whom, or `None` when every port is free for `service`.
-async fn port_conflict(
-    engine: &Engine,
-    stack: &Stack,
-    service: &Service,
-) -> Result<Option<String>> {
-    let all = engine.containers_with(&[]).await.unwrap_or_default();
-    for p in &service.ports {
-        for c in &all {
-            let is_ours = c.labels.as_ref().is_some_and(|l| {
-                l.get(labels::PROJECT) == Some(&stack.project)
-                    && l.get(labels::SERVICE) == Some(&service.name)
+/// Refuse, before anything is built or touched, when a host port the stack publishes is taken by
+/// a container of another project or by another program. Ports the project's own containers
+/// hold are fine: converging frees or keeps them.
+pub async fn preflight_ports(engine: &Engine, stack: &Stack) -> Result<()> {
+    let all = engine.containers_with(&[]).await?;
+    let taken = |conflict: String| {
+        hinted(
+            conflict,
+            "stop what uses it, or give irisctl another port (--api-port, --frontend-port, --prometheus-port, --grafana-port or `ports:` in irisctl.yaml)",
+        )
+    };
+    for service in &stack.services {
+        for p in &service.ports {
+            let holder = all.iter().find(|c| {
+                c.state == Some(bollard::models::ContainerSummaryStateEnum::RUNNING)
+                    && c.ports
+                        .iter()
+                        .flatten()
+                        .any(|cp| cp.public_port == Some(p.host))
             });
-            if is_ours {
-                continue;
+            match holder {
+                Some(c)
+                    if c.labels.as_ref().and_then(|l| l.get(labels::PROJECT))
+                        == Some(&stack.project) => {}
+                Some(c) => {
+                    let name = c
+                        .names
+                        .as_ref()
+                        .and_then(|n| n.first())
+                        .map(|n| n.trim_start_matches('/'))
+                        .unwrap_or("?");
+                    return Err(taken(format!(
+                        "host port {} (for `{}`) is already published by container `{name}`",
+                        p.host, service.name
+                    )));
+                }
+                None if engine.is_local()
+                    && std::net::TcpListener::bind((p.host_ip, p.host)).is_err() =>
+                {
+                    return Err(taken(format!(
+                        "host port {} on {} (for `{}`) is already in use by another program",
+                        p.host, p.host_ip, service.name
+                    )));
+                }
+                None => {}
             }
-            let running = c.state == Some(bollard::models::ContainerSummaryStateEnum::RUNNING);
-            let publishes = c
-                .ports
-                .iter()
-                .flatten()
-                .any(|cp| cp.public_port == Some(p.host));
-            if running && publishes {
-                let name = c
-                    .names
-                    .as_ref()
-                    .and_then(|n| n.first())
-                    .map(|n| n.trim_start_matches('/'))
-                    .unwrap_or("?");
-                return Ok(Some(format!(
-                    "host port {} (for `{}`) is already published by container `{name}`",
-                    p.host, service.name
-                )));
-            }
-        }
-        if engine.is_local() && std::net::TcpListener::bind((p.host_ip, p.host)).is_err() {
-            return Ok(Some(format!(
-                "host port {} on {} (for `{}`) is already in use by another program",
-                p.host, p.host_ip, service.name
-            )));
         }
     }
-    Ok(None)
+    Ok(())
 }
 
 /// Apply the stack: network and volumes, then the services wave by wave, then wait for health.
@@ -557,20 +563,6 @@ pub async fn apply(
         .collect();
     let observed = observe::project_containers(engine, &stack.project).await?;
     let actions = plan(&desired, &observed, opts.remove_orphans);
-
-    // Refuse before touching anything if a port we are about to bind is taken.
-    for a in &actions {
-        if let Action::Create { service } | Action::Start { service, .. } = a {
-            if let Some(s) = stack.service(service) {
-                if let Some(conflict) = port_conflict(engine, stack, s).await? {
-                    return Err(hinted(
-                        conflict,
-                        "stop what uses it, or give irisctl another port (--api-port, --frontend-port, --prometheus-port, --grafana-port or `ports:` in irisctl.yaml)",
-                    ));
-                }
-            }
-        }
-    }
 
     ensure_network_and_volumes(engine, stack).await?;
     for a in &actions {

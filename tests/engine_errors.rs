@@ -1,0 +1,171 @@
+//! Errors that need the real engine: an absent, unpullable base image; a host port taken by a
+//! program or by another container; a failing build step; a health deadline. Each is one
+//! paragraph with a hint, a non-zero exit, and leaves nothing of the project behind.
+
+mod common;
+
+use common::{docker, run, Project};
+
+fn set_image(p: &Project, key: &str, image: &str) {
+    let text = std::fs::read_to_string(&p.config).unwrap();
+    let line = text
+        .lines()
+        .find(|l| l.trim_start().starts_with(&format!("{key}:")))
+        .expect("key in config")
+        .to_string();
+    let indent = &line[..line.len() - line.trim_start().len()];
+    std::fs::write(
+        &p.config,
+        text.replace(&line, &format!("{indent}{key}: {image}")),
+    )
+    .unwrap();
+}
+
+#[test]
+fn unpullable_base_image_points_to_offline_mode() {
+    if !common::engine_available() {
+        return;
+    }
+    let p = Project::new("irisctl-test-noimage", [38000, 35174, 39090, 33000]);
+    set_image(&p, "python", "irisctl-test-absent/python:0");
+    let r = run(p.irisctl().arg("up"));
+    r.user_error("image `irisctl-test-absent/python:0` (needed by the `api` build) is not on this host and cannot be pulled");
+    assert!(
+        r.stderr.contains("scripts/offline-base-images"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        p.container_ids().is_empty(),
+        "a failed up created containers"
+    );
+}
+
+#[test]
+fn taken_ports_are_named_before_anything_starts() {
+    if !common::engine_available() {
+        return;
+    }
+    let p = Project::new("irisctl-test-ports", [38100, 35274, 39190, 33100]);
+
+    // Another program on the API's port.
+    let listener = std::net::TcpListener::bind("127.0.0.1:38100").unwrap();
+    let r = run(p.irisctl().arg("up"));
+    r.user_error("host port 38100 on 127.0.0.1 (for `api`) is already in use by another program");
+    assert!(
+        p.container_ids().is_empty(),
+        "a failed up created containers"
+    );
+    drop(listener);
+
+    // Another container on Grafana's port: named, and left running.
+    let hog = "irisctl-test-ports-hog";
+    docker(&["rm", "-f", hog]);
+    let id = docker(&[
+        "run",
+        "-d",
+        "--name",
+        hog,
+        "-p",
+        "127.0.0.1:33100:80",
+        "irisctl-offline/nginx:1.22",
+    ]);
+    assert!(!id.is_empty(), "could not start the port-holding container");
+    let r = run(p.irisctl().arg("up"));
+    let running = docker(&["inspect", "-f", "{{.State.Running}}", hog]);
+    docker(&["rm", "-f", hog]);
+    r.user_error("host port 33100 (for `grafana`) is already published by container `irisctl-test-ports-hog`");
+    assert_eq!(
+        running, "true",
+        "irisctl touched a container it does not own"
+    );
+    assert!(p.container_ids().is_empty());
+}
+
+#[test]
+fn failing_build_shows_the_step_and_the_log_tail() {
+    if !common::engine_available() {
+        return;
+    }
+    let p = Project::new("irisctl-test-badbuild", [38200, 35374, 39290, 33200]);
+    let dockerfile = p.path().join("stack/api/Dockerfile");
+    let text = std::fs::read_to_string(&dockerfile).unwrap();
+    let (first, rest) = text.split_once("\nFROM ").expect("a FROM line");
+    let broken = format!(
+        "{first}\nFROM {}",
+        rest.replacen('\n', "\nRUN echo irisctl-test-marker && exit 3\n", 1)
+    );
+    std::fs::write(&dockerfile, broken).unwrap();
+    let r = run(p.irisctl().arg("up"));
+    r.user_error("building `irisctl-test-badbuild-api:dev` for service `api` failed at `Step");
+    assert!(
+        r.stderr.contains("RUN echo irisctl-test-marker && exit 3`"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("returned a non-zero code: 3"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        r.stderr.contains("--- last lines of the build log ---\n")
+            && r.stderr.contains("irisctl-test-marker\n"),
+        "{}",
+        r.stderr
+    );
+    assert!(p.container_ids().is_empty());
+    // `forcerm`: the engine removes the failed step's container (it may take a moment).
+    let leftover = || {
+        docker(&["ps", "-a", "--no-trunc", "--format", "{{.Command}}"])
+            .lines()
+            .any(|c| c.contains("irisctl-test-marker"))
+    };
+    assert!(
+        common::eventually(10, || !leftover()),
+        "the failed build left its container behind"
+    );
+}
+
+#[test]
+fn health_deadline_names_the_service_and_shows_its_log() {
+    if !common::engine_available() {
+        return;
+    }
+    let p = Project::new("irisctl-test-deadline", [38300, 35474, 39390, 33300]);
+    // The API's first health check runs 5 s after start: a 2 s deadline cannot be met.
+    let r = run(p.irisctl().args(["up", "--wait-timeout", "2"]));
+    r.user_error("did not become healthy within 2 s");
+    assert!(
+        r.stderr
+            .contains("--- last log lines of `irisctl-test-deadline-"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.stderr.contains("irisctl logs "), "{}", r.stderr);
+    // What was started stays, and the next up converges to healthy.
+    run(p.irisctl().arg("up")).ok();
+    let st = run(p.irisctl().arg("status"));
+    st.ok();
+}
+
+#[test]
+fn logs_of_one_service() {
+    if !common::engine_available() {
+        return;
+    }
+    let p = Project::new("irisctl-test-logs", [38400, 35574, 39490, 33400]);
+    run(p.irisctl().args(["up", "--no-provision"])).ok();
+    let r = run(p.irisctl().args(["logs", "api", "--tail", "50"]));
+    r.ok();
+    assert!(
+        r.stdout.lines().all(|l| l.starts_with("api | ")),
+        "{}",
+        r.stdout
+    );
+    assert!(
+        r.stdout.contains("Uvicorn running") || r.stdout.contains("Application startup complete"),
+        "{}",
+        r.stdout
+    );
+}

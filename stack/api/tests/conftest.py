@@ -1,4 +1,4 @@
-"""Shared fixtures: one model trained per test session, and clients of fresh apps."""
+"""Shared fixtures: one model trained per test session, clients of fresh apps, lines for the summary."""
 
 from __future__ import annotations
 
@@ -11,6 +11,19 @@ from fastapi.testclient import TestClient
 
 import train
 from app.main import create_app
+
+REPORT = pytest.StashKey[list[str]]()
+
+
+@pytest.fixture(scope="session")
+def report(request: pytest.FixtureRequest) -> list[str]:
+    """Lines a test adds to the end of pytest's terminal summary."""
+    return request.config.stash.setdefault(REPORT, [])
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter, config: pytest.Config) -> None:
+    for line in config.stash.get(REPORT, []):
+        terminalreporter.write_line(line)
 
 
 @pytest.fixture(scope="session")

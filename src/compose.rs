@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde_yaml::{Mapping, Value};
 
-use crate::stack::{Condition, EnvValue, Mount, Stack};
+use crate::stack::{Condition, Mount, Stack};
 
 fn s(v: impl Into<String>) -> Value {
     Value::String(v.into())
@@ -74,13 +74,7 @@ pub fn render(stack: &Stack, base: &Path, header: &str) -> String {
         if !svc.env.is_empty() {
             let mut env = Mapping::new();
             for (k, v) in &svc.env {
-                let value = match v {
-                    EnvValue::Plain(p) => p.clone(),
-                    EnvValue::FromDotenv(key) => {
-                        format!("${{{key}:?set {key} in .env (irisctl up generates it)}}")
-                    }
-                };
-                env.insert(s(k.clone()), s(value));
+                env.insert(s(k.clone()), s(v.clone()));
             }
             m.push(("environment", Value::Mapping(env)));
         }
@@ -255,12 +249,14 @@ mod tests {
     }
 
     #[test]
-    fn secrets_are_references() {
+    fn the_secret_is_a_mounted_file() {
         let a = rendered();
         assert!(
-            a.contains("GF_SECURITY_ADMIN_PASSWORD: ${GRAFANA_ADMIN_PASSWORD:?"),
+            a.contains("GF_SECURITY_ADMIN_PASSWORD__FILE: /run/secrets/grafana_admin_password"),
             "{a}"
         );
+        assert!(a.contains("- ./.irisctl/secrets/grafana_admin_password:/run/secrets/grafana_admin_password:ro"), "{a}");
+        assert!(!a.contains("GF_SECURITY_ADMIN_PASSWORD:"), "{a}");
         assert!(env_example().contains("GRAFANA_ADMIN_PASSWORD=\n"));
     }
 

@@ -47,7 +47,15 @@ fn main() -> ExitCode {
     match outcome {
         Ok(code) => ExitCode::from(code as u8),
         Err(err) if err.is::<Interrupted>() => {
-            printer.error("interrupted: containers already started keep running; nothing half-made is left that `irisctl up` cannot converge");
+            let phase = printer.phase();
+            let during = if phase.is_empty() {
+                String::new()
+            } else {
+                format!(" while {phase}")
+            };
+            printer.error(format!(
+                "interrupted{during}: what was already started keeps running, what was being built or created was abandoned; the next `irisctl up` converges from here"
+            ));
             printer
                 .hint("run `irisctl up` to finish, or `irisctl down` to remove what was started");
             ExitCode::from(Exit::Interrupted as u8)
@@ -208,6 +216,10 @@ async fn run(cli: Cli, printer: Printer) -> Result<Exit> {
         Command::Compose(a) => {
             if ctx.embedded && (a.output.is_some() || a.check.is_some()) {
                 ctx.ensure_stack_files()?;
+            }
+            if a.output.is_some() {
+                // A Compose-only user needs the secret file the emitted file mounts.
+                ctx.ensure_grafana_password()?;
             }
             commands::compose::run(&ctx, a.output.as_deref(), a.check.as_deref())
         }

@@ -18,6 +18,8 @@ pub struct Printer {
     verbosity: Verbosity,
     color: bool,
     progress: bool,
+    /// What the command is doing now, for the message after an interruption.
+    phase: std::sync::Arc<std::sync::Mutex<String>>,
 }
 
 impl Printer {
@@ -28,7 +30,19 @@ impl Printer {
             verbosity,
             color,
             progress: stderr_tty && verbosity != Verbosity::Quiet,
+            phase: Default::default(),
         }
+    }
+
+    /// Record what the command is doing now (shown if it is interrupted).
+    pub fn set_phase(&self, phase: impl Into<String>) {
+        if let Ok(mut p) = self.phase.lock() {
+            *p = phase.into();
+        }
+    }
+
+    pub fn phase(&self) -> String {
+        self.phase.lock().map(|p| p.clone()).unwrap_or_default()
     }
 
     /// Data for pipes: tables, JSON, YAML.

@@ -618,7 +618,8 @@ pub fn resolve(inputs: Inputs<'_>) -> Result<Settings> {
         .rev()
         .find(|(k, _, _)| k == GRAFANA_PASSWORD_KEY)
         .map(|(_, v, _)| v.clone());
-    if !dotenv.is_empty() {
+    // Listed only when it set something (not when it only holds the Grafana password).
+    if dotenv.iter().any(|(k, _, _)| k.starts_with("IRISCTL_")) {
         settings.sources.push(format!("{}", dotenv_path.display()));
     }
 
@@ -829,5 +830,110 @@ mod tests {
         assert_eq!(s.client_host(), "127.0.0.1");
         s.apply("BIND", "::", "t").unwrap();
         assert_eq!(s.client_host(), "[::1]");
+    }
+
+    /// Fuzz: random documents built from real keys, wrong keys, odd values and raw bytes. The
+    /// parser must never panic, and every refusal must carry a hint.
+    #[test]
+    fn fuzz_settings_parsers_never_panic() {
+        let mut seed: u64 = 0x9E37_79B9_7F4A_7C15;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let keys = [
+            "project",
+            "bind",
+            "ports",
+            "api",
+            "frontend",
+            "prometheus",
+            "grafana",
+            "images",
+            "python",
+            "node",
+            "nginx",
+            "build",
+            "context",
+            "args",
+            "timeouts",
+            "health",
+            "admin_user",
+            "x",
+            "",
+        ];
+        let values = [
+            "8000",
+            "-1",
+            "0",
+            "65536",
+            "1e9",
+            "~",
+            "null",
+            "true",
+            "[1, 2]",
+            "{a: b}",
+            "\"\"",
+            "'",
+            "\"",
+            "127.0.0.1",
+            "::1",
+            "iris",
+            "Iris!",
+            "python:3.11",
+            "a b",
+            "&anchor",
+            "*alias",
+            "!!binary x",
+            "|",
+            ">",
+            "- item",
+            "\t",
+            "🙂",
+            "%",
+            "@",
+            ":",
+        ];
+        let dir = tempfile::tempdir().unwrap();
+        for _ in 0..4000 {
+            let mut doc = String::new();
+            for _ in 0..(next() % 8) {
+                let depth = (next() % 3) as usize;
+                let key = keys[(next() % keys.len() as u64) as usize];
+                let value = values[(next() % values.len() as u64) as usize];
+                match next() % 4 {
+                    0 => doc.push_str(&format!("{}{key}:\n", "  ".repeat(depth))),
+                    1 => doc.push_str(&format!("{}{key}: {value}\n", "  ".repeat(depth))),
+                    2 => doc.push_str(&format!("{}- {value}\n", "  ".repeat(depth))),
+                    _ => {
+                        doc.extend((0..(next() % 12)).map(|_| char::from((next() % 95 + 32) as u8)))
+                    }
+                }
+            }
+            let mut s = Settings::defaults(PathBuf::new());
+            if let Err(e) = s.apply_file(&doc, &dir.path().join("f.yaml")) {
+                assert!(
+                    crate::error::hint_of(&e).is_some(),
+                    "no hint for {doc:?}: {e:#}"
+                );
+            }
+            if let Err(e) = parse_dotenv(&doc, Path::new(".env")) {
+                assert!(
+                    crate::error::hint_of(&e).is_some(),
+                    "no hint for {doc:?}: {e:#}"
+                );
+            }
+            for key in KNOWN_KEYS {
+                let value = values[(next() % values.len() as u64) as usize];
+                if let Err(e) = s.apply(key, value, "fuzz") {
+                    assert!(
+                        crate::error::hint_of(&e).is_some(),
+                        "no hint for {key}={value:?}"
+                    );
+                }
+            }
+        }
     }
 }

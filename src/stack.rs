@@ -10,7 +10,15 @@ use std::time::Duration;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 
-use crate::settings::{Settings, GRAFANA_PASSWORD_KEY};
+use crate::settings::Settings;
+
+/// Where Grafana reads its admin password (`GF_SECURITY_ADMIN_PASSWORD__FILE`).
+pub const GRAFANA_SECRET_TARGET: &str = "/run/secrets/grafana_admin_password";
+
+/// The host file that holds Grafana's admin password, written from `.env` by `up` and `compose`.
+pub fn grafana_secret_path(project_dir: &std::path::Path) -> PathBuf {
+    project_dir.join(".irisctl/secrets/grafana_admin_password")
+}
 
 /// The network every service joins; its compose key and its engine name.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -40,14 +48,6 @@ pub struct Build {
     pub context: PathBuf,
     pub dockerfile: String,
     pub args: BTreeMap<String, String>,
-}
-
-/// An environment value: literal, or taken from the project's `.env` (secrets stay out of the
-/// rendered compose file and out of labels).
-#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub enum EnvValue {
-    Plain(String),
-    FromDotenv(String),
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -110,7 +110,7 @@ pub struct Service {
     pub image: String,
     pub build: Option<Build>,
     pub command: Vec<String>,
-    pub env: BTreeMap<String, EnvValue>,
+    pub env: BTreeMap<String, String>,
     pub ports: Vec<Port>,
     /// `None`: the image's own HEALTHCHECK applies (services built from this repo bring one).
     pub healthcheck: Option<Healthcheck>,
@@ -280,25 +280,24 @@ impl Stack {
             wget_check("http://127.0.0.1:3000/api/health"),
         );
         grafana.ports = vec![port(s.ports.grafana, 3000)];
+        // The admin password reaches Grafana as a file, so it is not in `docker inspect`'s env.
         grafana.env = BTreeMap::from([
+            ("GF_AUTH_ANONYMOUS_ENABLED".into(), "false".into()),
             (
-                "GF_AUTH_ANONYMOUS_ENABLED".into(),
-                EnvValue::Plain("false".into()),
-            ),
-            (
-                "GF_SECURITY_ADMIN_PASSWORD".into(),
-                EnvValue::FromDotenv(GRAFANA_PASSWORD_KEY.into()),
+                "GF_SECURITY_ADMIN_PASSWORD__FILE".into(),
+                GRAFANA_SECRET_TARGET.into(),
             ),
             (
                 "GF_SECURITY_ADMIN_USER".into(),
-                EnvValue::Plain(s.grafana_admin_user.clone()),
+                s.grafana_admin_user.clone(),
             ),
-            (
-                "GF_USERS_ALLOW_SIGN_UP".into(),
-                EnvValue::Plain("false".into()),
-            ),
+            ("GF_USERS_ALLOW_SIGN_UP".into(), "false".into()),
         ]);
         grafana.mounts = vec![
+            Mount::Bind {
+                source: grafana_secret_path(dir),
+                target: GRAFANA_SECRET_TARGET.into(),
+            },
             Mount::Volume {
                 key: "grafana-data".into(),
                 target: "/var/lib/grafana".into(),

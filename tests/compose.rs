@@ -132,11 +132,11 @@ fn compose_file_is_equivalent_to_up() {
     run(a.irisctl().arg("up")).ok();
 
     run(b.irisctl().args(["compose", "-o", "docker-compose.yml"])).ok();
-    std::fs::write(
-        b.path().join(".env"),
-        "GRAFANA_ADMIN_PASSWORD=compose-made-secret\n",
-    )
-    .unwrap();
+    // `compose -o` generated the password into .env and the secret file the compose file mounts.
+    assert!(b
+        .path()
+        .join(".irisctl/secrets/grafana_admin_password")
+        .is_file());
     let out = Command::new("docker-compose")
         .args(["-p", B, "up", "-d", "--build"])
         .current_dir(b.path())

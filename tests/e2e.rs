@@ -75,6 +75,60 @@ fn stack_lifecycle_on_the_real_engine() {
     );
     assert_eq!(report["grafana_dashboards"][0]["present"], true, "{report}");
 
+    // Secure defaults, as the engine reports them.
+    for service in ["api", "frontend", "prometheus", "grafana"] {
+        let c: serde_json::Value = serde_json::from_str(&docker(&[
+            "inspect",
+            &format!("irisctl-test-e2e-{service}-1"),
+        ]))
+        .unwrap();
+        let c = &c[0];
+        for bindings in c["HostConfig"]["PortBindings"]
+            .as_object()
+            .unwrap()
+            .values()
+        {
+            for b in bindings.as_array().unwrap() {
+                assert_eq!(b["HostIp"], "127.0.0.1", "{service} publishes off loopback");
+            }
+        }
+        assert_eq!(
+            c["HostConfig"]["CapDrop"],
+            serde_json::json!(["ALL"]),
+            "{service}"
+        );
+        assert!(
+            c["HostConfig"]["SecurityOpt"]
+                .to_string()
+                .contains("no-new-privileges"),
+            "{service}"
+        );
+        assert!(
+            c["HostConfig"]["Memory"].as_i64().unwrap() > 0,
+            "{service} has no memory limit"
+        );
+        let env = c["Config"]["Env"].to_string();
+        assert!(
+            !env.contains("GF_SECURITY_ADMIN_PASSWORD="),
+            "{service} shows the Grafana password in its env"
+        );
+        if service != "grafana" {
+            assert_eq!(c["HostConfig"]["ReadonlyRootfs"], true, "{service}");
+            let user = docker(&["exec", &format!("irisctl-test-e2e-{service}-1"), "id", "-u"]);
+            assert!(
+                !user.is_empty() && user != "0",
+                "{service} runs as root ({user:?})"
+            );
+        }
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(p.path().join(".env"))
+        .unwrap()
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600, ".env must be private");
+
     // A second up changes nothing.
     let before = p.container_ids();
     assert_eq!(before.len(), 4);

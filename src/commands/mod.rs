@@ -52,21 +52,62 @@ impl Ctx {
         Ok(())
     }
 
-    /// The Grafana admin password from `.env`, generating and storing it (mode 0600) the first time.
+    /// The Grafana admin password from `.env`, generated and stored (mode 0600) the first time,
+    /// and the file Grafana reads it from, kept in step with `.env`.
     pub fn ensure_grafana_password(&mut self) -> Result<String> {
-        if let Some(pw) = &self.settings.grafana_admin_password {
-            return Ok(pw.clone());
-        }
-        let pw = generate_password()?;
-        let path = self.settings.project_dir.join(".env");
-        append_dotenv(&path, GRAFANA_PASSWORD_KEY, &pw)?;
-        self.printer.info(format!(
-            "generated a Grafana admin password into {} (mode 0600; never printed)",
-            path.display()
-        ));
-        self.settings.grafana_admin_password = Some(pw.clone());
+        let pw = match &self.settings.grafana_admin_password {
+            Some(pw) => pw.clone(),
+            None => {
+                let pw = generate_password()?;
+                let path = self.settings.project_dir.join(".env");
+                append_dotenv(&path, GRAFANA_PASSWORD_KEY, &pw)?;
+                self.printer.info(format!(
+                    "generated a Grafana admin password into {} (mode 0600; never printed)",
+                    path.display()
+                ));
+                self.settings.grafana_admin_password = Some(pw.clone());
+                pw
+            }
+        };
+        write_secret(
+            &crate::stack::grafana_secret_path(&self.settings.project_dir),
+            &pw,
+        )?;
         Ok(pw)
     }
+}
+
+/// Write a secret file for a bind mount. The folders above it are private to this user (0700);
+/// the file itself is world-readable (0644) because the container reads it as its own user
+/// (Grafana: uid 472), which sees only the file, not the folders.
+fn write_secret(path: &Path, value: &str) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    if std::fs::read_to_string(path).is_ok_and(|v| v == value) {
+        return Ok(());
+    }
+    let mut dirs = Vec::new();
+    let mut dir = path.parent();
+    while let Some(d) = dir {
+        if d.file_name()
+            .is_some_and(|n| n == ".irisctl" || n == "secrets")
+        {
+            dirs.push(d.to_path_buf());
+            dir = d.parent();
+        } else {
+            break;
+        }
+    }
+    for d in dirs.iter().rev() {
+        std::fs::create_dir_all(d).with_context(|| format!("cannot create `{}`", d.display()))?;
+        std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700))
+            .with_context(|| format!("cannot make `{}` private (mode 0700)", d.display()))?;
+    }
+    let tmp = path.with_extension("tmp");
+    std::fs::write(&tmp, value).with_context(|| format!("cannot write `{}`", tmp.display()))?;
+    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644))
+        .with_context(|| format!("cannot set the mode of `{}`", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write `{}`", path.display()))?;
+    Ok(())
 }
 
 fn generate_password() -> Result<String> {
@@ -147,6 +188,21 @@ mod tests {
             std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
             0o600
         );
+    }
+
+    #[test]
+    fn secret_file_is_reachable_only_through_private_folders() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let path = crate::stack::grafana_secret_path(dir.path());
+        write_secret(&path, "s3cret").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "s3cret");
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&dir.path().join(".irisctl")), 0o700);
+        assert_eq!(mode(&dir.path().join(".irisctl/secrets")), 0o700);
+        assert_eq!(mode(&path), 0o644);
+        write_secret(&path, "changed").unwrap();
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "changed");
     }
 
     #[test]

@@ -12,7 +12,6 @@ use crate::engine::converge::{self, Action, ApplyOptions};
 use crate::engine::Engine;
 use crate::error::hinted;
 use crate::probe;
-use crate::settings::GRAFANA_PASSWORD_KEY;
 use crate::stack::Stack;
 
 pub struct UpOptions {
@@ -24,7 +23,7 @@ pub struct UpOptions {
 pub async fn run(ctx: &mut Ctx, opts: UpOptions) -> Result<()> {
     let started = Instant::now();
     ctx.ensure_stack_files()?;
-    let password = ctx.ensure_grafana_password()?;
+    ctx.ensure_grafana_password()?;
     if ctx.settings.bind.is_unspecified() {
         ctx.printer.warn(format!(
             "publishing on {} makes the API, Prometheus and Grafana reachable from other hosts",
@@ -34,7 +33,9 @@ pub async fn run(ctx: &mut Ctx, opts: UpOptions) -> Result<()> {
     let engine = Engine::connect().await?;
     let stack = Stack::from_settings(&ctx.settings);
     let printer = &ctx.printer;
+    printer.set_phase("checking host ports");
     converge::preflight_ports(&engine, &stack).await?;
+    printer.set_phase("building images");
 
     // Images: builds in parallel (one line each), third-party images pulled if absent.
     let multi = printer.multi();
@@ -75,13 +76,11 @@ pub async fn run(ctx: &mut Ctx, opts: UpOptions) -> Result<()> {
     .collect();
     multi.clear().ok();
 
-    let dotenv = BTreeMap::from([(GRAFANA_PASSWORD_KEY.to_string(), password)]);
     let applied = converge::apply(
         &engine,
         &stack,
         &ApplyOptions {
             image_ids: &image_ids,
-            dotenv: &dotenv,
             remove_orphans: opts.remove_orphans,
             health_timeout: ctx.settings.health_timeout,
         },
@@ -90,6 +89,7 @@ pub async fn run(ctx: &mut Ctx, opts: UpOptions) -> Result<()> {
     .await?;
 
     // The engine says healthy; check the published endpoints from this host too.
+    printer.set_phase("probing the published endpoints");
     let client = probe::client(Duration::from_secs(3));
     let host = ctx.settings.client_host();
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -117,6 +117,7 @@ pub async fn run(ctx: &mut Ctx, opts: UpOptions) -> Result<()> {
     }
 
     if opts.provision {
+        printer.set_phase("provisioning Grafana");
         let outcomes = super::grafana::provision(
             ctx,
             &super::grafana::ProvisionOptions {

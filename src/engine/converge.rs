@@ -17,7 +17,7 @@ use super::observe::{self, Observed, RunState};
 use super::{is_conflict, is_not_found, is_not_modified, labels, root_message, Engine};
 use crate::error::hinted;
 use crate::output::Printer;
-use crate::stack::{Condition, EnvValue, Mount, Service, Stack};
+use crate::stack::{Condition, Mount, Service, Stack};
 
 /// One step of a convergence.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -147,8 +147,6 @@ pub fn plan(
 pub struct ApplyOptions<'a> {
     /// Image ID per service (built or pulled), part of the config hash.
     pub image_ids: &'a BTreeMap<String, String>,
-    /// Values for `EnvValue::FromDotenv`.
-    pub dotenv: &'a BTreeMap<String, String>,
     pub remove_orphans: bool,
     pub health_timeout: Duration,
 }
@@ -199,28 +197,12 @@ pub fn mounted_files(service: &Service) -> Result<Vec<(String, Vec<u8>)>> {
 }
 
 /// The engine's create request for a service.
-pub fn container_body(
-    stack: &Stack,
-    service: &Service,
-    hash: &str,
-    dotenv: &BTreeMap<String, String>,
-) -> Result<ContainerCreateBody> {
-    let mut env = Vec::new();
-    for (k, v) in &service.env {
-        let value = match v {
-            EnvValue::Plain(s) => s.clone(),
-            EnvValue::FromDotenv(key) => dotenv.get(key).cloned().ok_or_else(|| {
-                hinted(
-                    format!(
-                        "`{key}` is not set in `{}`",
-                        stack.project_dir.join(".env").display()
-                    ),
-                    "run `irisctl up` once to generate it, or add it to .env",
-                )
-            })?,
-        };
-        env.push(format!("{k}={value}"));
-    }
+pub fn container_body(stack: &Stack, service: &Service, hash: &str) -> ContainerCreateBody {
+    let env: Vec<String> = service
+        .env
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
     let mut port_bindings = HashMap::new();
     let mut exposed = Vec::new();
     for p in &service.ports {
@@ -280,7 +262,7 @@ pub fn container_body(
         ),
         (labels::MANAGED_BY.to_string(), "irisctl".to_string()),
     ]);
-    Ok(ContainerCreateBody {
+    ContainerCreateBody {
         image: Some(service.image.clone()),
         cmd: (!service.command.is_empty()).then(|| service.command.clone()),
         env: Some(env),
@@ -313,7 +295,7 @@ pub fn container_body(
             )])),
         }),
         ..Default::default()
-    })
+    }
 }
 
 /// Create the project's network and volumes if missing (labelled like Compose's).
@@ -448,9 +430,8 @@ async fn create_and_start(
     stack: &Stack,
     service: &Service,
     hash: &str,
-    dotenv: &BTreeMap<String, String>,
 ) -> Result<()> {
-    let body = container_body(stack, service, hash, dotenv)?;
+    let body = container_body(stack, service, hash);
     let options = bollard::query_parameters::CreateContainerOptions {
         name: Some(service.container_name.clone()),
         ..Default::default()
@@ -586,6 +567,10 @@ pub async fn apply(
             for dep in &s.depends_on {
                 if let (Condition::Healthy, Some(d)) = (dep.condition, stack.service(&dep.service))
                 {
+                    printer.set_phase(format!(
+                        "waiting for `{}` to be healthy before starting `{}`",
+                        d.name, s.name
+                    ));
                     wait_healthy(
                         engine,
                         &d.container_name,
@@ -597,6 +582,8 @@ pub async fn apply(
                 }
             }
         }
+        let names: Vec<&str> = wave.iter().map(|s| s.name.as_str()).collect();
+        printer.set_phase(format!("creating and starting {}", names.join(", ")));
         try_join_all(wave.iter().map(|s| {
             let action = actions
                 .iter()
@@ -615,12 +602,12 @@ pub async fn apply(
                 match action {
                     Some(Action::Create { .. }) => {
                         printer.verbose(format!("creating {}", s.container_name));
-                        create_and_start(engine, stack, s, hash, opts.dotenv).await
+                        create_and_start(engine, stack, s, hash).await
                     }
                     Some(Action::Recreate { id, .. }) => {
                         printer.verbose(format!("recreating {}", s.container_name));
                         remove_container(engine, id, &s.container_name).await?;
-                        create_and_start(engine, stack, s, hash, opts.dotenv).await
+                        create_and_start(engine, stack, s, hash).await
                     }
                     Some(Action::Start { id, .. }) => start(engine, id, &s.container_name).await,
                     Some(Action::Unpause { id, .. }) => {
@@ -634,6 +621,7 @@ pub async fn apply(
         }))
         .await?;
     }
+    printer.set_phase("waiting for every service to be healthy");
     try_join_all(stack.services.iter().map(|s| {
         wait_healthy(
             engine,
@@ -862,26 +850,32 @@ mod tests {
     #[test]
     fn container_body_is_labelled_like_compose_and_hardened() {
         let st = Stack::from_settings(&crate::settings::Settings::defaults("/p".into()));
-        let dotenv = BTreeMap::from([("GRAFANA_ADMIN_PASSWORD".to_string(), "pw".to_string())]);
         let g = st.service("grafana").unwrap();
-        let body = container_body(&st, g, "hash", &dotenv).unwrap();
+        let body = container_body(&st, g, "hash");
         let l = body.labels.unwrap();
         assert_eq!(l[labels::PROJECT], "iris");
         assert_eq!(l[labels::SERVICE], "grafana");
         assert_eq!(l[labels::NUMBER], "1");
         assert_eq!(l[labels::CONFIG_HASH], "hash");
-        assert!(body
-            .env
-            .unwrap()
-            .contains(&"GF_SECURITY_ADMIN_PASSWORD=pw".to_string()));
+        let env = body.env.unwrap();
+        assert!(env.contains(
+            &"GF_SECURITY_ADMIN_PASSWORD__FILE=/run/secrets/grafana_admin_password".to_string()
+        ));
+        assert!(
+            !env.iter()
+                .any(|e| e.starts_with("GF_SECURITY_ADMIN_PASSWORD=")),
+            "the secret must not be in the env"
+        );
         let hc = body.host_config.unwrap();
         assert_eq!(hc.cap_drop.unwrap(), ["ALL"]);
+        assert!(hc.binds.unwrap().contains(
+            &"/p/.irisctl/secrets/grafana_admin_password:/run/secrets/grafana_admin_password:ro"
+                .to_string()
+        ));
         let pb = hc.port_bindings.unwrap();
         assert_eq!(
             pb["3000/tcp"].as_ref().unwrap()[0].host_ip.as_deref(),
             Some("127.0.0.1")
         );
-        let e = container_body(&st, g, "hash", &BTreeMap::new()).unwrap_err();
-        assert!(crate::error::hint_of(&e).is_some());
     }
 }

@@ -1,0 +1,206 @@
+//! Faults and data: every container SIGKILLed (status says so, the restart policy brings them
+//! back, `up` has nothing left to repair); the API killed under load (no client waits past its
+//! timeout); a hand-saved Grafana dashboard and Prometheus's samples survive `down`/`up`, and only
+//! `down --volumes` deletes them, saying so.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{docker, eventually, http, run, Project};
+
+const P: &str = "irisctl-test-faults";
+const PORTS: [u16; 4] = [38900, 36074, 39990, 33900];
+
+fn grafana(method: &str, path: &str, body: Option<&str>, password: &str) -> (u16, String) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let client = reqwest::Client::builder()
+            .no_proxy()
+            .timeout(Duration::from_secs(10))
+            .build()
+            .unwrap();
+        let url = format!("http://127.0.0.1:{}{path}", PORTS[3]);
+        let req = if method == "POST" {
+            client
+                .post(url)
+                .header("content-type", "application/json")
+                .body(body.unwrap_or("").to_string())
+        } else {
+            client.get(url)
+        };
+        let r = req
+            .basic_auth("admin", Some(password))
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.text().await.unwrap_or_default())
+    })
+}
+
+fn samples() -> f64 {
+    let q = "count_over_time(up%7Bjob%3D%22iris-api%22%7D%5B1h%5D)";
+    let (_, body) = http(
+        "GET",
+        &format!("http://127.0.0.1:{}/api/v1/query?query={q}", PORTS[2]),
+        None,
+    );
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+    v["data"]["result"][0]["value"][1]
+        .as_str()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0.0)
+}
+
+fn pid(service: &str) -> String {
+    docker(&[
+        "inspect",
+        "-f",
+        "{{.State.Pid}}",
+        &format!("{P}-{service}-1"),
+    ])
+}
+
+#[test]
+fn faults_and_data_survival() {
+    if !common::engine_available() {
+        return;
+    }
+    let p = Project::new(P, PORTS);
+    run(p.irisctl().arg("up")).ok();
+    let password = std::fs::read_to_string(p.path().join(".env"))
+        .unwrap()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("GRAFANA_ADMIN_PASSWORD=")
+                .map(str::to_string)
+        })
+        .expect("password in .env");
+
+    // A dashboard a user saved by hand, and some Prometheus history.
+    let (code, body) = grafana(
+        "POST",
+        "/api/dashboards/db",
+        Some(
+            r#"{"dashboard":{"uid":"hand-made","title":"Made by hand","panels":[]},"overwrite":false}"#,
+        ),
+        &password,
+    );
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        eventually(30, || samples() >= 2.0),
+        "Prometheus has no samples"
+    );
+
+    // Every container's main process SIGKILLed: status says so, the restart policy repairs it.
+    let ids = p.container_ids();
+    for service in ["api", "frontend", "prometheus", "grafana"] {
+        let pid = pid(service);
+        assert!(
+            std::process::Command::new("kill")
+                .args(["-9", &pid])
+                .status()
+                .unwrap()
+                .success(),
+            "kill {service} ({pid})"
+        );
+    }
+    let st = run(p.irisctl().arg("status"));
+    assert_eq!(
+        st.code, 3,
+        "status right after the kills:\n{}\n{}",
+        st.stdout, st.stderr
+    );
+    assert!(
+        eventually(120, || run(p.irisctl().arg("status")).code == 0),
+        "the restart policy did not bring the stack back"
+    );
+    let up = run(p.irisctl().arg("up"));
+    up.ok();
+    assert!(up.stderr.contains("nothing to change"), "{}", up.stderr);
+    assert_eq!(
+        p.container_ids(),
+        ids,
+        "containers were replaced instead of restarted"
+    );
+
+    // The API killed mid-load: every request answers (an error is fine) within its timeout.
+    let stop = Instant::now() + Duration::from_secs(6);
+    let workers: Vec<_> = (0..4)
+        .map(|_| {
+            std::thread::spawn(move || {
+                let mut worst = Duration::ZERO;
+                let mut answered = 0;
+                while Instant::now() < stop {
+                    let t = Instant::now();
+                    let (code, _) = http(
+                        "POST",
+                        &format!("http://127.0.0.1:{}/api/predict", PORTS[1]),
+                        Some(r#"{"items":[{"sepal_length":5.1,"sepal_width":3.5,"petal_length":1.4,"petal_width":0.2}]}"#),
+                    );
+                    worst = worst.max(t.elapsed());
+                    if code != 0 {
+                        answered += 1;
+                    }
+                }
+                (worst, answered)
+            })
+        })
+        .collect();
+    std::thread::sleep(Duration::from_secs(2));
+    std::process::Command::new("kill")
+        .args(["-9", &pid("api")])
+        .status()
+        .unwrap();
+    for w in workers {
+        let (worst, answered) = w.join().unwrap();
+        assert!(
+            worst < Duration::from_secs(10),
+            "a client waited {worst:?} (its timeout is 10 s)"
+        );
+        assert!(answered > 0);
+    }
+    assert!(
+        eventually(60, || run(p.irisctl().arg("status")).code == 0),
+        "the API did not come back"
+    );
+
+    // down/up keeps Grafana's data and Prometheus's samples.
+    let before = samples();
+    run(p.irisctl().arg("down")).ok();
+    run(p.irisctl().arg("up")).ok();
+    assert_eq!(
+        grafana("GET", "/api/dashboards/uid/hand-made", None, &password).0,
+        200,
+        "the hand-made dashboard was lost"
+    );
+    assert!(
+        samples() >= before,
+        "Prometheus lost samples: {} < {before}",
+        samples()
+    );
+
+    // Only `down --volumes` deletes data, and it says so.
+    let gone = run(p.irisctl().args(["down", "--volumes"]));
+    gone.ok();
+    assert!(
+        gone.stderr.contains(&format!(
+            "deleted volume {P}_grafana-data and the data in it"
+        )),
+        "{}",
+        gone.stderr
+    );
+    assert_eq!(
+        docker(&[
+            "volume",
+            "ls",
+            "-q",
+            "--filter",
+            &format!("label=com.docker.compose.project={P}")
+        ]),
+        ""
+    );
+}

@@ -92,6 +92,14 @@ pub struct StackFlags {
     /// Host port of Grafana [default: 3000]
     #[arg(long, value_name = "PORT")]
     pub grafana_port: Option<String>,
+
+    /// API replicas with `--target swarm` [default: 1]
+    #[arg(long, value_name = "N")]
+    pub api_replicas: Option<String>,
+
+    /// Where the stack runs: this engine, or the Swarm it manages
+    #[arg(long, value_enum, default_value_t = Target::Docker)]
+    pub target: Target,
 }
 
 #[derive(Debug, Args)]
@@ -112,6 +120,16 @@ pub struct UpArgs {
     pub no_provision: bool,
 }
 
+/// Where the stack runs.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq, Default)]
+pub enum Target {
+    /// Containers on the engine DOCKER_HOST points at
+    #[default]
+    Docker,
+    /// Services on the Docker Swarm whose manager DOCKER_HOST points at
+    Swarm,
+}
+
 #[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq)]
 pub enum Format {
     Table,
@@ -130,6 +148,10 @@ pub struct StatusArgs {
 
 #[derive(Debug, Args)]
 pub struct DownArgs {
+    /// Where the stack runs: this engine, or the Swarm it manages
+    #[arg(long, value_enum, default_value_t = Target::Docker)]
+    pub target: Target,
+
     /// Also remove the named volumes (Prometheus samples, Grafana data): this deletes data
     #[arg(long)]
     pub volumes: bool,

@@ -14,3 +14,4 @@ pub mod output;
 pub mod probe;
 pub mod settings;
 pub mod stack;
+pub mod swarm;

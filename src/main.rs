@@ -81,7 +81,7 @@ impl std::error::Error for Interrupted {}
 
 fn stack_flags(flags: &StackFlags) -> FlagPairs {
     let mut out = Vec::new();
-    let pairs: [(&'static str, &Option<String>, &'static str); 5] = [
+    let pairs: [(&'static str, &Option<String>, &'static str); 6] = [
         ("BIND", &flags.bind, "flag --bind"),
         ("API_PORT", &flags.api_port, "flag --api-port"),
         (
@@ -95,6 +95,7 @@ fn stack_flags(flags: &StackFlags) -> FlagPairs {
             "flag --prometheus-port",
         ),
         ("GRAFANA_PORT", &flags.grafana_port, "flag --grafana-port"),
+        ("API_REPLICAS", &flags.api_replicas, "flag --api-replicas"),
     ];
     for (key, value, origin) in pairs {
         if let Some(v) = value {
@@ -170,18 +171,20 @@ async fn run(cli: Cli, printer: Printer) -> Result<Exit> {
                 commands::up::UpOptions {
                     remove_orphans: a.remove_orphans,
                     provision: !a.no_provision,
+                    target: a.stack.target,
                 },
             )
             .await?;
             Ok(Exit::Success)
         }
-        Command::Status(a) => commands::status::run(&ctx, a.format).await,
+        Command::Status(a) => commands::status::run(&ctx, a.format, a.stack.target).await,
         Command::Down(a) => {
             commands::down::run(
                 &ctx,
                 commands::down::DownOptions {
                     volumes: a.volumes,
                     rmi: a.rmi,
+                    target: a.target,
                 },
             )
             .await?;

@@ -89,7 +89,7 @@ fn short_error(e: &reqwest::Error) -> String {
 
 /// A scrape target as Prometheus reports it.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
-pub struct Target {
+pub struct ScrapeTarget {
     pub job: String,
     pub instance: String,
     pub health: String,
@@ -100,7 +100,7 @@ pub struct Target {
 pub async fn prometheus_targets(
     client: &reqwest::Client,
     base: &str,
-) -> Result<Vec<Target>, String> {
+) -> Result<Vec<ScrapeTarget>, String> {
     let url = format!("{base}/api/v1/targets?state=active");
     let resp = client.get(&url).send().await.map_err(|e| short_error(&e))?;
     if !resp.status().is_success() {
@@ -113,7 +113,7 @@ pub async fn prometheus_targets(
     Ok(parse_targets(&body))
 }
 
-pub fn parse_targets(body: &serde_json::Value) -> Vec<Target> {
+pub fn parse_targets(body: &serde_json::Value) -> Vec<ScrapeTarget> {
     let Some(list) = body
         .pointer("/data/activeTargets")
         .and_then(|v| v.as_array())
@@ -126,9 +126,9 @@ pub fn parse_targets(body: &serde_json::Value) -> Vec<Target> {
             .unwrap_or("")
             .to_string()
     };
-    let mut out: Vec<Target> = list
+    let mut out: Vec<ScrapeTarget> = list
         .iter()
-        .map(|t| Target {
+        .map(|t| ScrapeTarget {
             job: text(t, "/labels/job"),
             instance: text(t, "/labels/instance"),
             health: text(t, "/health"),

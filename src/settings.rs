@@ -59,6 +59,10 @@ pub struct Settings {
     #[serde(with = "secs")]
     pub health_timeout: Duration,
     pub grafana_admin_user: String,
+    /// Swarm target: API replicas (the other services run one task each).
+    pub api_replicas: u32,
+    /// Swarm target: a registry every node can pull from; built images are pushed there.
+    pub registry: Option<String>,
     /// From `.env`; `None` until the first `up` generates it.
     #[serde(skip)]
     pub grafana_admin_password: Option<String>,
@@ -98,6 +102,8 @@ impl Settings {
             builds: BTreeMap::new(),
             health_timeout: Duration::from_secs(180),
             grafana_admin_user: "admin".into(),
+            api_replicas: 1,
+            registry: None,
             grafana_admin_password: None,
             sources: vec!["built-in defaults".into()],
         }
@@ -159,6 +165,26 @@ impl Settings {
                         )
                     })?;
                 self.health_timeout = Duration::from_secs(secs);
+            }
+            "API_REPLICAS" => {
+                self.api_replicas = value
+                    .trim()
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=100).contains(n))
+                    .ok_or_else(|| {
+                        bad("a number of replicas", "give a whole number from 1 to 100")
+                    })?;
+            }
+            "REGISTRY" => {
+                let v = value.trim().trim_end_matches('/');
+                if v.is_empty() || v.contains(char::is_whitespace) || v.contains("://") {
+                    return Err(bad(
+                        "a registry address",
+                        "give HOST[:PORT][/PATH] without a scheme, e.g. registry.example.com:5000/iris",
+                    ));
+                }
+                self.registry = Some(v.to_string());
             }
             "GRAFANA_ADMIN_USER" => {
                 if value.trim().is_empty() {
@@ -240,6 +266,18 @@ impl Settings {
         }
         if let Some(u) = file.grafana.and_then(|g| g.admin_user) {
             self.apply("GRAFANA_ADMIN_USER", &u, &origin("grafana.admin_user"))?;
+        }
+        if let Some(sw) = file.swarm {
+            if let Some(n) = sw.api_replicas {
+                self.apply(
+                    "API_REPLICAS",
+                    &yaml_scalar(&n),
+                    &origin("swarm.api_replicas"),
+                )?;
+            }
+            if let Some(r) = sw.registry {
+                self.apply("REGISTRY", &r, &origin("swarm.registry"))?;
+            }
         }
         let base = path.parent().unwrap_or(Path::new("."));
         for (service, build) in file.build.unwrap_or_default() {
@@ -354,6 +392,8 @@ pub const KNOWN_KEYS: &[&str] = &[
     "GRAFANA_IMAGE",
     "HEALTH_TIMEOUT",
     "GRAFANA_ADMIN_USER",
+    "API_REPLICAS",
+    "REGISTRY",
 ];
 const BUILDABLE: &[&str] = &["prometheus", "grafana"];
 
@@ -367,6 +407,14 @@ struct FileLayer {
     build: Option<BTreeMap<String, BuildLayer>>,
     timeouts: Option<TimeoutsLayer>,
     grafana: Option<GrafanaLayer>,
+    swarm: Option<SwarmLayer>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SwarmLayer {
+    api_replicas: Option<serde_yaml::Value>,
+    registry: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]

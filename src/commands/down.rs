@@ -13,6 +13,7 @@ use crate::stack::Stack;
 pub struct DownOptions {
     pub volumes: bool,
     pub rmi: bool,
+    pub target: crate::cli::Target,
 }
 
 pub async fn run(ctx: &Ctx, opts: DownOptions) -> Result<()> {
@@ -22,6 +23,22 @@ pub async fn run(ctx: &Ctx, opts: DownOptions) -> Result<()> {
     let printer = &ctx.printer;
     let project_filter = format!("{}={project}", labels::PROJECT);
 
+    if opts.target == crate::cli::Target::Swarm {
+        let removed = crate::swarm::remove(&engine, project, opts.volumes, printer).await?;
+        let images = if opts.rmi {
+            remove_images(&engine, &stack, printer).await?
+        } else {
+            0
+        };
+        if removed + images == 0 {
+            printer.info(format!(
+                "nothing to remove: project `{project}` has no Swarm services"
+            ));
+        } else {
+            printer.success(format!("Swarm stack `{project}` is down"));
+        }
+        return Ok(());
+    }
     let containers = observe::project_containers(&engine, project).await?;
     try_join_all(
         containers
@@ -89,33 +106,11 @@ pub async fn run(ctx: &Ctx, opts: DownOptions) -> Result<()> {
         }
     }
 
-    let mut removed_images = 0;
-    if opts.rmi {
-        for s in stack.services.iter().filter(|s| s.build.is_some()) {
-            match engine
-                .docker
-                .remove_image(
-                    &s.image,
-                    None::<bollard::query_parameters::RemoveImageOptions>,
-                    None,
-                )
-                .await
-            {
-                Ok(_) => {
-                    removed_images += 1;
-                    printer.info(format!("removed image {}", s.image));
-                }
-                Err(e) if is_not_found(&e) => {}
-                Err(e) if is_conflict(&e) => {
-                    printer.warn(format!("kept image {}: another container uses it", s.image))
-                }
-                Err(e) => {
-                    return Err(anyhow::Error::new(e)
-                        .context(format!("failed to remove image `{}`", s.image)))
-                }
-            }
-        }
-    }
+    let removed_images = if opts.rmi {
+        remove_images(&engine, &stack, printer).await?
+    } else {
+        0
+    };
 
     if containers.is_empty() && removed_networks == 0 && removed_volumes == 0 && removed_images == 0
     {
@@ -131,4 +126,39 @@ pub async fn run(ctx: &Ctx, opts: DownOptions) -> Result<()> {
         printer.success(format!("stack `{project}` is down{kept}"));
     }
     Ok(())
+}
+
+/// Remove the images irisctl built for the project (kept when a container still uses one).
+async fn remove_images(
+    engine: &Engine,
+    stack: &Stack,
+    printer: &crate::output::Printer,
+) -> Result<usize> {
+    let mut removed = 0;
+    for s in stack.services.iter().filter(|s| s.build.is_some()) {
+        match engine
+            .docker
+            .remove_image(
+                &s.image,
+                None::<bollard::query_parameters::RemoveImageOptions>,
+                None,
+            )
+            .await
+        {
+            Ok(_) => {
+                removed += 1;
+                printer.info(format!("removed image {}", s.image));
+            }
+            Err(e) if is_not_found(&e) => {}
+            Err(e) if is_conflict(&e) => {
+                printer.warn(format!("kept image {}: another container uses it", s.image))
+            }
+            Err(e) => {
+                return Err(
+                    anyhow::Error::new(e).context(format!("failed to remove image `{}`", s.image))
+                )
+            }
+        }
+    }
+    Ok(removed)
 }

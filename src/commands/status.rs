@@ -6,11 +6,11 @@ use anyhow::Result;
 use serde::Serialize;
 
 use super::{short_duration, Ctx};
-use crate::cli::Format;
+use crate::cli::{Format, Target};
 use crate::engine::observe::{self, health_word};
 use crate::engine::Engine;
 use crate::error::Exit;
-use crate::probe::{self, ProbeResult, Target};
+use crate::probe::{self, ProbeResult, ScrapeTarget};
 use crate::stack::Stack;
 
 #[derive(Debug, Serialize)]
@@ -23,6 +23,9 @@ pub struct ServiceStatus {
     pub ports: Vec<String>,
     pub url: Option<String>,
     pub uptime_seconds: Option<u64>,
+    /// Swarm: running/desired tasks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<String>,
     pub probes: Vec<ProbeResult>,
 }
 
@@ -31,7 +34,7 @@ pub struct Report {
     pub project: String,
     pub services: Vec<ServiceStatus>,
     pub orphans: Vec<String>,
-    pub prometheus_targets: Vec<Target>,
+    pub prometheus_targets: Vec<ScrapeTarget>,
     pub prometheus_error: Option<String>,
     pub grafana_dashboards: Vec<DashboardStatus>,
     pub grafana_error: Option<String>,
@@ -86,7 +89,10 @@ impl Report {
     }
 }
 
-pub async fn collect(ctx: &Ctx, engine: &Engine) -> Result<Report> {
+pub async fn collect(ctx: &Ctx, engine: &Engine, target: Target) -> Result<Report> {
+    if target == Target::Swarm {
+        return collect_swarm(ctx, engine).await;
+    }
     let stack = Stack::from_settings(&ctx.settings);
     let observed = observe::project_containers(engine, &stack.project).await?;
     let host = ctx.settings.client_host();
@@ -115,6 +121,7 @@ pub async fn collect(ctx: &Ctx, engine: &Engine) -> Result<Report> {
                 ports,
                 url,
                 uptime_seconds: None,
+                replicas: None,
                 probes: vec![],
             });
             continue;
@@ -149,6 +156,7 @@ pub async fn collect(ctx: &Ctx, engine: &Engine) -> Result<Report> {
             ports,
             url,
             uptime_seconds: uptime,
+            replicas: None,
             probes,
         });
     }
@@ -157,6 +165,71 @@ pub async fn collect(ctx: &Ctx, engine: &Engine) -> Result<Report> {
         .filter(|o| stack.service(&o.service).is_none())
         .map(|o| o.name.clone())
         .collect();
+    finish(ctx, stack.project, services, orphans).await
+}
+
+/// The Swarm view: one row per service with its running/desired tasks.
+async fn collect_swarm(ctx: &Ctx, engine: &Engine) -> Result<Report> {
+    let stack = crate::swarm::for_swarm(&Stack::from_settings(&ctx.settings));
+    let states = crate::swarm::observe(engine, &stack.project).await?;
+    let host = ctx.settings.client_host();
+    let client = probe::client(Duration::from_secs(2));
+    let mut services = Vec::new();
+    for s in &stack.services {
+        let st = states.iter().find(|st| st.service == s.name);
+        let converged = st.is_some_and(|st| st.desired > 0 && st.running == st.desired);
+        let probes = if st.is_some_and(|st| st.running > 0) {
+            let probes: Vec<_> = s.probes.iter().collect();
+            probe::run_all(&client, &host, &probes).await
+        } else {
+            vec![]
+        };
+        services.push(ServiceStatus {
+            name: s.name.clone(),
+            container: st.map(|st| st.name.clone()),
+            state: match st {
+                None => "missing".into(),
+                Some(_) if converged => "running".into(),
+                Some(st) if st.update == "updating" => "updating".into(),
+                Some(_) => "converging".into(),
+            },
+            health: if converged {
+                "healthy".into()
+            } else {
+                "-".into()
+            },
+            image: st.map(|st| st.image.clone()),
+            ports: s
+                .ports
+                .iter()
+                .map(|p| format!("*:{}->{}", p.host, p.container))
+                .collect(),
+            url: s
+                .ports
+                .first()
+                .map(|p| format!("http://{host}:{}/", p.host)),
+            uptime_seconds: None,
+            replicas: st.map(|st| format!("{}/{}", st.running, st.desired)),
+            probes,
+        });
+    }
+    let orphans = states
+        .iter()
+        .filter(|st| stack.service(&st.service).is_none())
+        .map(|st| st.name.clone())
+        .collect();
+    finish(ctx, stack.project, services, orphans).await
+}
+
+/// Prometheus's targets and Grafana's dashboards, the same for both targets.
+async fn finish(
+    ctx: &Ctx,
+    project: String,
+    services: Vec<ServiceStatus>,
+    orphans: Vec<String>,
+) -> Result<Report> {
+    let host = ctx.settings.client_host();
+    let client = probe::client(Duration::from_secs(2));
     let prom = format!("http://{host}:{}", ctx.settings.ports.prometheus);
     let (prometheus_targets, prometheus_error) =
         match probe::prometheus_targets(&client, &prom).await {
@@ -175,7 +248,7 @@ pub async fn collect(ctx: &Ctx, engine: &Engine) -> Result<Report> {
         (vec![], Some("grafana is not running".to_string()))
     };
     Ok(Report {
-        project: stack.project,
+        project,
         services,
         orphans,
         prometheus_targets,
@@ -185,9 +258,9 @@ pub async fn collect(ctx: &Ctx, engine: &Engine) -> Result<Report> {
     })
 }
 
-pub async fn run(ctx: &Ctx, format: Format) -> Result<Exit> {
+pub async fn run(ctx: &Ctx, format: Format, target: Target) -> Result<Exit> {
     let engine = Engine::connect().await?;
-    let report = collect(ctx, &engine).await?;
+    let report = collect(ctx, &engine, target).await?;
     match format {
         Format::Json => ctx.printer.data(&serde_json::to_string_pretty(&report)?),
         Format::Table => ctx.printer.data(&render_table(&report)),
@@ -241,7 +314,10 @@ pub fn render_table(r: &Report) -> String {
         };
         b.push_record([
             s.name.clone(),
-            s.state.clone(),
+            match &s.replicas {
+                Some(r) => format!("{} {r}", s.state),
+                None => s.state.clone(),
+            },
             s.health.clone(),
             s.image.clone().unwrap_or_else(|| "-".into()),
             s.url.clone().unwrap_or_else(|| "-".into()),

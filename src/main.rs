@@ -224,7 +224,12 @@ async fn run(cli: Cli, printer: Printer) -> Result<Exit> {
                 // A Compose-only user needs the secret file the emitted file mounts.
                 ctx.ensure_grafana_password()?;
             }
-            commands::compose::run(&ctx, a.output.as_deref(), a.check.as_deref())
+            commands::compose::run(
+                &ctx,
+                a.output.as_deref(),
+                a.check.as_deref(),
+                a.stack.target,
+            )
         }
         Command::Completions { .. } | Command::Init(_) => Ok(Exit::Success),
     }

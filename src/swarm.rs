@@ -47,6 +47,8 @@ pub struct FileObject {
     pub target: String,
     pub data: Vec<u8>,
     pub secret: bool,
+    /// The file it was read from (`data` may be derived from it, as for Prometheus).
+    pub source: std::path::PathBuf,
     /// The engine's ID, known once the object exists (tasks refer to it by ID and name).
     pub id: String,
 }
@@ -154,6 +156,7 @@ pub fn file_objects(stack: &Stack, service: &Service) -> Result<Vec<FileObject>>
                 target,
                 data,
                 secret,
+                source: path,
                 id: String::new(),
             });
         }

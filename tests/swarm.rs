@@ -197,11 +197,66 @@ fn three_replicas_rolling_update_and_down() {
     // down removes services, secrets, configs and the network.
     run(p.irisctl().args(["down", "--target", "swarm"])).ok();
     let label = format!("label=com.docker.stack.namespace={P}");
-    for kind in ["service", "secret", "config", "network"] {
-        assert_eq!(
-            docker(&[kind, "ls", "-q", "--filter", &label]),
-            "",
-            "{kind}s of the stack are left"
-        );
-    }
+    let nothing_left = || {
+        for kind in ["service", "secret", "config", "network"] {
+            assert_eq!(
+                docker(&[kind, "ls", "-q", "--filter", &label]),
+                "",
+                "{kind}s of the stack are left"
+            );
+        }
+    };
+    nothing_left();
+
+    // The emitted stack file is accepted by `docker stack deploy`, runs the same stack, and
+    // irisctl manages what it made.
+    run(p.irisctl().args([
+        "compose",
+        "--target",
+        "swarm",
+        "--api-replicas",
+        "3",
+        "-o",
+        "stack.yml",
+    ]))
+    .ok();
+    assert!(
+        p.path().join("stack.build.yml").is_file()
+            && p.path().join(".irisctl/swarm/prometheus.yml").is_file()
+    );
+    let deploy = std::process::Command::new("docker")
+        .args([
+            "stack",
+            "deploy",
+            "--resolve-image",
+            "never",
+            "-c",
+            "stack.yml",
+            P,
+        ])
+        .current_dir(p.path())
+        .output()
+        .unwrap();
+    assert!(
+        deploy.status.success(),
+        "docker stack deploy: {}",
+        String::from_utf8_lossy(&deploy.stderr)
+    );
+    assert!(
+        eventually(180, || run(p
+            .irisctl()
+            .args(["status", "--target", "swarm"]))
+        .code
+            == 0),
+        "the stack deployed from the emitted file never became healthy:\n{}\n{}",
+        run(p.irisctl().args(["status", "--target", "swarm"])).stdout,
+        docker(&["service", "ps", "--no-trunc", &format!("{P}_frontend")])
+    );
+    assert!(
+        eventually(60, || api_targets_up() == 3),
+        "iris-api targets up: {}",
+        api_targets_up()
+    );
+    run(p.irisctl().args(["down", "--target", "swarm"])).ok();
+    nothing_left();
 }

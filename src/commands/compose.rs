@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 
 use super::Ctx;
+use crate::cli::Target;
 use crate::compose;
 use crate::error::{hinted, Exit};
 use crate::stack::Stack;
@@ -39,7 +40,35 @@ pub fn rendered_for(ctx: &Ctx, file_dir: &Path) -> String {
     compose::render(&stack, file_dir, &header(ctx, file_dir))
 }
 
-pub fn run(ctx: &Ctx, output: Option<&Path>, check: Option<&Path>) -> Result<Exit> {
+fn swarm_files(ctx: &Ctx, file_dir: &Path) -> Result<compose::SwarmFiles> {
+    let stack = crate::swarm::for_swarm(&Stack::from_settings(&ctx.settings));
+    let header = format!(
+        "{}\nSwarm form: deploy with `docker stack deploy -c FILE {}`.",
+        header(ctx, file_dir).replace("Run it with `docker-compose up -d --build` (1.29+) or `docker compose up -d --build`.", "")
+            .trim_end(),
+        ctx.settings.project
+    );
+    compose::render_swarm(&stack, file_dir, &header, ctx.settings.api_replicas)
+}
+
+/// The text for FILE: the Compose file, or the Swarm stack file.
+fn rendered(ctx: &Ctx, file_dir: &Path, target: Target) -> Result<String> {
+    Ok(match target {
+        Target::Docker => rendered_for(ctx, file_dir),
+        Target::Swarm => swarm_files(ctx, file_dir)?.stack,
+    })
+}
+
+/// `FILE.yml` → `FILE.build.yml`, the Compose-only override of a Swarm stack file.
+fn build_override_path(file: &Path) -> PathBuf {
+    let stem = file
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("docker-compose");
+    file.with_file_name(format!("{stem}.build.yml"))
+}
+
+pub fn run(ctx: &Ctx, output: Option<&Path>, check: Option<&Path>, target: Target) -> Result<Exit> {
     if let Some(file) = check {
         let file = absolute(file);
         let dir = file.parent().unwrap_or(Path::new("/"));
@@ -52,7 +81,7 @@ pub fn run(ctx: &Ctx, output: Option<&Path>, check: Option<&Path>) -> Result<Exi
                 ),
             )
         })?;
-        let wanted = rendered_for(ctx, dir);
+        let wanted = rendered(ctx, dir, target)?;
         let diff = compose::diff(&current, &wanted, &file.display().to_string());
         if diff.is_empty() {
             ctx.printer
@@ -76,8 +105,26 @@ pub fn run(ctx: &Ctx, output: Option<&Path>, check: Option<&Path>) -> Result<Exi
             let dir = file.parent().unwrap_or(Path::new("/")).to_path_buf();
             std::fs::create_dir_all(&dir)
                 .with_context(|| format!("cannot create `{}`", dir.display()))?;
-            std::fs::write(&file, rendered_for(ctx, &dir))
+            std::fs::write(&file, rendered(ctx, &dir, target)?)
                 .with_context(|| format!("cannot write `{}`", file.display()))?;
+            if target == Target::Swarm {
+                let files = swarm_files(ctx, &dir)?;
+                let build = build_override_path(&file);
+                std::fs::write(&build, files.build_override)
+                    .with_context(|| format!("cannot write `{}`", build.display()))?;
+                for (path, data) in files.extra {
+                    if let Some(parent) = path.parent() {
+                        std::fs::create_dir_all(parent)
+                            .with_context(|| format!("cannot create `{}`", parent.display()))?;
+                    }
+                    std::fs::write(&path, data)
+                        .with_context(|| format!("cannot write `{}`", path.display()))?;
+                }
+                ctx.printer.info(format!(
+                    "wrote {} (how the images are built; Compose only)",
+                    build.display()
+                ));
+            }
             let example = dir.join(".env.example");
             std::fs::write(&example, compose::env_example())
                 .with_context(|| format!("cannot write `{}`", example.display()))?;
@@ -93,9 +140,13 @@ pub fn run(ctx: &Ctx, output: Option<&Path>, check: Option<&Path>) -> Result<Exi
                 ));
             }
         }
-        None => ctx
-            .printer
-            .data(&rendered_for(ctx, &ctx.settings.project_dir)),
+        None => {
+            ctx.printer
+                .data(&rendered(ctx, &ctx.settings.project_dir, target)?);
+            if target == Target::Swarm {
+                ctx.printer.warn("the Swarm stack file names files that only `-o FILE` writes (the build override and .irisctl/swarm/prometheus.yml)");
+            }
+        }
     }
     Ok(Exit::Success)
 }

@@ -7,7 +7,7 @@ use std::path::Path;
 
 use serde_yaml::{Mapping, Value};
 
-use crate::stack::{Condition, Mount, Stack};
+use crate::stack::{Condition, Healthcheck, Mount, Service, Stack};
 
 fn s(v: impl Into<String>) -> Value {
     Value::String(v.into())
@@ -44,6 +44,36 @@ fn path_from(base: &Path, p: &Path) -> String {
     }
 }
 
+/// `command`, `user` and `environment`: the same in both file forms.
+fn runtime_keys(svc: &Service) -> Vec<(&'static str, Value)> {
+    let mut m = Vec::new();
+    if !svc.command.is_empty() {
+        m.push(("command", seq(svc.command.clone())));
+    }
+    if let Some(u) = &svc.user {
+        m.push(("user", s(u.clone())));
+    }
+    if !svc.env.is_empty() {
+        let env = svc
+            .env
+            .iter()
+            .map(|(k, v)| (s(k.clone()), s(v.clone())))
+            .collect();
+        m.push(("environment", Value::Mapping(env)));
+    }
+    m
+}
+
+fn healthcheck(h: &Healthcheck) -> Value {
+    map(vec![
+        ("test", seq(h.test.clone())),
+        ("interval", s(duration(h.interval))),
+        ("timeout", s(duration(h.timeout))),
+        ("retries", Value::Number(h.retries.into())),
+        ("start_period", s(duration(h.start_period))),
+    ])
+}
+
 /// The compose file for `stack`, with paths relative to `base` (the file's folder).
 pub fn render(stack: &Stack, base: &Path, header: &str) -> String {
     let mut services = Mapping::new();
@@ -65,19 +95,7 @@ pub fn render(stack: &Stack, base: &Path, header: &str) -> String {
         }
         m.push(("image", s(svc.image.clone())));
         m.push(("container_name", s(svc.container_name.clone())));
-        if !svc.command.is_empty() {
-            m.push(("command", seq(svc.command.clone())));
-        }
-        if let Some(u) = &svc.user {
-            m.push(("user", s(u.clone())));
-        }
-        if !svc.env.is_empty() {
-            let mut env = Mapping::new();
-            for (k, v) in &svc.env {
-                env.insert(s(k.clone()), s(v.clone()));
-            }
-            m.push(("environment", Value::Mapping(env)));
-        }
+        m.extend(runtime_keys(svc));
         if !svc.ports.is_empty() {
             // Short syntax: docker-compose 1.29 rejects `host_ip` in the long one.
             m.push((
@@ -92,16 +110,7 @@ pub fn render(stack: &Stack, base: &Path, header: &str) -> String {
             ));
         }
         if let Some(h) = &svc.healthcheck {
-            m.push((
-                "healthcheck",
-                map(vec![
-                    ("test", seq(h.test.clone())),
-                    ("interval", s(duration(h.interval))),
-                    ("timeout", s(duration(h.timeout))),
-                    ("retries", Value::Number(h.retries.into())),
-                    ("start_period", s(duration(h.start_period))),
-                ]),
-            ));
+            m.push(("healthcheck", healthcheck(h)));
         }
         if !svc.depends_on.is_empty() {
             let mut deps = Mapping::new();
@@ -235,19 +244,7 @@ pub fn render_swarm(
                 )]),
             );
         }
-        if !svc.command.is_empty() {
-            m.push(("command", seq(svc.command.clone())));
-        }
-        if let Some(u) = &svc.user {
-            m.push(("user", s(u.clone())));
-        }
-        if !svc.env.is_empty() {
-            let mut env = Mapping::new();
-            for (k, v) in &svc.env {
-                env.insert(s(k.clone()), s(v.clone()));
-            }
-            m.push(("environment", Value::Mapping(env)));
-        }
+        m.extend(runtime_keys(svc));
         if !svc.ports.is_empty() {
             let ports = svc
                 .ports
@@ -264,16 +261,7 @@ pub fn render_swarm(
             m.push(("ports", Value::Sequence(ports)));
         }
         if let Some(h) = &svc.healthcheck {
-            m.push((
-                "healthcheck",
-                map(vec![
-                    ("test", seq(h.test.clone())),
-                    ("interval", s(duration(h.interval))),
-                    ("timeout", s(duration(h.timeout))),
-                    ("retries", Value::Number(h.retries.into())),
-                    ("start_period", s(duration(h.start_period))),
-                ]),
-            ));
+            m.push(("healthcheck", healthcheck(h)));
         }
         if !svc.depends_on.is_empty() {
             m.push((

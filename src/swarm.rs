@@ -10,7 +10,7 @@ use anyhow::{Context, Result};
 use base64::Engine as _;
 use bollard::models::{
     EndpointPortConfig, EndpointPortConfigPublishModeEnum, EndpointSpec, EndpointSpecModeEnum,
-    HealthConfig, Limit, Mount as EngineMount, MountTmpfsOptions, MountType, MountVolumeOptions,
+    Limit, Mount as EngineMount, MountTmpfsOptions, MountType, MountVolumeOptions,
     NetworkAttachmentConfig, NetworkCreateRequest, ServiceSpec, ServiceSpecMode,
     ServiceSpecModeReplicated, ServiceSpecRollbackConfig,
     ServiceSpecRollbackConfigFailureActionEnum, ServiceSpecRollbackConfigOrderEnum,
@@ -261,14 +261,10 @@ pub fn service_spec(
                 user: service.user.clone(),
                 read_only: Some(service.read_only),
                 mounts: Some(mounts),
-                health_check: service.healthcheck.as_ref().map(|h| HealthConfig {
-                    test: Some(h.test.clone()),
-                    interval: Some(nanos(h.interval)),
-                    timeout: Some(nanos(h.timeout)),
-                    retries: Some(i64::from(h.retries)),
-                    start_period: Some(nanos(h.start_period)),
-                    start_interval: None,
-                }),
+                health_check: service
+                    .healthcheck
+                    .as_ref()
+                    .map(crate::engine::health_config),
                 configs: Some(configs),
                 secrets: Some(secrets),
                 capability_drop: Some(service.cap_drop.clone()),
@@ -829,26 +825,12 @@ pub async fn remove(
         }
     }
     if volumes {
-        let list = engine
-            .docker
-            .list_volumes(Some(bollard::query_parameters::ListVolumesOptions {
-                filters: Some(filters),
-            }))
-            .await
-            .context("failed to list volumes")?;
-        for v in list.volumes.unwrap_or_default() {
-            if engine
-                .docker
-                .remove_volume(
-                    &v.name,
-                    None::<bollard::query_parameters::RemoveVolumeOptions>,
-                )
-                .await
-                .is_ok()
-            {
-                removed += 1;
-                printer.warn(format!("deleted volume {} and the data in it", v.name));
-            }
+        for name in engine
+            .remove_volumes(&format!("{NAMESPACE}={project}"))
+            .await?
+        {
+            removed += 1;
+            printer.warn(format!("deleted volume {name} and the data in it"));
         }
     }
     Ok(removed)

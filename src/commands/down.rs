@@ -75,36 +75,15 @@ pub async fn run(ctx: &Ctx, opts: DownOptions) -> Result<()> {
         }
     }
 
-    let mut removed_volumes = 0;
-    if opts.volumes {
-        let volumes = engine
-            .docker
-            .list_volumes(Some(bollard::query_parameters::ListVolumesOptions {
-                filters: Some(filters),
-            }))
-            .await
-            .context("failed to list volumes")?;
-        for v in volumes.volumes.unwrap_or_default() {
-            match engine
-                .docker
-                .remove_volume(
-                    &v.name,
-                    None::<bollard::query_parameters::RemoveVolumeOptions>,
-                )
-                .await
-            {
-                Ok(()) => {
-                    removed_volumes += 1;
-                    printer.warn(format!("deleted volume {} and the data in it", v.name));
-                }
-                Err(e) if is_not_found(&e) => {}
-                Err(e) => {
-                    return Err(anyhow::Error::new(e)
-                        .context(format!("failed to remove volume `{}`", v.name)))
-                }
-            }
+    let removed_volumes = if opts.volumes {
+        let names = engine.remove_volumes(&project_filter).await?;
+        for name in &names {
+            printer.warn(format!("deleted volume {name} and the data in it"));
         }
-    }
+        names.len()
+    } else {
+        0
+    };
 
     let removed_images = if opts.rmi {
         remove_images(&engine, &stack, printer).await?

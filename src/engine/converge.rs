@@ -8,8 +8,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use bollard::models::{
-    ContainerCreateBody, EndpointSettings, HealthConfig, HostConfig, NetworkCreateRequest,
-    NetworkingConfig, PortBinding, RestartPolicy, RestartPolicyNameEnum, VolumeCreateRequest,
+    ContainerCreateBody, EndpointSettings, HostConfig, NetworkCreateRequest, NetworkingConfig,
+    PortBinding, RestartPolicy, RestartPolicyNameEnum, VolumeCreateRequest,
 };
 use futures_util::future::try_join_all;
 
@@ -231,15 +231,7 @@ pub fn container_body(stack: &Stack, service: &Service, hash: &str) -> Container
             }
         }
     }
-    let nanos = |d: Duration| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX);
-    let healthcheck = service.healthcheck.as_ref().map(|h| HealthConfig {
-        test: Some(h.test.clone()),
-        interval: Some(nanos(h.interval)),
-        timeout: Some(nanos(h.timeout)),
-        retries: Some(i64::from(h.retries)),
-        start_period: Some(nanos(h.start_period)),
-        start_interval: None,
-    });
+    let healthcheck = service.healthcheck.as_ref().map(super::health_config);
     let restart = match service.restart.as_str() {
         "always" => RestartPolicyNameEnum::ALWAYS,
         "on-failure" => RestartPolicyNameEnum::ON_FAILURE,

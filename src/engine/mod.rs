@@ -167,6 +167,40 @@ impl Engine {
         out.split_off(skip)
     }
 
+    /// Remove the volumes carrying `label` (`key=value`); the names of those removed.
+    pub async fn remove_volumes(&self, label: &str) -> Result<Vec<String>> {
+        let filters = HashMap::from([("label".to_string(), vec![label.to_string()])]);
+        let list = self
+            .docker
+            .list_volumes(Some(bollard::query_parameters::ListVolumesOptions {
+                filters: Some(filters),
+            }))
+            .await
+            .context("failed to list volumes")?;
+        let mut removed = Vec::new();
+        for v in list.volumes.unwrap_or_default() {
+            match self
+                .docker
+                .remove_volume(
+                    &v.name,
+                    None::<bollard::query_parameters::RemoveVolumeOptions>,
+                )
+                .await
+            {
+                Ok(()) => removed.push(v.name),
+                Err(e) if is_not_found(&e) => {}
+                Err(e) => {
+                    return Err(anyhow::anyhow!(
+                        "failed to remove volume `{}`: {}",
+                        v.name,
+                        root_message(&e)
+                    ))
+                }
+            }
+        }
+        Ok(removed)
+    }
+
     /// Containers carrying all of `labels` (`key=value` or bare `key`), stopped ones included.
     pub async fn containers_with(
         &self,
@@ -183,6 +217,19 @@ impl Engine {
             .list_containers(Some(options))
             .await
             .context("failed to list containers")
+    }
+}
+
+/// A Stack health check as the engine takes it (durations in nanoseconds).
+pub fn health_config(h: &crate::stack::Healthcheck) -> bollard::models::HealthConfig {
+    let nanos = |d: Duration| i64::try_from(d.as_nanos()).unwrap_or(i64::MAX);
+    bollard::models::HealthConfig {
+        test: Some(h.test.clone()),
+        interval: Some(nanos(h.interval)),
+        timeout: Some(nanos(h.timeout)),
+        retries: Some(i64::from(h.retries)),
+        start_period: Some(nanos(h.start_period)),
+        start_interval: None,
     }
 }
 

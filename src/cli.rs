@@ -214,7 +214,7 @@ pub struct ProvisionArgs {
     )]
     pub token: Option<String>,
 
-    /// Folder of dashboard JSON files (*.json at its top) [default: monitoring/ of the project]
+    /// Folder of dashboard JSON files (*.json at its top) [default: monitoring/dashboards/ of the project]
     #[arg(long, value_name = "DIR")]
     pub dashboards: Option<PathBuf>,
 

@@ -1,7 +1,8 @@
 //! Render a [`Stack`] as a `docker-compose.yml` that docker-compose 1.29 and Compose v2 both run.
 //!
 //! Output is deterministic (fixed key order, sorted maps) so it can be checked into a repo and
-//! compared with `irisctl compose --check`. Secrets stay in `.env` as `${VAR}` references.
+//! compared with `irisctl compose --check`. No secret is in the file: Grafana's password is
+//! mounted from `.irisctl/secrets/`, which `irisctl compose -o` writes from `.env`.
 
 use std::path::Path;
 
@@ -424,7 +425,7 @@ pub fn render_swarm(
 /// `.env.example`: the variables the compose file reads, without their values.
 pub fn env_example() -> String {
     format!(
-        "# Copy to .env and fill in. `irisctl up` creates .env (mode 0600) with a generated password.\n{}=\n",
+                "# The settings irisctl reads from .env (mode 0600; `irisctl up` creates it with a generated\n# password). Grafana reads the password from .irisctl/secrets/grafana_admin_password, which\n# `irisctl up` and `irisctl compose -o` write from here: after changing it, run one of them.\n# Any IRISCTL_* setting may be set here too, e.g. IRISCTL_API_PORT=8000.\n{}=\n",
         crate::settings::GRAFANA_PASSWORD_KEY
     )
 }
@@ -523,5 +524,10 @@ mod tests {
         assert_eq!(doc["secrets"].as_mapping().unwrap().len(), 1);
         assert!(files.build_override.contains("context: ./stack/api"));
         assert_eq!(files.extra[0].0, dir.path().join(SWARM_PROMETHEUS));
+    }
+
+    #[test]
+    fn snapshot_of_the_default_compose_file() {
+        crate::snapshot::assert_snapshot("compose-default.yml", &rendered());
     }
 }

@@ -120,11 +120,15 @@ fn message_of(body: &Value) -> String {
 
 impl Client {
     pub fn new(base: &str, auth: Auth) -> Client {
-        let http = reqwest::Client::builder()
+        let mut builder = reqwest::Client::builder()
             .timeout(Duration::from_secs(15))
-            .connect_timeout(Duration::from_secs(5))
-            .build()
-            .unwrap_or_default();
+            .connect_timeout(Duration::from_secs(5));
+        // A Grafana on this host is never reached through a proxy (nor are its credentials
+        // sent to one); a remote one follows the environment's proxy settings.
+        if is_loopback_url(base) {
+            builder = builder.no_proxy();
+        }
+        let http = builder.build().unwrap_or_default();
         Client {
             base: base.trim_end_matches('/').to_string(),
             auth,
@@ -248,6 +252,22 @@ impl Client {
             _ => Err(Self::unexpected(&call, &a)),
         }
     }
+}
+
+/// `http://localhost:3000`, `http://127.0.0.1`, `http://[::1]:3000/`…
+fn is_loopback_url(url: &str) -> bool {
+    let rest = url.split_once("://").map_or(url, |(_, r)| r);
+    let authority = rest.split('/').next().unwrap_or("");
+    let authority = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+    let host = if let Some(v6) = authority.strip_prefix('[') {
+        v6.split(']').next().unwrap_or("")
+    } else {
+        authority.split(':').next().unwrap_or("")
+    };
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 fn encode(segment: &str) -> String {
@@ -714,6 +734,25 @@ mod tests {
         assert!(spec.diff(&cur).is_empty());
         cur["url"] = json!("http://elsewhere");
         assert_eq!(spec.diff(&cur).len(), 1);
+    }
+
+    #[test]
+    fn loopback_urls_bypass_proxies() {
+        for url in [
+            "http://localhost:3000",
+            "http://127.0.0.1:3000/",
+            "http://[::1]:3000",
+            "https://u:p@127.0.0.2",
+        ] {
+            assert!(is_loopback_url(url), "{url}");
+        }
+        for url in [
+            "http://grafana.example.com",
+            "http://10.0.0.1:3000",
+            "https://[2001:db8::1]/",
+        ] {
+            assert!(!is_loopback_url(url), "{url}");
+        }
     }
 
     #[test]

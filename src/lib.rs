@@ -13,5 +13,7 @@ pub mod grafana;
 pub mod output;
 pub mod probe;
 pub mod settings;
+#[cfg(test)]
+mod snapshot;
 pub mod stack;
 pub mod swarm;

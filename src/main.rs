@@ -36,6 +36,13 @@ fn main() -> ExitCode {
             return ExitCode::from(Exit::Failure as u8);
         }
     };
+    // What an interruption means depends on the verb.
+    let verb = match &cli.command {
+        Command::Up(_) => "up",
+        Command::Down(_) => "down",
+        Command::Logs(_) => "logs",
+        _ => "other",
+    };
     let outcome = runtime.block_on(async {
         tokio::select! {
             r = run(cli, printer.clone()) => r,
@@ -46,7 +53,9 @@ fn main() -> ExitCode {
     runtime.shutdown_background();
     match outcome {
         Ok(code) => ExitCode::from(code as u8),
-        Err(err) if err.is::<Interrupted>() => {
+        // Ctrl-C is how `logs -f` ends.
+        Err(err) if err.is::<Interrupted>() && verb == "logs" => ExitCode::SUCCESS,
+        Err(err) if err.is::<Interrupted>() && verb == "up" => {
             let phase = printer.phase();
             let during = if phase.is_empty() {
                 String::new()
@@ -60,11 +69,18 @@ fn main() -> ExitCode {
                 .hint("run `irisctl up` to finish, or `irisctl down` to remove what was started");
             ExitCode::from(Exit::Interrupted as u8)
         }
+        Err(err) if err.is::<Interrupted>() && verb == "down" => {
+            printer.error("interrupted: some of the project's objects may be left");
+            printer.hint("run `irisctl down` again to finish");
+            ExitCode::from(Exit::Interrupted as u8)
+        }
+        Err(err) if err.is::<Interrupted>() => ExitCode::from(Exit::Interrupted as u8),
         Err(err) => {
             printer.error(format!("{err:#}"));
-            if let Some(hint) = hint_of(&err) {
-                printer.hint(hint);
-            }
+            // Every error ends with a next step; lower layers give specific ones.
+            printer.hint(hint_of(&err).unwrap_or(
+                "`irisctl status` shows the stack's state and `irisctl logs SERVICE` a service's output; the engine's own log (`journalctl -u docker`) says why it refused",
+            ));
             ExitCode::from(Exit::Failure as u8)
         }
     }

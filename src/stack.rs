@@ -306,9 +306,10 @@ impl Stack {
                 source: dir.join("monitoring/grafana/provisioning"),
                 target: "/etc/grafana/provisioning".into(),
             },
-            // Grafana's file provider reads every *.json below it: the dashboards of monitoring/.
+            // Grafana's file provider reads every *.json below it. Only the dashboards: mounting all of
+            // monitoring/ would tie Grafana's config hash to prometheus.yml.
             Mount::Bind {
-                source: dir.join("monitoring"),
+                source: dir.join("monitoring/dashboards"),
                 target: "/etc/grafana/dashboards".into(),
             },
         ];

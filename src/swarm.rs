@@ -358,6 +358,15 @@ pub async fn ensure_manager(engine: &Engine) -> Result<()> {
         .info()
         .await
         .context("failed to read the engine's info")?;
+    if !crate::engine::api_at_least(&engine.api_version, (1, 41)) {
+        return Err(hinted(
+            format!(
+                "`--target swarm` needs Engine API 1.41 (Docker 20.10) or newer; `{}` speaks {}",
+                engine.host, engine.api_version
+            ),
+            "upgrade the engine on the Swarm manager",
+        ));
+    }
     let manager = info
         .swarm
         .as_ref()
@@ -623,6 +632,9 @@ pub struct ServiceState {
     pub image: String,
     pub update: String,
     pub update_message: String,
+    /// When the current (or last) update started.
+    #[serde(skip)]
+    pub update_started: Option<std::time::SystemTime>,
 }
 
 pub async fn observe(engine: &Engine, project: &str) -> Result<Vec<ServiceState>> {
@@ -669,6 +681,13 @@ pub async fn observe(engine: &Engine, project: &str) -> Result<Vec<ServiceState>
                     .as_ref()
                     .and_then(|u| u.message.clone())
                     .unwrap_or_default(),
+                update_started: s
+                    .update_status
+                    .as_ref()
+                    .and_then(|u| u.started_at.as_deref())
+                    .and_then(|t| {
+                        humantime::parse_rfc3339_weak(t.split('.').next().unwrap_or(t)).ok()
+                    }),
                 name,
             }
         })
@@ -678,11 +697,26 @@ pub async fn observe(engine: &Engine, project: &str) -> Result<Vec<ServiceState>
 }
 
 /// Wait until every service runs all its tasks and no update is in progress.
-pub async fn wait_converged(engine: &Engine, stack: &Stack, timeout: Duration) -> Result<()> {
+/// `updated` names the services this run updated at `since`; for them, only an update that
+/// started then and completed counts.
+pub async fn wait_converged(
+    engine: &Engine,
+    stack: &Stack,
+    updated: &[String],
+    since: std::time::SystemTime,
+    timeout: Duration,
+) -> Result<()> {
+    // Whole seconds on the engine's clock: allow for the truncation.
+    let since = since - Duration::from_secs(2);
     let deadline = Instant::now() + timeout;
     loop {
         let states = observe(engine, &stack.project).await?;
-        if let Some(rolled) = states.iter().find(|s| s.update.starts_with("rollback")) {
+        // Only this run's updates count: a rollback left from an earlier run is history.
+        let mine = |st: &ServiceState| updated.contains(&st.service);
+        let this_update = |st: &ServiceState| st.update_started.is_some_and(|t| t >= since);
+        if let Some(rolled) = states.iter().find(|s| {
+            mine(s) && this_update(s) && (s.update.starts_with("rollback") || s.update == "paused")
+        }) {
             return Err(hinted(
                 format!(
                     "the update of service `{}` failed and Swarm rolled it back: {}",
@@ -699,10 +733,15 @@ pub async fn wait_converged(engine: &Engine, stack: &Stack, timeout: Duration) -
             .iter()
             .filter(|s| {
                 !states.iter().any(|st| {
+                    // Right after an update the old tasks still run: wait for Swarm to say done.
                     st.service == s.name
                         && st.desired > 0
                         && st.running == st.desired
-                        && st.update != "updating"
+                        && if mine(st) {
+                            st.update == "completed" && this_update(st)
+                        } else {
+                            st.update != "updating"
+                        }
                 })
             })
             .map(|s| s.name.clone())
@@ -767,33 +806,51 @@ pub async fn remove(
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
-    for c in engine
+    let mut leftovers = Vec::new();
+    let configs = engine
         .docker
         .list_configs(Some(bollard::query_parameters::ListConfigsOptions {
             filters: Some(filters.clone()),
         }))
         .await
-        .unwrap_or_default()
-    {
-        if let Some(id) = c.id {
-            if engine.docker.delete_config(&id).await.is_ok() {
-                removed += 1;
-            }
+        .context("failed to list Swarm configs")?;
+    for c in configs {
+        let (id, name) = (
+            c.id.unwrap_or_default(),
+            c.spec.and_then(|s| s.name).unwrap_or_default(),
+        );
+        match engine.docker.delete_config(&id).await {
+            Ok(()) => removed += 1,
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => leftovers.push(format!("config `{name}` ({})", root_message(&e))),
         }
     }
-    for s in engine
+    let secrets = engine
         .docker
         .list_secrets(Some(bollard::query_parameters::ListSecretsOptions {
             filters: Some(filters.clone()),
         }))
         .await
-        .unwrap_or_default()
-    {
-        if let Some(id) = s.id {
-            if engine.docker.delete_secret(&id).await.is_ok() {
-                removed += 1;
-            }
+        .context("failed to list Swarm secrets")?;
+    for sec in secrets {
+        let (id, name) = (
+            sec.id.unwrap_or_default(),
+            sec.spec.and_then(|s| s.name).unwrap_or_default(),
+        );
+        match engine.docker.delete_secret(&id).await {
+            Ok(()) => removed += 1,
+            Err(e) if is_not_found(&e) => {}
+            Err(e) => leftovers.push(format!("secret `{name}` ({})", root_message(&e))),
         }
+    }
+    if !leftovers.is_empty() {
+        return Err(hinted(
+            format!(
+                "Swarm stack `{project}` is partly down; these are left: {}",
+                leftovers.join(", ")
+            ),
+            "tasks may still be stopping: run `irisctl down --target swarm` again in a moment",
+        ));
     }
     let networks = engine
         .docker
@@ -801,7 +858,7 @@ pub async fn remove(
             filters: Some(filters.clone()),
         }))
         .await
-        .unwrap_or_default();
+        .context("failed to list networks")?;
     for n in networks {
         let name = n.name.unwrap_or_default();
         // The overlay's endpoints linger a moment after the last task.

@@ -308,6 +308,23 @@ fn bad_inputs_get_clear_errors() {
 }
 
 #[test]
+fn binding_every_interface_warns() {
+    let dir = tempfile::tempdir().unwrap();
+    run(irisctl(dir.path()).args(["init", "-q"])).ok();
+    let r = run(irisctl(dir.path())
+        .args(["up", "--bind", "0.0.0.0"])
+        .env("DOCKER_HOST", "unix:///nonexistent/irisctl-test.sock"));
+    assert!(r.stderr.contains("warning: publishing on 0.0.0.0 makes the API, Prometheus and Grafana reachable from other hosts"), "{}", r.stderr);
+    let compose = run(irisctl(dir.path()).args(["compose", "--bind", "0.0.0.0"]));
+    compose.ok();
+    assert!(
+        compose.stdout.contains("- 0.0.0.0:5174:8080"),
+        "{}",
+        compose.stdout
+    );
+}
+
+#[test]
 fn usage_errors_exit_2() {
     let r = run(irisctl(&repo()).args(["up", "--no-such-flag"]));
     assert_eq!(r.code, 2, "{}", r.stderr);
@@ -358,7 +375,7 @@ fn init_writes_a_working_project_and_keeps_edits() {
         "stack/api/Dockerfile",
         "stack/frontend/Dockerfile",
         "monitoring/prometheus.yml",
-        "monitoring/grafana-fastapi-dashboard.json",
+        "monitoring/dashboards/grafana-fastapi-dashboard.json",
         "irisctl.yaml",
     ] {
         assert!(dir.path().join(f).is_file(), "{f} not written");

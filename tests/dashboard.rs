@@ -130,8 +130,11 @@ fn every_panel_query_answers_truthfully() {
     );
 
     let dashboard: Value = serde_json::from_str(
-        &std::fs::read_to_string(p.path().join("monitoring/grafana-fastapi-dashboard.json"))
-            .unwrap(),
+        &std::fs::read_to_string(
+            p.path()
+                .join("monitoring/dashboards/grafana-fastapi-dashboard.json"),
+        )
+        .unwrap(),
     )
     .unwrap();
     let mut checked = 0;

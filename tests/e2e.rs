@@ -171,6 +171,72 @@ fn stack_lifecycle_on_the_real_engine() {
         );
     }
 
+    // A changed Prometheus config recreates Prometheus only.
+    let before_config = p.container_ids();
+    let prom_yml = p.path().join("monitoring/prometheus.yml");
+    let mut config = std::fs::read_to_string(&prom_yml).unwrap();
+    config.push_str("\n# a change made by the e2e test\n");
+    std::fs::write(&prom_yml, config).unwrap();
+    let reconfigured = run(p.irisctl().args(["up", "--prometheus-port", "19091"]));
+    reconfigured.ok();
+    let after_config = p.container_ids();
+    for (service, id) in &before_config {
+        assert_eq!(
+            after_config[service] != *id,
+            service == "prometheus",
+            "{service}: {}",
+            reconfigured.stderr
+        );
+    }
+
+    // A paused container is unpaused, not replaced.
+    docker(&["pause", "irisctl-test-e2e-frontend-1"]);
+    let unpaused = run(p.irisctl().args(["up", "--prometheus-port", "19091"]));
+    unpaused.ok();
+    assert!(
+        unpaused.stderr.contains("unpaused frontend"),
+        "{}",
+        unpaused.stderr
+    );
+    assert_eq!(p.container_ids(), after_config);
+
+    // A container of the project that no service defines: reported, then removed on request.
+    docker(&[
+        "run",
+        "-d",
+        "--name",
+        "irisctl-test-e2e-worker-1",
+        "--label",
+        "com.docker.compose.project=irisctl-test-e2e",
+        "--label",
+        "com.docker.compose.service=worker",
+        "--label",
+        "com.docker.compose.container-number=1",
+        "--label",
+        "com.docker.compose.oneoff=False",
+        "irisctl-offline/python:3.11",
+        "sleep",
+        "600",
+    ]);
+    let reported = run(p.irisctl().args(["up", "--prometheus-port", "19091"]));
+    reported.ok();
+    assert!(reported.stderr.contains("container `irisctl-test-e2e-worker-1` belongs to project `irisctl-test-e2e` but to no service of it"), "{}", reported.stderr);
+    let removed = run(p
+        .irisctl()
+        .args(["up", "--prometheus-port", "19091", "--remove-orphans"]));
+    removed.ok();
+    assert!(
+        removed
+            .stderr
+            .contains("removed orphan irisctl-test-e2e-worker-1"),
+        "{}",
+        removed.stderr
+    );
+    assert_eq!(
+        docker(&["ps", "-aq", "--filter", "name=irisctl-test-e2e-worker-1"]),
+        ""
+    );
+
     // A stopped container: status says so (exit 3), up starts it again.
     docker(&["stop", "irisctl-test-e2e-grafana-1"]);
     let st = run(p.irisctl().args(["status", "--prometheus-port", "19091"]));
@@ -179,7 +245,7 @@ fn stack_lifecycle_on_the_real_engine() {
     run(p.irisctl().args(["up", "--prometheus-port", "19091"])).ok();
     assert_eq!(
         p.container_ids()["grafana"],
-        after_src["grafana"],
+        after_config["grafana"],
         "a stopped container is started, not recreated"
     );
 

@@ -85,7 +85,11 @@ fn spec() -> DatasourceSpec {
 }
 
 fn dashboards() -> Vec<grafana::DashboardFile> {
-    grafana::load_dashboards(&common::repo().join("monitoring"), DATASOURCE_UID).unwrap()
+    grafana::load_dashboards(
+        &common::repo().join("monitoring/dashboards"),
+        DATASOURCE_UID,
+    )
+    .unwrap()
 }
 
 fn rt() -> tokio::runtime::Runtime {
@@ -279,7 +283,7 @@ fn file_provisioned_objects_count_as_current_and_read_only_drift_is_refused() {
     // The stack's own Grafana: the same files irisctl mounts, so the API path finds them current.
     let boards = tempfile::tempdir().unwrap();
     std::fs::copy(
-        common::repo().join("monitoring/grafana-fastapi-dashboard.json"),
+        common::repo().join("monitoring/dashboards/grafana-fastapi-dashboard.json"),
         boards.path().join("iris.json"),
     )
     .unwrap();
@@ -337,7 +341,7 @@ fn waiting_for_grafana() {
 fn the_cli_provisions_any_grafana_and_reports_a_table() {
     let s = standin(None, &[]);
     let dir = tempfile::tempdir().unwrap();
-    let monitoring: PathBuf = common::repo().join("monitoring");
+    let monitoring: PathBuf = common::repo().join("monitoring/dashboards");
     let provision = |password: &str| {
         common::run(
             common::irisctl(dir.path())

@@ -64,7 +64,7 @@ pub async fn provision(ctx: &Ctx, opts: &ProvisionOptions) -> Result<Vec<Outcome
     let dir = opts
         .dashboards
         .clone()
-        .unwrap_or_else(|| ctx.settings.project_dir.join("monitoring"));
+        .unwrap_or_else(|| ctx.settings.project_dir.join("monitoring/dashboards"));
     let dashboards = grafana::load_dashboards(&dir, DATASOURCE_UID).map_err(to_anyhow)?;
     let spec = DatasourceSpec {
         uid: DATASOURCE_UID.into(),

@@ -54,7 +54,7 @@ async fn grafana_dashboards(ctx: &Ctx) -> Result<Vec<DashboardStatus>, String> {
     let client = super::grafana::client(ctx, &super::grafana::ProvisionOptions::default())
         .map_err(|e| format!("{e:#}"))?;
     let files = crate::grafana::load_dashboards(
-        &ctx.settings.project_dir.join("monitoring"),
+        &ctx.settings.project_dir.join("monitoring/dashboards"),
         crate::grafana::DATASOURCE_UID,
     )
     .map_err(|e| e.to_string())?;
@@ -138,12 +138,48 @@ pub async fn collect(ctx: &Ctx, engine: &Engine, target: Target) -> Result<Repor
             .flatten()
             .and_then(|t| now.duration_since(t).ok())
             .map(|d| d.as_secs());
+        // Report what the container really publishes and runs, which may differ from this run's
+        // settings (another --api-port, a stack Compose made).
+        let bindings = detail
+            .host_config
+            .as_ref()
+            .and_then(|h| h.port_bindings.clone())
+            .unwrap_or_default();
+        let published = |p: &crate::stack::Port| {
+            bindings
+                .get(&format!("{}/tcp", p.container))
+                .and_then(|b| b.as_ref())
+                .and_then(|b| b.first())
+                .and_then(|b| b.host_port.as_deref())
+                .and_then(|h| h.parse::<u16>().ok())
+                .unwrap_or(p.host)
+        };
+        let actual_port = s.ports.first().map(published);
+        let url = actual_port.map(|port| format!("http://{host}:{port}/"));
+        let ports = s
+            .ports
+            .iter()
+            .map(|p| format!("{}:{}->{}", p.host_ip, published(p), p.container))
+            .collect();
         let probes = if running {
-            let probes: Vec<_> = s.probes.iter().collect();
+            let remapped: Vec<crate::stack::Probe> = s
+                .probes
+                .iter()
+                .map(|pr| crate::stack::Probe {
+                    port: actual_port.unwrap_or(pr.port),
+                    ..pr.clone()
+                })
+                .collect();
+            let probes: Vec<_> = remapped.iter().collect();
             probe::run_all(&client, &host, &probes).await
         } else {
             vec![]
         };
+        let image = detail
+            .config
+            .as_ref()
+            .and_then(|c| c.image.clone())
+            .unwrap_or_else(|| s.image.clone());
         services.push(ServiceStatus {
             name: s.name.clone(),
             container: Some(o.name.clone()),
@@ -152,7 +188,7 @@ pub async fn collect(ctx: &Ctx, engine: &Engine, target: Target) -> Result<Repor
                 .map(|st| st.to_string())
                 .unwrap_or_else(|| "unknown".into()),
             health: health_word(&detail),
-            image: Some(s.image.clone()),
+            image: Some(image),
             ports,
             url,
             uptime_seconds: uptime,
@@ -230,7 +266,13 @@ async fn finish(
 ) -> Result<Report> {
     let host = ctx.settings.client_host();
     let client = probe::client(Duration::from_secs(2));
-    let prom = format!("http://{host}:{}", ctx.settings.ports.prometheus);
+    // Where Prometheus really is (its row's URL), else where the settings put it.
+    let prom = services
+        .iter()
+        .find(|s| s.name == "prometheus")
+        .and_then(|s| s.url.as_deref())
+        .map(|u| u.trim_end_matches('/').to_string())
+        .unwrap_or_else(|| format!("http://{host}:{}", ctx.settings.ports.prometheus));
     let (prometheus_targets, prometheus_error) =
         match probe::prometheus_targets(&client, &prom).await {
             Ok(t) => (t, None),
@@ -365,4 +407,69 @@ pub fn render_table(r: &Report) -> String {
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn snapshot_of_the_status_table() {
+        let probe = |name: &str, ok: bool, status: Option<u16>, error: Option<&str>| ProbeResult {
+            name: name.into(),
+            url: String::new(),
+            ok,
+            status,
+            error: error.map(str::to_string),
+            millis: 1,
+        };
+        let svc = |name: &str, state: &str, health: &str, probes: Vec<ProbeResult>| ServiceStatus {
+            name: name.into(),
+            container: Some(format!("iris-{name}-1")),
+            state: state.into(),
+            health: health.into(),
+            image: Some(format!("iris-{name}:dev")),
+            ports: vec![],
+            url: Some("http://127.0.0.1:8000/".into()),
+            uptime_seconds: Some(125),
+            replicas: None,
+            probes,
+        };
+        let report = Report {
+            project: "iris".into(),
+            services: vec![
+                svc(
+                    "api",
+                    "running",
+                    "healthy",
+                    vec![probe("api", true, Some(200), None)],
+                ),
+                svc(
+                    "frontend",
+                    "running",
+                    "unhealthy",
+                    vec![probe("frontend", false, Some(502), None)],
+                ),
+                svc("prometheus", "exited", "-", vec![]),
+                svc(
+                    "grafana",
+                    "running",
+                    "starting",
+                    vec![probe("grafana", false, None, Some("connection refused"))],
+                ),
+            ],
+            orphans: vec!["iris-worker-1".into()],
+            prometheus_targets: vec![ScrapeTarget {
+                job: "iris-api".into(),
+                instance: "api:8000".into(),
+                health: "down".into(),
+                last_error: "connection refused".into(),
+            }],
+            prometheus_error: None,
+            grafana_dashboards: vec![],
+            grafana_error: Some("grafana is not running".into()),
+        };
+        assert!(!report.healthy());
+        crate::snapshot::assert_snapshot("status-table.txt", &render_table(&report));
+    }
 }

@@ -29,29 +29,28 @@ pub async fn run(ctx: &mut Ctx, opts: UpOptions) -> Result<()> {
     let started = Instant::now();
     ctx.ensure_stack_files()?;
     ctx.ensure_grafana_password()?;
-    let engine = Engine::connect().await?;
     let stack = match opts.target {
         Target::Docker => Stack::from_settings(&ctx.settings),
         Target::Swarm => swarm::for_swarm(&Stack::from_settings(&ctx.settings)),
     };
     let printer = &ctx.printer;
     match opts.target {
+        Target::Docker if ctx.settings.bind.is_unspecified() => printer.warn(format!(
+            "publishing on {} makes the API, Prometheus and Grafana reachable from other hosts",
+            ctx.settings.bind
+        )),
+        Target::Docker => {}
+        Target::Swarm => printer.warn(
+            "on Swarm, ports are published on every interface of the node that runs the task (the bind address does not apply), and the API only through the web UI's /api/",
+        ),
+    }
+    let engine = Engine::connect().await?;
+    match opts.target {
         Target::Docker => {
-            if ctx.settings.bind.is_unspecified() {
-                printer.warn(format!(
-                    "publishing on {} makes the API, Prometheus and Grafana reachable from other hosts",
-                    ctx.settings.bind
-                ));
-            }
             printer.set_phase("checking host ports");
             converge::preflight_ports(&engine, &stack).await?;
         }
-        Target::Swarm => {
-            swarm::ensure_manager(&engine).await?;
-            printer.warn(
-                "on Swarm, ports are published on every interface of the node that runs the task (the bind address does not apply), and the API only through the web UI's /api/",
-            );
-        }
+        Target::Swarm => swarm::ensure_manager(&engine).await?,
     }
     printer.set_phase("building images");
     let image_ids = build_images(&engine, &stack, printer).await?;
@@ -86,6 +85,7 @@ pub async fn run(ctx: &mut Ctx, opts: UpOptions) -> Result<()> {
             changed
         }
         Target::Swarm => {
+            let since = std::time::SystemTime::now();
             let changes = swarm::deploy(
                 &engine,
                 &stack,
@@ -96,7 +96,19 @@ pub async fn run(ctx: &mut Ctx, opts: UpOptions) -> Result<()> {
             )
             .await?;
             printer.set_phase("waiting for the Swarm services to converge");
-            swarm::wait_converged(&engine, &stack, ctx.settings.health_timeout).await?;
+            let updated: Vec<String> = changes
+                .iter()
+                .filter(|(_, c)| *c == swarm::Change::Updated)
+                .map(|(s, _)| s.clone())
+                .collect();
+            swarm::wait_converged(
+                &engine,
+                &stack,
+                &updated,
+                since,
+                ctx.settings.health_timeout,
+            )
+            .await?;
             changes
                 .iter()
                 .filter(|(_, c)| *c != swarm::Change::Unchanged)
@@ -145,7 +157,7 @@ pub async fn run(ctx: &mut Ctx, opts: UpOptions) -> Result<()> {
         stack.project,
         started.elapsed().as_secs_f64()
     ));
-    printer.data(&urls_table(ctx));
+    printer.data(&urls_table(ctx, opts.target));
     Ok(())
 }
 
@@ -225,7 +237,7 @@ async fn probe_published(ctx: &Ctx, stack: &Stack) -> Result<()> {
     Ok(())
 }
 
-fn urls_table(ctx: &Ctx) -> String {
+fn urls_table(ctx: &Ctx, target: Target) -> String {
     let host = ctx.settings.client_host();
     let p = &ctx.settings.ports;
     let mut table = tabled::builder::Builder::default();
@@ -234,10 +246,12 @@ fn urls_table(ctx: &Ctx) -> String {
         "web UI".to_string(),
         format!("http://{host}:{}/", p.frontend),
     ]);
-    table.push_record([
-        "API docs".to_string(),
-        format!("http://{host}:{}/docs", p.api),
-    ]);
+    // On Swarm the replicated API is reached through the web UI's proxy only.
+    let docs = match target {
+        Target::Docker => format!("http://{host}:{}/docs", p.api),
+        Target::Swarm => format!("http://{host}:{}/api/docs", p.frontend),
+    };
+    table.push_record(["API docs".to_string(), docs]);
     table.push_record([
         "Prometheus".to_string(),
         format!("http://{host}:{}/", p.prometheus),

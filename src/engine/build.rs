@@ -51,28 +51,19 @@ impl Ignore {
         Ok(Ignore { rules })
     }
 
-    /// Is this context-relative path (with `/` separators) left out?
+    /// Is this context-relative path (with `/` separators) left out? As Docker decides: the
+    /// last pattern that matches the path or one of the folders above it wins.
     pub fn excludes(&self, rel: &str) -> bool {
-        // A path is out when it, or any folder above it, is out.
-        let mut prefix = String::new();
-        for part in rel.split('/') {
-            if !prefix.is_empty() {
-                prefix.push('/');
-            }
-            prefix.push_str(part);
-            if self.decide(&prefix) == Some(true) && !self.reincludes_below(&prefix) {
-                return true;
-            }
-        }
-        self.decide(rel) == Some(true)
-    }
-
-    fn decide(&self, path: &str) -> Option<bool> {
+        let prefixes: Vec<&str> = rel
+            .match_indices('/')
+            .map(|(i, _)| &rel[..i])
+            .chain([rel])
+            .collect();
         self.rules
             .iter()
             .rev()
-            .find(|(m, _)| m.is_match(path))
-            .map(|(_, negate)| !negate)
+            .find(|(m, _)| prefixes.iter().any(|p| m.is_match(p)))
+            .is_some_and(|(_, negate)| !negate)
     }
 
     /// Could an exception re-include something below an excluded folder? Then keep walking.
@@ -357,6 +348,11 @@ mod tests {
         assert!(ig.excludes("a/b/__pycache__/m.pyc"));
         assert!(ig.excludes("dist/index.html"));
         assert!(!ig.excludes("src/main.ts"));
+        // An exception below an excluded folder re-includes only what it names.
+        let ig = Ignore::parse("dist\n!dist/keep.html\n").unwrap();
+        assert!(ig.excludes("dist/other.html"));
+        assert!(!ig.excludes("dist/keep.html"));
+        assert!(ig.reincludes_below("dist"));
     }
 
     #[test]

@@ -301,7 +301,29 @@ pub async fn ensure_network_and_volumes(engine: &Engine, stack: &Stack) -> Resul
         )
         .await
     {
-        Ok(_) => {}
+        Ok(existing) => {
+            let owner = existing
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(labels::PROJECT))
+                .cloned();
+            if owner.as_deref() != Some(stack.project.as_str()) {
+                return Err(hinted(
+                    format!(
+                        "network `{}` exists but does not belong to project `{}` ({})",
+                        net.name,
+                        stack.project,
+                        owner.map_or("it has no project label".to_string(), |o| format!(
+                            "it belongs to `{o}`"
+                        ))
+                    ),
+                    format!(
+                        "remove it (`docker network rm {}`) or use another project name with -p",
+                        net.name
+                    ),
+                ));
+            }
+        }
         Err(e) if is_not_found(&e) => {
             let request = NetworkCreateRequest {
                 name: net.name.clone(),
@@ -472,12 +494,12 @@ pub async fn preflight_ports(engine: &Engine, stack: &Stack) -> Result<()> {
     };
     for service in &stack.services {
         for p in &service.ports {
+            // Any state: a paused container keeps its ports (a stopped one lists none).
             let holder = all.iter().find(|c| {
-                c.state == Some(bollard::models::ContainerSummaryStateEnum::RUNNING)
-                    && c.ports
-                        .iter()
-                        .flatten()
-                        .any(|cp| cp.public_port == Some(p.host))
+                c.ports
+                    .iter()
+                    .flatten()
+                    .any(|cp| cp.public_port == Some(p.host))
             });
             match holder {
                 Some(c)
@@ -636,6 +658,8 @@ pub async fn wait_healthy(
     budget: Duration,
 ) -> Result<()> {
     let mut last_health = String::from("not started");
+    // Restarts before this wait (a policy restart last week) say nothing about a crash loop now.
+    let mut restarts_before: Option<i64> = None;
     loop {
         let c = observe::inspect(engine, container).await?;
         let state = c.state.clone().unwrap_or_default();
@@ -644,7 +668,8 @@ pub async fn wait_healthy(
         if running && (health == "healthy" || health == "-") {
             return Ok(());
         }
-        let restarts = c.restart_count.unwrap_or(0);
+        let total = c.restart_count.unwrap_or(0);
+        let restarts = total - *restarts_before.get_or_insert(total);
         let exited = !running && !state.restarting.unwrap_or(false);
         let crash_loop = restarts >= 3;
         if exited || crash_loop || Instant::now() >= deadline {

@@ -161,7 +161,7 @@ impl Project {
             .output();
     }
 
-    /// Container IDs of the project, by service.
+    /// Container IDs of the project, by service; a second container of a service fails the test.
     pub fn container_ids(&self) -> std::collections::BTreeMap<String, String> {
         docker(&[
             "ps",
@@ -176,7 +176,18 @@ impl Project {
             l.split_once(' ')
                 .map(|(s, id)| (s.to_string(), id.to_string()))
         })
-        .collect()
+        .fold(
+            std::collections::BTreeMap::new(),
+            |mut ids, (service, id)| {
+                if let Some(other) = ids.insert(service.clone(), id.clone()) {
+                    panic!(
+                        "service `{service}` of {} has two containers: {other} and {id}",
+                        self.name
+                    );
+                }
+                ids
+            },
+        )
     }
 }
 

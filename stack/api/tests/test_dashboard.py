@@ -13,7 +13,7 @@ from tests.exposition import series
 from tests.flowers import SETOSA
 
 MONITORING = Path(__file__).resolve().parents[3] / "monitoring"
-DASHBOARD = MONITORING / "grafana-fastapi-dashboard.json"
+DASHBOARD = MONITORING / "dashboards" / "grafana-fastapi-dashboard.json"
 DATASOURCE = {"type": "prometheus", "uid": "iris-prometheus"}
 # Labels Prometheus adds to every scraped series; the API does not export them.
 TARGET_LABELS = {"instance", "job"}

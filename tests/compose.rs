@@ -126,8 +126,8 @@ fn compose_file_is_equivalent_to_up() {
     if !common::engine_available() {
         return;
     }
-    let a = Project::new(A, [38500, 35674, 39590, 33500]);
-    let b = Project::new(B, [38600, 35774, 39690, 33600]);
+    let a = Project::new(A, [21500, 21501, 21502, 21503]);
+    let b = Project::new(B, [21600, 21601, 21602, 21603]);
 
     run(a.irisctl().arg("up")).ok();
 

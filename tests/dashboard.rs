@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use common::{eventually, http, run, Project};
 use serde_json::Value;
 
-const PORTS: [u16; 4] = [38700, 35874, 39790, 33700];
+const PORTS: [u16; 4] = [21700, 21701, 21702, 21703];
 
 fn encode(s: &str) -> String {
     s.bytes()

@@ -26,7 +26,7 @@ fn unpullable_base_image_points_to_offline_mode() {
     if !common::engine_available() {
         return;
     }
-    let p = Project::new("irisctl-test-noimage", [38000, 35174, 39090, 33000]);
+    let p = Project::new("irisctl-test-noimage", [21000, 21001, 21002, 21003]);
     set_image(&p, "python", "irisctl-test-absent/python:0");
     let r = run(p.irisctl().arg("up"));
     r.user_error("image `irisctl-test-absent/python:0` (needed by the `api` build) is not on this host and cannot be pulled");
@@ -46,12 +46,12 @@ fn taken_ports_are_named_before_anything_starts() {
     if !common::engine_available() {
         return;
     }
-    let p = Project::new("irisctl-test-ports", [38100, 35274, 39190, 33100]);
+    let p = Project::new("irisctl-test-ports", [21100, 21101, 21102, 21103]);
 
     // Another program on the API's port.
-    let listener = std::net::TcpListener::bind("127.0.0.1:38100").unwrap();
+    let listener = std::net::TcpListener::bind("127.0.0.1:21100").unwrap();
     let r = run(p.irisctl().arg("up"));
-    r.user_error("host port 38100 on 127.0.0.1 (for `api`) is already in use by another program");
+    r.user_error("host port 21100 on 127.0.0.1 (for `api`) is already in use by another program");
     assert!(
         p.container_ids().is_empty(),
         "a failed up created containers"
@@ -67,14 +67,14 @@ fn taken_ports_are_named_before_anything_starts() {
         "--name",
         hog,
         "-p",
-        "127.0.0.1:33100:80",
+        "127.0.0.1:21103:80",
         "irisctl-offline/nginx:1.22",
     ]);
     assert!(!id.is_empty(), "could not start the port-holding container");
     let r = run(p.irisctl().arg("up"));
     let running = docker(&["inspect", "-f", "{{.State.Running}}", hog]);
     docker(&["rm", "-f", hog]);
-    r.user_error("host port 33100 (for `grafana`) is already published by container `irisctl-test-ports-hog`");
+    r.user_error("host port 21103 (for `grafana`) is already published by container `irisctl-test-ports-hog`");
     assert_eq!(
         running, "true",
         "irisctl touched a container it does not own"
@@ -87,7 +87,7 @@ fn failing_build_shows_the_step_and_the_log_tail() {
     if !common::engine_available() {
         return;
     }
-    let p = Project::new("irisctl-test-badbuild", [38200, 35374, 39290, 33200]);
+    let p = Project::new("irisctl-test-badbuild", [21200, 21201, 21202, 21203]);
     let dockerfile = p.path().join("stack/api/Dockerfile");
     let text = std::fs::read_to_string(&dockerfile).unwrap();
     let (first, rest) = text.split_once("\nFROM ").expect("a FROM line");
@@ -132,7 +132,7 @@ fn health_deadline_names_the_service_and_shows_its_log() {
     if !common::engine_available() {
         return;
     }
-    let p = Project::new("irisctl-test-deadline", [38300, 35474, 39390, 33300]);
+    let p = Project::new("irisctl-test-deadline", [21300, 21301, 21302, 21303]);
     // The API's first health check runs 5 s after start: a 2 s deadline cannot be met.
     let r = run(p.irisctl().args(["up", "--wait-timeout", "2"]));
     r.user_error("did not become healthy within 2 s");
@@ -154,7 +154,7 @@ fn logs_of_one_service() {
     if !common::engine_available() {
         return;
     }
-    let p = Project::new("irisctl-test-logs", [38400, 35574, 39490, 33400]);
+    let p = Project::new("irisctl-test-logs", [21400, 21401, 21402, 21403]);
     run(p.irisctl().args(["up", "--no-provision"])).ok();
     let r = run(p.irisctl().args(["logs", "api", "--tail", "50"]));
     r.ok();

@@ -22,7 +22,7 @@ fn stack_survives_an_engine_restart() {
     if !common::engine_available() {
         return;
     }
-    let p = Project::new("irisctl-test-restart", [39000, 36174, 40090, 34000]);
+    let p = Project::new("irisctl-test-restart", [22000, 22001, 22002, 22003]);
     run(p.irisctl().arg("up")).ok();
     let before = p.container_ids();
 

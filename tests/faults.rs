@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 use common::{docker, eventually, http, run, Project};
 
 const P: &str = "irisctl-test-faults";
-const PORTS: [u16; 4] = [38900, 36074, 39990, 33900];
+const PORTS: [u16; 4] = [21900, 21901, 21902, 21903];
 
 fn grafana(method: &str, path: &str, body: Option<&str>, password: &str) -> (u16, String) {
     let rt = tokio::runtime::Builder::new_current_thread()

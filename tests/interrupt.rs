@@ -36,7 +36,7 @@ fn interrupted_up_always_converges() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(6);
-    let p = Project::new("irisctl-test-interrupt", [38800, 35974, 39890, 33800]);
+    let p = Project::new("irisctl-test-interrupt", [21800, 21801, 21802, 21803]);
     run(p.irisctl().arg("up")).ok();
     let before_leftovers = unlabelled_stopped_containers();
     let main_py = p.path().join("stack/api/app/main.py");

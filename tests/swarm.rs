@@ -13,7 +13,7 @@ use std::time::Duration;
 use common::{docker, eventually, http, run, Project};
 
 const P: &str = "irisctl-test-swarm";
-const PORTS: [u16; 4] = [39200, 36274, 40190, 34200];
+const PORTS: [u16; 4] = [22100, 22101, 22102, 22103];
 
 /// Leaves what the test made: the stack, and the swarm if the test created it.
 struct SwarmGuard<'a> {

@@ -106,6 +106,9 @@ pub fn docker(args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
+/// Test ports stay below 32768: above it, Linux hands ports out to outgoing connections, so a
+/// test's port could be taken by chance. Each test uses its own four.
+///
 /// Removes a test project's containers, network, volumes and built images on drop, even when
 /// the test failed.
 pub struct Project {

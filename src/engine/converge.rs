@@ -493,6 +493,14 @@ pub async fn preflight_ports(engine: &Engine, stack: &Stack) -> Result<()> {
         )
     };
     for service in &stack.services {
+        // A container of ours for this service, in any state: one that is being started (say,
+        // by an interrupted `up`) may hold its port before the engine lists it as published.
+        let ours = all.iter().any(|c| {
+            c.labels.as_ref().is_some_and(|l| {
+                l.get(labels::PROJECT) == Some(&stack.project)
+                    && l.get(labels::SERVICE) == Some(&service.name)
+            })
+        });
         for p in &service.ports {
             // Any state: a paused container keeps its ports (a stopped one lists none).
             let holder = all.iter().find(|c| {
@@ -517,7 +525,8 @@ pub async fn preflight_ports(engine: &Engine, stack: &Stack) -> Result<()> {
                         p.host, service.name
                     )));
                 }
-                None if engine.is_local()
+                None if !ours
+                    && engine.is_local()
                     && std::net::TcpListener::bind((p.host_ip, p.host)).is_err() =>
                 {
                     return Err(taken(format!(

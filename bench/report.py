@@ -75,7 +75,7 @@ orchestration = "\n".join(lines)
 memory = ["| command | peak RSS (GNU time, Maximum resident set size) |", "|---|---|"]
 for line in text("memory.tsv").splitlines():
     what, kb = line.split("\t")
-    memory.append(f"| `{what}` | {int(kb) / 1024:.1f} MiB |")
+    memory.append(f"| `{what}` | {int(kb) / 1024:.1f} MiB |" if kb.isdigit() else f"| `{what}` | {kb} |")
 
 recreated = text("recreated.txt").rstrip() or "not measured in this run"
 final = []
@@ -141,7 +141,7 @@ diag = [
     "| p50 / p99 ms | p99 ratio vs course |",
     "|---|---|---|---|---|---|",
 ]
-concurrencies = sorted({c for _, c in wrk})
+concurrencies = sorted(c for which, c in wrk if which == "api" and ("course", c) in wrk)
 med = statistics.median
 for c in concurrencies:
     a, k, n = wrk[("api", c)], wrk[("course", c)], wrk.get(("nolog", c), [])

@@ -264,6 +264,34 @@ fn bad_inputs_get_clear_errors() {
             "cannot read",
         ),
         (
+            "zero replicas",
+            &["status", "--api-replicas", "0"],
+            &[],
+            &[],
+            "is not a number of replicas",
+        ),
+        (
+            "registry with a scheme",
+            &["status"],
+            &[],
+            &[("IRISCTL_REGISTRY", "https://registry.example.com")],
+            "is not a registry address",
+        ),
+        (
+            "unknown swarm key",
+            &["status"],
+            &[("irisctl.yaml", "swarm:\n  replicas: 3\n")],
+            &[],
+            "unknown field `replicas`",
+        ),
+        (
+            "empty Grafana user",
+            &["status"],
+            &[("irisctl.yaml", "grafana:\n  admin_user: \"\"\n")],
+            &[],
+            "key `grafana.admin_user`",
+        ),
+        (
             "stack file missing",
             &["up"],
             &[("stack/api/Dockerfile", "")],
@@ -330,6 +358,13 @@ fn usage_errors_exit_2() {
     assert_eq!(r.code, 2, "{}", r.stderr);
     let r = run(irisctl(&repo()).args(["frobnicate"]));
     assert_eq!(r.code, 2, "{}", r.stderr);
+    let r = run(irisctl(&repo()).args(["status", "--target", "k8s"]));
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("possible values: docker, swarm"),
+        "{}",
+        r.stderr
+    );
 }
 
 #[test]

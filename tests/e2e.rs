@@ -45,7 +45,12 @@ fn stack_lifecycle_on_the_real_engine() {
             &format!("http://127.0.0.1:{}/api/v1/targets", PORTS[2]),
             None,
         );
-        body.contains(r#""job":"iris-api""#) && body.contains(r#""health":"up""#)
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        v["data"]["activeTargets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|t| t["labels"]["job"] == "iris-api" && t["health"] == "up")
     });
     assert!(targets_up, "the iris-api target never came up");
 

@@ -39,19 +39,7 @@ fn stack_lifecycle_on_the_real_engine() {
     assert_eq!(v["predictions"][0]["species"], "setosa");
 
     // Prometheus (the real one, from the offline image) scrapes the API.
-    let targets_up = eventually(60, || {
-        let (_, body) = http(
-            "GET",
-            &format!("http://127.0.0.1:{}/api/v1/targets", PORTS[2]),
-            None,
-        );
-        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-        v["data"]["activeTargets"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|t| t["labels"]["job"] == "iris-api" && t["health"] == "up")
-    });
+    let targets_up = eventually(60, || common::api_targets_up(PORTS[2]) >= 1);
     assert!(targets_up, "the iris-api target never came up");
 
     // status: JSON, every service healthy, exit 0.

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{docker, eventually, http, run, Project};
+use common::{docker, eventually, run, Project};
 
 const P: &str = "irisctl-test-swarm";
 const PORTS: [u16; 4] = [22100, 22101, 22102, 22103];
@@ -63,18 +63,7 @@ fn predict_on_new_connection() -> Option<String> {
 }
 
 fn api_targets_up() -> usize {
-    let (_, body) = http(
-        "GET",
-        &format!("http://127.0.0.1:{}/api/v1/targets?state=active", PORTS[2]),
-        None,
-    );
-    let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
-    v["data"]["activeTargets"]
-        .as_array()
-        .into_iter()
-        .flatten()
-        .filter(|t| t["labels"]["job"] == "iris-api" && t["health"] == "up")
-        .count()
+    common::api_targets_up(PORTS[2])
 }
 
 #[test]

@@ -240,3 +240,19 @@ pub fn eventually(secs: u64, mut check: impl FnMut() -> bool) -> bool {
     }
     check()
 }
+
+/// How many `iris-api` scrape targets the Prometheus on `port` reports up.
+pub fn api_targets_up(port: u16) -> usize {
+    let (_, body) = http(
+        "GET",
+        &format!("http://127.0.0.1:{port}/api/v1/targets?state=active"),
+        None,
+    );
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+    v["data"]["activeTargets"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|t| t["labels"]["job"] == "iris-api" && t["health"] == "up")
+        .count()
+}

@@ -1,4 +1,5 @@
-//! Command-line syntax (clap derive types only). Doc comments are the `--help` text.
+//! Command-line syntax (clap derive types) and their conversion into the plain types the
+//! commands take. Doc comments are the `--help` text.
 
 use std::path::PathBuf;
 
@@ -118,6 +119,14 @@ pub struct UpArgs {
     /// Do not provision Grafana's datasource and dashboards after start
     #[arg(long)]
     pub no_provision: bool,
+
+    /// Print what `up` would do, each action with its cause, and change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Output format of `--dry-run`
+    #[arg(long, value_enum, default_value_t = Format::Table, requires = "dry_run")]
+    pub format: Format,
 }
 
 /// Where the stack runs.
@@ -134,6 +143,24 @@ pub enum Target {
 pub enum Format {
     Table,
     Json,
+}
+
+impl From<Target> for crate::backend::Target {
+    fn from(t: Target) -> Self {
+        match t {
+            Target::Docker => crate::backend::Target::Docker,
+            Target::Swarm => crate::backend::Target::Swarm,
+        }
+    }
+}
+
+impl From<Format> for crate::output::Format {
+    fn from(f: Format) -> Self {
+        match f {
+            Format::Table => crate::output::Format::Table,
+            Format::Json => crate::output::Format::Json,
+        }
+    }
 }
 
 #[derive(Debug, Args)]

@@ -175,7 +175,7 @@ async fn run(cli: Cli, printer: Printer) -> Result<Exit> {
         printer.data(&settings::to_yaml(&settings)?);
         return Ok(Exit::Success);
     }
-    let mut ctx = Ctx {
+    let ctx = Ctx {
         settings,
         printer,
         embedded,
@@ -183,24 +183,27 @@ async fn run(cli: Cli, printer: Printer) -> Result<Exit> {
     match cli.command {
         Command::Up(a) => {
             commands::up::run(
-                &mut ctx,
+                &ctx,
                 commands::up::UpOptions {
                     remove_orphans: a.remove_orphans,
                     provision: !a.no_provision,
-                    target: a.stack.target,
+                    target: a.stack.target.into(),
+                    dry_run: a.dry_run.then(|| a.format.into()),
                 },
             )
             .await?;
             Ok(Exit::Success)
         }
-        Command::Status(a) => commands::status::run(&ctx, a.format, a.stack.target).await,
+        Command::Status(a) => {
+            commands::status::run(&ctx, a.format.into(), a.stack.target.into()).await
+        }
         Command::Down(a) => {
             commands::down::run(
                 &ctx,
                 commands::down::DownOptions {
                     volumes: a.volumes,
                     rmi: a.rmi,
-                    target: a.target,
+                    target: a.target.into(),
                 },
             )
             .await?;
@@ -244,7 +247,7 @@ async fn run(cli: Cli, printer: Printer) -> Result<Exit> {
                 &ctx,
                 a.output.as_deref(),
                 a.check.as_deref(),
-                a.stack.target,
+                a.stack.target.into(),
             )
         }
         Command::Completions { .. } | Command::Init(_) => Ok(Exit::Success),

@@ -1,9 +1,19 @@
 //! The one place that decides where output goes: data to stdout, progress and messages to
 //! stderr, progress bars only on a terminal. Commands never `println!`.
 
+#![allow(clippy::print_stderr)]
+
 use std::io::{IsTerminal, Write};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+/// How data is printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Format {
+    #[default]
+    Table,
+    Json,
+}
 
 /// How chatty the run is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -116,9 +126,5 @@ impl Printer {
         bar.set_prefix(prefix.to_string());
         bar.enable_steady_tick(std::time::Duration::from_millis(120));
         bar
-    }
-
-    pub fn draws_progress(&self) -> bool {
-        self.progress
     }
 }

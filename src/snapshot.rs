@@ -16,7 +16,7 @@ pub fn assert_snapshot(name: &str, actual: &str) {
         }
         Ok(expected) => panic!(
             "snapshot {name} differs (UPDATE_SNAPSHOTS=1 accepts the new text):\n{}",
-            crate::compose::diff(&expected, actual, name)
+            crate::render::diff(&expected, actual, name)
         ),
         Err(e) => panic!(
             "snapshot {} is missing ({e}); run with UPDATE_SNAPSHOTS=1 to create it",

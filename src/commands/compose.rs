@@ -5,9 +5,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 
 use super::Ctx;
-use crate::cli::Target;
-use crate::compose;
+use crate::backend::Target;
 use crate::error::{hinted, Exit};
+use crate::render::{self, swarm::SwarmFiles};
 use crate::stack::Stack;
 
 fn absolute(p: &Path) -> PathBuf {
@@ -37,18 +37,18 @@ fn header(ctx: &Ctx, base: &Path) -> String {
 
 pub fn rendered_for(ctx: &Ctx, file_dir: &Path) -> String {
     let stack = Stack::from_settings(&ctx.settings);
-    compose::render(&stack, file_dir, &header(ctx, file_dir))
+    render::compose::render(&stack, file_dir, &header(ctx, file_dir))
 }
 
-fn swarm_files(ctx: &Ctx, file_dir: &Path) -> Result<compose::SwarmFiles> {
-    let stack = crate::swarm::for_swarm(&Stack::from_settings(&ctx.settings));
+fn swarm_files(ctx: &Ctx, file_dir: &Path) -> Result<SwarmFiles> {
+    let stack = Stack::from_settings(&ctx.settings).swarm_form();
     let header = format!(
         "{}\nSwarm form: deploy with `docker stack deploy -c FILE {}`.",
         header(ctx, file_dir).replace("Run it with `docker-compose up -d --build` (1.29+) or `docker compose up -d --build`.", "")
             .trim_end(),
         ctx.settings.project
     );
-    compose::render_swarm(&stack, file_dir, &header, ctx.settings.api_replicas)
+    render::swarm::render(&stack, file_dir, &header)
 }
 
 /// The text for FILE: the Compose file, or the Swarm stack file.
@@ -82,7 +82,7 @@ pub fn run(ctx: &Ctx, output: Option<&Path>, check: Option<&Path>, target: Targe
             )
         })?;
         let wanted = rendered(ctx, dir, target)?;
-        let diff = compose::diff(&current, &wanted, &file.display().to_string());
+        let diff = render::diff(&current, &wanted, &file.display().to_string());
         if diff.is_empty() {
             ctx.printer
                 .success(format!("{} is up to date", file.display()));
@@ -126,7 +126,7 @@ pub fn run(ctx: &Ctx, output: Option<&Path>, check: Option<&Path>, target: Targe
                 ));
             }
             let example = dir.join(".env.example");
-            std::fs::write(&example, compose::env_example())
+            std::fs::write(&example, render::env_example())
                 .with_context(|| format!("cannot write `{}`", example.display()))?;
             ctx.printer.success(format!(
                 "wrote {} and {}",

@@ -4,7 +4,7 @@ use anyhow::Result;
 use futures_util::stream::{self, StreamExt};
 
 use super::Ctx;
-use crate::engine::{observe, Engine};
+use crate::engine::{labels, Engine, Object};
 use crate::error::hinted;
 use crate::stack::Stack;
 
@@ -29,10 +29,14 @@ pub async fn run(ctx: &Ctx, service: Option<&str>, follow: bool, tail: &str) -> 
         }
     }
     let engine = Engine::connect().await?;
-    let observed = observe::project_containers(&engine, &stack.project).await?;
+    let label = format!("{}={}", labels::PROJECT, stack.project);
+    let observed = engine.list_labelled(Object::Container, &label).await?;
+    let service_of =
+        |o: &crate::engine::Listed| o.labels.get(labels::SERVICE).cloned().unwrap_or_default();
     let chosen: Vec<_> = observed
         .iter()
-        .filter(|o| service.is_none_or(|s| o.service == s))
+        .filter(|o| o.labels.get(labels::ONEOFF).is_none_or(|v| v != "True"))
+        .filter(|o| service.is_none_or(|s| service_of(o) == s))
         .collect();
     if chosen.is_empty() {
         return Err(hinted(
@@ -44,33 +48,25 @@ pub async fn run(ctx: &Ctx, service: Option<&str>, follow: bool, tail: &str) -> 
             "start the stack with `irisctl up`",
         ));
     }
-    let width = chosen.iter().map(|o| o.service.len()).max().unwrap_or(0);
+    let width = chosen
+        .iter()
+        .map(|o| service_of(o).len())
+        .max()
+        .unwrap_or(0);
     let streams = chosen.iter().map(|o| {
-        let options = bollard::query_parameters::LogsOptions {
-            follow,
-            stdout: true,
-            stderr: true,
-            tail: tail.clone(),
-            ..Default::default()
-        };
-        let prefix = format!("{:<width$} | ", o.service);
+        let prefix = format!("{:<width$} | ", service_of(o));
         engine
-            .docker
-            .logs(&o.id, Some(options))
+            .logs(&o.id, follow, &tail)
             .map(move |item| (prefix.clone(), item))
     });
     let mut merged = stream::select_all(streams.map(Box::pin));
     while let Some((prefix, item)) = merged.next().await {
         match item {
-            Ok(chunk) => {
-                let text = String::from_utf8_lossy(&chunk.into_bytes()).into_owned();
+            Ok(text) => {
                 let lines: String = text.lines().map(|l| format!("{prefix}{l}\n")).collect();
                 ctx.printer.data(lines.trim_end_matches('\n'));
             }
-            Err(e) => ctx.printer.warn(format!(
-                "log stream ended: {}",
-                crate::engine::root_message(&e)
-            )),
+            Err(e) => ctx.printer.warn(format!("log stream ended: {e}")),
         }
     }
     Ok(())

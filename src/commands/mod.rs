@@ -1,4 +1,5 @@
-//! The verbs. Each takes resolved settings and a [`Printer`]; none sees clap types.
+//! The verbs. Each takes resolved settings, its own options struct and a [`Printer`]; none
+//! sees clap types or asks which backend it runs on.
 
 pub mod compose;
 pub mod down;
@@ -52,9 +53,31 @@ impl Ctx {
         Ok(())
     }
 
+    /// Check, without writing anything, that the project directory holds the stack (for
+    /// `--dry-run`).
+    pub fn check_stack_files(&self) -> Result<()> {
+        let dir = &self.settings.project_dir;
+        if let Some(missing) = crate::assets::missing_marker(dir) {
+            return Err(hinted(
+                format!(
+                    "stack file `{}` is missing from project directory `{}`, so there is nothing to plan against yet",
+                    missing,
+                    dir.display()
+                ),
+                if self.embedded {
+                    "run `irisctl up` once (it writes the built-in stack there), or `irisctl init DIR` and `--project-dir DIR`".to_string()
+                } else {
+                    format!("restore it, or write the built-in stack there with `irisctl init {} --force`", dir.display())
+                },
+            ));
+        }
+        Ok(())
+    }
+
     /// The Grafana admin password from `.env`, generated and stored (mode 0600) the first time,
-    /// and the file Grafana reads it from, kept in step with `.env`.
-    pub fn ensure_grafana_password(&mut self) -> Result<String> {
+    /// and the file Grafana reads it from, kept in step with `.env`. The settings stay as
+    /// resolved: the password is returned.
+    pub fn ensure_grafana_password(&self) -> Result<String> {
         let pw = match &self.settings.grafana_admin_password {
             Some(pw) => pw.clone(),
             None => {
@@ -65,7 +88,6 @@ impl Ctx {
                     "generated a Grafana admin password into {} (mode 0600; never printed)",
                     path.display()
                 ));
-                self.settings.grafana_admin_password = Some(pw.clone());
                 pw
             }
         };

@@ -1,4 +1,5 @@
-//! `irisctl status`: the engine's view, live HTTP probes and Prometheus's targets.
+//! `irisctl status`: the backend's view of each service, live HTTP probes, Prometheus's targets
+//! and whether the dashboards are in Grafana.
 
 use std::time::Duration;
 
@@ -6,28 +7,14 @@ use anyhow::Result;
 use serde::Serialize;
 
 use super::{short_duration, Ctx};
-use crate::cli::{Format, Target};
-use crate::engine::observe::{self, health_word};
-use crate::engine::Engine;
+pub use crate::backend::ServiceStatus;
+use crate::backend::{Backend, Target};
 use crate::error::Exit;
-use crate::probe::{self, ProbeResult, ScrapeTarget};
+use crate::output::Format;
+#[cfg(test)]
+use crate::probe::ProbeResult;
+use crate::probe::{self, ScrapeTarget};
 use crate::stack::Stack;
-
-#[derive(Debug, Serialize)]
-pub struct ServiceStatus {
-    pub name: String,
-    pub container: Option<String>,
-    pub state: String,
-    pub health: String,
-    pub image: Option<String>,
-    pub ports: Vec<String>,
-    pub url: Option<String>,
-    pub uptime_seconds: Option<u64>,
-    /// Swarm: running/desired tasks.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub replicas: Option<String>,
-    pub probes: Vec<ProbeResult>,
-}
 
 #[derive(Debug, Serialize)]
 pub struct Report {
@@ -89,172 +76,26 @@ impl Report {
     }
 }
 
-pub async fn collect(ctx: &Ctx, engine: &Engine, target: Target) -> Result<Report> {
-    if target == Target::Swarm {
-        return collect_swarm(ctx, engine).await;
-    }
-    let stack = Stack::from_settings(&ctx.settings);
-    let observed = observe::project_containers(engine, &stack.project).await?;
+/// The backend's view of every service, with live probes of what each really publishes.
+pub async fn collect(ctx: &Ctx, backend: &Backend) -> Result<Report> {
+    let stack = backend.form(&Stack::from_settings(&ctx.settings));
     let host = ctx.settings.client_host();
+    let observed = backend.observe(&stack, &host).await?;
     let client = probe::client(Duration::from_secs(2));
-    let now = std::time::SystemTime::now();
-
-    let mut services = Vec::new();
-    for s in &stack.services {
-        let found = observed.iter().find(|o| o.service == s.name);
-        let url = s
-            .ports
-            .first()
-            .map(|p| format!("http://{host}:{}/", p.host));
-        let ports = s
-            .ports
-            .iter()
-            .map(|p| format!("{}:{}->{}", p.host_ip, p.host, p.container))
-            .collect();
-        let Some(o) = found else {
-            services.push(ServiceStatus {
-                name: s.name.clone(),
-                container: None,
-                state: "missing".into(),
-                health: "-".into(),
-                image: None,
-                ports,
-                url,
-                uptime_seconds: None,
-                replicas: None,
-                probes: vec![],
-            });
+    let mut services = observed.services;
+    for row in &mut services {
+        let (Some(port), Some(s)) = (row.probe_port, stack.service(&row.name)) else {
             continue;
         };
-        let detail = observe::inspect(engine, &o.id).await?;
-        let state = detail.state.clone().unwrap_or_default();
-        let running = state.running.unwrap_or(false);
-        let uptime = running
-            .then(|| {
-                state.started_at.as_deref().and_then(|t| {
-                    humantime::parse_rfc3339_weak(t.split('.').next().unwrap_or(t)).ok()
-                })
-            })
-            .flatten()
-            .and_then(|t| now.duration_since(t).ok())
-            .map(|d| d.as_secs());
-        // Report what the container really publishes and runs, which may differ from this run's
-        // settings (another --api-port, a stack Compose made).
-        let bindings = detail
-            .host_config
-            .as_ref()
-            .and_then(|h| h.port_bindings.clone())
-            .unwrap_or_default();
-        let published = |p: &crate::stack::Port| {
-            bindings
-                .get(&format!("{}/tcp", p.container))
-                .and_then(|b| b.as_ref())
-                .and_then(|b| b.first())
-                .and_then(|b| b.host_port.as_deref())
-                .and_then(|h| h.parse::<u16>().ok())
-                .unwrap_or(p.host)
-        };
-        let actual_port = s.ports.first().map(published);
-        let url = actual_port.map(|port| format!("http://{host}:{port}/"));
-        let ports = s
-            .ports
+        let remapped: Vec<crate::stack::Probe> = s
+            .probes
             .iter()
-            .map(|p| format!("{}:{}->{}", p.host_ip, published(p), p.container))
+            .map(|pr| crate::stack::Probe { port, ..pr.clone() })
             .collect();
-        let probes = if running {
-            let remapped: Vec<crate::stack::Probe> = s
-                .probes
-                .iter()
-                .map(|pr| crate::stack::Probe {
-                    port: actual_port.unwrap_or(pr.port),
-                    ..pr.clone()
-                })
-                .collect();
-            let probes: Vec<_> = remapped.iter().collect();
-            probe::run_all(&client, &host, &probes).await
-        } else {
-            vec![]
-        };
-        let image = detail
-            .config
-            .as_ref()
-            .and_then(|c| c.image.clone())
-            .unwrap_or_else(|| s.image.clone());
-        services.push(ServiceStatus {
-            name: s.name.clone(),
-            container: Some(o.name.clone()),
-            state: state
-                .status
-                .map(|st| st.to_string())
-                .unwrap_or_else(|| "unknown".into()),
-            health: health_word(&detail),
-            image: Some(image),
-            ports,
-            url,
-            uptime_seconds: uptime,
-            replicas: None,
-            probes,
-        });
+        let probes: Vec<_> = remapped.iter().collect();
+        row.probes = probe::run_all(&client, &host, &probes).await;
     }
-    let orphans = observed
-        .iter()
-        .filter(|o| stack.service(&o.service).is_none())
-        .map(|o| o.name.clone())
-        .collect();
-    finish(ctx, stack.project, services, orphans).await
-}
-
-/// The Swarm view: one row per service with its running/desired tasks.
-async fn collect_swarm(ctx: &Ctx, engine: &Engine) -> Result<Report> {
-    let stack = crate::swarm::for_swarm(&Stack::from_settings(&ctx.settings));
-    let states = crate::swarm::observe(engine, &stack.project).await?;
-    let host = ctx.settings.client_host();
-    let client = probe::client(Duration::from_secs(2));
-    let mut services = Vec::new();
-    for s in &stack.services {
-        let st = states.iter().find(|st| st.service == s.name);
-        let converged = st.is_some_and(|st| st.desired > 0 && st.running == st.desired);
-        let probes = if st.is_some_and(|st| st.running > 0) {
-            let probes: Vec<_> = s.probes.iter().collect();
-            probe::run_all(&client, &host, &probes).await
-        } else {
-            vec![]
-        };
-        services.push(ServiceStatus {
-            name: s.name.clone(),
-            container: st.map(|st| st.name.clone()),
-            state: match st {
-                None => "missing".into(),
-                Some(_) if converged => "running".into(),
-                Some(st) if st.update == "updating" => "updating".into(),
-                Some(_) => "converging".into(),
-            },
-            health: if converged {
-                "healthy".into()
-            } else {
-                "-".into()
-            },
-            image: st.map(|st| st.image.clone()),
-            ports: s
-                .ports
-                .iter()
-                .map(|p| format!("*:{}->{}", p.host, p.container))
-                .collect(),
-            url: s
-                .ports
-                .first()
-                .map(|p| format!("http://{host}:{}/", p.host)),
-            uptime_seconds: None,
-            replicas: st.map(|st| format!("{}/{}", st.running, st.desired)),
-            probes,
-        });
-    }
-    let orphans = states
-        .iter()
-        .filter(|st| stack.service(&st.service).is_none())
-        .map(|st| st.name.clone())
-        .collect();
-    finish(ctx, stack.project, services, orphans).await
+    finish(ctx, stack.project, services, observed.orphans).await
 }
 
 /// Prometheus's targets and Grafana's dashboards, the same for both targets.
@@ -301,8 +142,8 @@ async fn finish(
 }
 
 pub async fn run(ctx: &Ctx, format: Format, target: Target) -> Result<Exit> {
-    let engine = Engine::connect().await?;
-    let report = collect(ctx, &engine, target).await?;
+    let backend = Backend::connect(target).await?;
+    let report = collect(ctx, &backend).await?;
     match format {
         Format::Json => ctx.printer.data(&serde_json::to_string_pretty(&report)?),
         Format::Table => ctx.printer.data(&render_table(&report)),
@@ -434,6 +275,7 @@ mod tests {
             uptime_seconds: Some(125),
             replicas: None,
             probes,
+            probe_port: None,
         };
         let report = Report {
             project: "iris".into(),

@@ -1,130 +1,69 @@
-//! `irisctl up`: build, start in dependency order, wait until healthy, show where things are.
-//! The same Stack goes to the single engine (default) or to Docker Swarm (`--target swarm`).
+//! `irisctl up`: plan, build, start in dependency order, wait until healthy, show where things
+//! are. The backend (single engine or Swarm) is chosen once; nothing here asks which it is.
+//! `--dry-run` stops after the plan and changes nothing.
 
-use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
-use futures_util::future::try_join_all;
 
 use super::Ctx;
-use crate::cli::Target;
-use crate::engine::build::build_image;
-use crate::engine::converge::{self, Action, ApplyOptions};
-use crate::engine::Engine;
+use crate::backend::plan::Plan;
+use crate::backend::{images, Backend, Target};
 use crate::error::hinted;
-use crate::output::Printer;
+use crate::output::Format;
 use crate::probe;
 use crate::stack::Stack;
-use crate::swarm;
 
 pub struct UpOptions {
     pub remove_orphans: bool,
     /// Provision Grafana's datasource and dashboards once it is healthy.
     pub provision: bool,
     pub target: Target,
+    /// Print the plan and change nothing, in this format.
+    pub dry_run: Option<Format>,
 }
 
-pub async fn run(ctx: &mut Ctx, opts: UpOptions) -> Result<()> {
+pub async fn run(ctx: &Ctx, opts: UpOptions) -> Result<()> {
     let started = Instant::now();
+    if let Some(format) = opts.dry_run {
+        return dry_run(ctx, &opts, format).await;
+    }
     ctx.ensure_stack_files()?;
-    ctx.ensure_grafana_password()?;
-    let stack = match opts.target {
-        Target::Docker => Stack::from_settings(&ctx.settings),
-        Target::Swarm => swarm::for_swarm(&Stack::from_settings(&ctx.settings)),
-    };
+    let password = ctx.ensure_grafana_password()?;
     let printer = &ctx.printer;
-    match opts.target {
-        Target::Docker if ctx.settings.bind.is_unspecified() => printer.warn(format!(
-            "publishing on {} makes the API, Prometheus and Grafana reachable from other hosts",
-            ctx.settings.bind
-        )),
-        Target::Docker => {}
-        Target::Swarm => printer.warn(
-            "on Swarm, ports are published on every interface of the node that runs the task (the bind address does not apply), and the API only through the web UI's /api/",
-        ),
+    let backend = Backend::connect(opts.target).await?;
+    let stack = backend.form(&Stack::from_settings(&ctx.settings));
+    if let Some(w) = backend.exposure_warning(&stack, ctx.settings.bind) {
+        printer.warn(w);
     }
-    let engine = Engine::connect().await?;
-    match opts.target {
-        Target::Docker => {
-            printer.set_phase("checking host ports");
-            converge::preflight_ports(&engine, &stack).await?;
-        }
-        Target::Swarm => swarm::ensure_manager(&engine).await?,
-    }
+    printer.set_phase("checking host ports");
+    backend.preflight(&stack).await?;
     printer.set_phase("building images");
-    let image_ids = build_images(&engine, &stack, printer).await?;
-
-    let summary = match opts.target {
-        Target::Docker => {
-            let applied = converge::apply(
-                &engine,
-                &stack,
-                &ApplyOptions {
-                    image_ids: &image_ids,
-                    remove_orphans: opts.remove_orphans,
-                    health_timeout: ctx.settings.health_timeout,
-                },
-                printer,
-            )
-            .await?;
-            let changed: Vec<String> = applied
-                .actions
-                .iter()
-                .filter(|a| a.changes())
-                .map(|a| match a {
-                    Action::Create { service } => format!("created {service}"),
-                    Action::Recreate { service, .. } => format!("recreated {service}"),
-                    Action::Start { service, .. } => format!("started {service}"),
-                    Action::Unpause { service, .. } => format!("unpaused {service}"),
-                    Action::RemoveExtra { name, .. } => format!("removed duplicate {name}"),
-                    Action::RemoveOrphan { name, .. } => format!("removed orphan {name}"),
-                    _ => String::new(),
-                })
-                .collect();
-            changed
-        }
-        Target::Swarm => {
-            let since = std::time::SystemTime::now();
-            let changes = swarm::deploy(
-                &engine,
-                &stack,
-                &image_ids,
-                ctx.settings.api_replicas,
-                ctx.settings.registry.as_deref(),
-                printer,
-            )
-            .await?;
-            printer.set_phase("waiting for the Swarm services to converge");
-            let updated: Vec<String> = changes
-                .iter()
-                .filter(|(_, c)| *c == swarm::Change::Updated)
-                .map(|(s, _)| s.clone())
-                .collect();
-            swarm::wait_converged(
-                &engine,
-                &stack,
-                &updated,
-                since,
-                ctx.settings.health_timeout,
-            )
-            .await?;
-            changes
-                .iter()
-                .filter(|(_, c)| *c != swarm::Change::Unchanged)
-                .map(|(s, c)| {
-                    format!(
-                        "{} {s}",
-                        if *c == swarm::Change::Created {
-                            "created"
-                        } else {
-                            "updated"
-                        }
-                    )
-                })
-                .collect()
-        }
-    };
+    let (built, image_ids) = images::ensure(backend.engine(), &stack, printer).await?;
+    let known = image_ids
+        .iter()
+        .map(|(k, v)| (k.clone(), Some(v.clone())))
+        .collect();
+    let plan = backend.plan(&stack, &known, opts.remove_orphans).await?;
+    for op in plan
+        .ops
+        .iter()
+        .filter(|o| o.verb == crate::backend::plan::Verb::Report)
+    {
+        printer.warn(format!(
+            "container `{}` belongs to project `{}` but to no service of it; `irisctl up --remove-orphans` removes it",
+            op.object, stack.project
+        ));
+    }
+    let done = backend
+        .apply(
+            &stack,
+            &plan,
+            &image_ids,
+            ctx.settings.health_timeout,
+            printer,
+        )
+        .await?;
 
     // The engine says healthy; check the published endpoints from this host too.
     printer.set_phase("probing the published endpoints");
@@ -135,6 +74,7 @@ pub async fn run(ctx: &mut Ctx, opts: UpOptions) -> Result<()> {
         let outcomes = super::grafana::provision(
             ctx,
             &super::grafana::ProvisionOptions {
+                password: Some(password),
                 wait_timeout: Duration::from_secs(60),
                 ..Default::default()
             },
@@ -147,6 +87,19 @@ pub async fn run(ctx: &mut Ctx, opts: UpOptions) -> Result<()> {
         printer.info(format!("grafana: {}", text.join(", ")));
     }
 
+    let summary: Vec<String> = built
+        .iter()
+        .chain(done.iter().filter(|o| {
+            !matches!(
+                o.kind,
+                crate::backend::plan::Kind::Network
+                    | crate::backend::plan::Kind::Volume
+                    | crate::backend::plan::Kind::Config
+                    | crate::backend::plan::Kind::Secret
+            )
+        }))
+        .map(|o| o.done_text())
+        .collect();
     let summary = if summary.is_empty() {
         "nothing to change".to_string()
     } else {
@@ -161,50 +114,36 @@ pub async fn run(ctx: &mut Ctx, opts: UpOptions) -> Result<()> {
     Ok(())
 }
 
-/// Build the images (in parallel, one progress line each) and pull absent third-party ones;
-/// the image ID per service.
-async fn build_images(
-    engine: &Engine,
-    stack: &Stack,
-    printer: &Printer,
-) -> Result<BTreeMap<String, String>> {
-    let multi = printer.multi();
-    let ids = try_join_all(stack.services.iter().map(|s| {
-        let bar = printer.spinner(&multi, &s.name);
-        async move {
-            let id = match &s.build {
-                Some(build) => {
-                    let built = build_image(engine, &s.name, &s.image, build, &bar).await;
-                    if built.is_err() {
-                        bar.abandon_with_message("failed");
-                    }
-                    let built = built?;
-                    if built.rebuilt {
-                        printer.verbose(format!("built {}", s.image));
-                    }
-                    built.image_id
-                }
-                None => {
-                    bar.set_message(format!("checking {}", s.image));
-                    engine
-                        .ensure_image(&s.image, &format!("service `{}`", s.name))
-                        .await?;
-                    bar.finish_with_message(format!("{} present", s.image));
-                    engine
-                        .image_exists(&s.image)
-                        .await?
-                        .and_then(|i| i.id)
-                        .unwrap_or_default()
-                }
-            };
-            Ok::<_, anyhow::Error>((s.name.clone(), id))
+/// The plan `up` would carry out, printed; nothing is built, created or written.
+async fn dry_run(ctx: &Ctx, opts: &UpOptions, format: Format) -> Result<()> {
+    ctx.check_stack_files()?;
+    let backend = Backend::connect(opts.target).await?;
+    let stack = backend.form(&Stack::from_settings(&ctx.settings));
+    backend.preflight(&stack).await?;
+    let (mut plan, ids) = images::plan(backend.engine(), &stack).await?;
+    let services = backend.plan(&stack, &ids, opts.remove_orphans).await?;
+    plan.extend(services);
+    print_plan(ctx, &stack, &plan, format)
+}
+
+fn print_plan(ctx: &Ctx, stack: &Stack, plan: &Plan, format: Format) -> Result<()> {
+    match format {
+        Format::Json => ctx
+            .printer
+            .data(&serde_json::to_string_pretty(&serde_json::json!({
+                "project": stack.project,
+                "changes": !plan.is_noop(),
+                "ops": plan.ops,
+            }))?),
+        Format::Table => {
+            ctx.printer.data(&plan.text());
+            if !plan.is_noop() {
+                ctx.printer
+                    .info("dry run: nothing was changed; `irisctl up` does this");
+            }
         }
-    }))
-    .await?
-    .into_iter()
-    .collect();
-    multi.clear().ok();
-    Ok(ids)
+    }
+    Ok(())
 }
 
 /// Every published endpoint answers from this host (within 30 s).

@@ -168,6 +168,207 @@ pub fn base_images(build: &Build) -> Vec<String> {
         .collect()
 }
 
+/// The context as a list of files with a digest of each (mode and content): what the build
+/// hash covers and what the image records, so a later run can name the files that changed
+/// without building.
+pub fn manifest(dir: &Path, dockerfile: &str) -> Result<BTreeMap<String, String>> {
+    let ignore = match std::fs::read_to_string(dir.join(".dockerignore")) {
+        Ok(text) => Ignore::parse(&text)?,
+        Err(_) => Ignore::default(),
+    };
+    let mut files = Vec::new();
+    collect(dir, dir, &ignore, &mut files)?;
+    for always in [dockerfile, ".dockerignore"] {
+        if dir.join(always).is_file() && !files.iter().any(|f| f == always) {
+            files.push(always.to_string());
+        }
+    }
+    let mut out = BTreeMap::new();
+    for rel in files {
+        let path = dir.join(&rel);
+        let mut h = Sha256::new();
+        let mut file = std::fs::File::open(&path)
+            .with_context(|| format!("cannot read `{}`", path.display()))?;
+        let exec = {
+            use std::os::unix::fs::PermissionsExt;
+            file.metadata()?.permissions().mode() & 0o111 != 0
+        };
+        h.update(if exec { b"755" } else { b"644" });
+        std::io::copy(&mut file, &mut h)
+            .with_context(|| format!("cannot read `{}`", path.display()))?;
+        out.insert(rel, format!("{:x}", h.finalize())[..16].to_string());
+    }
+    Ok(out)
+}
+
+/// Everything a build depends on, recorded on the image it makes (label
+/// `io.irisctl.build-record`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct BuildRecord {
+    /// Context file → digest.
+    pub files: BTreeMap<String, String>,
+    pub dockerfile: String,
+    pub args: BTreeMap<String, String>,
+    /// Base image → its ID (empty when it is not on the host yet).
+    pub bases: BTreeMap<String, String>,
+}
+
+impl BuildRecord {
+    pub fn hash(&self, build: &Build) -> String {
+        build_hash(
+            serde_json::to_string(&self.files)
+                .unwrap_or_default()
+                .as_bytes(),
+            build,
+            &self.bases,
+        )
+    }
+
+    pub fn label(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+}
+
+/// Why an image recorded as `old` must be built again for `new`.
+pub fn rebuild_cause(old: Option<&BuildRecord>, new: &BuildRecord) -> String {
+    let Some(old) = old else {
+        return "made without a record of its build inputs".to_string();
+    };
+    let mut why = Vec::new();
+    let mut files: Vec<String> = new
+        .files
+        .iter()
+        .filter(|(k, v)| old.files.get(*k) != Some(*v))
+        .map(|(k, _)| k.clone())
+        .collect();
+    files.extend(
+        old.files
+            .keys()
+            .filter(|k| !new.files.contains_key(*k))
+            .map(|k| format!("{k} (gone)")),
+    );
+    if !files.is_empty() {
+        let more = if files.len() > 5 {
+            format!(" and {} more", files.len() - 5)
+        } else {
+            String::new()
+        };
+        files.truncate(5);
+        why.push(format!(
+            "build context changed ({}{more})",
+            files.join(", ")
+        ));
+    }
+    if old.dockerfile != new.dockerfile {
+        why.push(format!(
+            "Dockerfile {} → {}",
+            old.dockerfile, new.dockerfile
+        ));
+    }
+    let args: Vec<&str> = new
+        .args
+        .iter()
+        .filter(|(k, v)| old.args.get(*k) != Some(*v))
+        .map(|(k, _)| k.as_str())
+        .collect();
+    if !args.is_empty() {
+        why.push(format!("build args changed ({})", args.join(", ")));
+    }
+    let bases: Vec<&str> = new
+        .bases
+        .iter()
+        .filter(|(k, v)| old.bases.get(*k).is_some_and(|o| o != *v))
+        .map(|(k, _)| k.as_str())
+        .collect();
+    if !bases.is_empty() {
+        why.push(format!("base image changed ({})", bases.join(", ")));
+    }
+    if why.is_empty() {
+        "build inputs changed".to_string()
+    } else {
+        why.join(", ")
+    }
+}
+
+/// The build inputs of a service: its context manifest and the IDs of its base images.
+/// `pull` fetches absent base images first (a dry run does not).
+pub async fn inputs(
+    engine: &Engine,
+    service: &str,
+    build: &Build,
+    pull: bool,
+) -> Result<BuildRecord> {
+    if !build.context.join(&build.dockerfile).is_file() {
+        return Err(hinted(
+            format!("stack file `{}` is missing (the build context of `{service}`)", build.context.join(&build.dockerfile).display()),
+            "restore it, or write the built-in stack into a folder with `irisctl init DIR` and use `--project-dir DIR`",
+        ));
+    }
+    let (context, dockerfile) = (build.context.clone(), build.dockerfile.clone());
+    let files = tokio::task::spawn_blocking(move || manifest(&context, &dockerfile))
+        .await
+        .context("build context task failed")??;
+    let mut bases = BTreeMap::new();
+    for base in base_images(build) {
+        if pull {
+            engine
+                .ensure_image(&base, &format!("the `{service}` build"))
+                .await?;
+        }
+        let id = engine.image_id(&base).await?.unwrap_or_default();
+        bases.insert(base, id);
+    }
+    Ok(BuildRecord {
+        files,
+        dockerfile: build.dockerfile.clone(),
+        args: build.args.clone(),
+        bases,
+    })
+}
+
+/// Is the image current for these inputs?
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Check {
+    Current {
+        image_id: String,
+    },
+    /// `exists`: an older image of the tag is there (a rebuild, not a first build).
+    Needed {
+        exists: bool,
+        cause: String,
+    },
+}
+
+pub async fn check(
+    engine: &Engine,
+    tag: &str,
+    build: &Build,
+    record: &BuildRecord,
+) -> Result<Check> {
+    let Some(existing) = engine.image_exists(tag).await? else {
+        return Ok(Check::Needed {
+            exists: false,
+            cause: format!("no image `{tag}`"),
+        });
+    };
+    let image_labels = existing.config.as_ref().and_then(|c| c.labels.as_ref());
+    let same = image_labels
+        .and_then(|l| l.get(labels::BUILD_HASH))
+        .is_some_and(|h| *h == record.hash(build));
+    if same {
+        return Ok(Check::Current {
+            image_id: existing.id.unwrap_or_default(),
+        });
+    }
+    let old = image_labels
+        .and_then(|l| l.get(labels::BUILD_RECORD))
+        .and_then(|t| serde_json::from_str::<BuildRecord>(t).ok());
+    Ok(Check::Needed {
+        exists: true,
+        cause: rebuild_cause(old.as_ref(), record),
+    })
+}
+
 /// The outcome of [`build_image`].
 #[derive(Debug, Clone)]
 pub struct Built {
@@ -183,47 +384,20 @@ pub async fn build_image(
     build: &Build,
     bar: &ProgressBar,
 ) -> Result<Built> {
-    if !build.context.join(&build.dockerfile).is_file() {
-        return Err(hinted(
-            format!("stack file `{}` is missing (the build context of `{service}`)", build.context.join(&build.dockerfile).display()),
-            "restore it, or write the built-in stack into a folder with `irisctl init DIR` and use `--project-dir DIR`",
-        ));
-    }
     bar.set_message("reading context");
+    let record = inputs(engine, service, build, true).await?;
+    if let Check::Current { image_id } = check(engine, tag, build, &record).await? {
+        bar.finish_with_message(format!("{tag} up to date"));
+        return Ok(Built {
+            image_id,
+            rebuilt: false,
+        });
+    }
+    let hash = record.hash(build);
     let (context, dockerfile) = (build.context.clone(), build.dockerfile.clone());
     let tar = tokio::task::spawn_blocking(move || context_tar(&context, &dockerfile))
         .await
         .context("build context task failed")??;
-
-    let mut base_ids = BTreeMap::new();
-    for base in base_images(build) {
-        bar.set_message(format!("checking base image {base}"));
-        engine
-            .ensure_image(&base, &format!("the `{service}` build"))
-            .await?;
-        let id = engine
-            .image_exists(&base)
-            .await?
-            .and_then(|i| i.id)
-            .unwrap_or_default();
-        base_ids.insert(base, id);
-    }
-    let hash = build_hash(&tar, build, &base_ids);
-    if let Some(existing) = engine.image_exists(tag).await? {
-        let same = existing
-            .config
-            .as_ref()
-            .and_then(|c| c.labels.as_ref())
-            .and_then(|l| l.get(labels::BUILD_HASH))
-            .is_some_and(|h| *h == hash);
-        if same {
-            bar.finish_with_message(format!("{tag} up to date"));
-            return Ok(Built {
-                image_id: existing.id.unwrap_or_default(),
-                rebuilt: false,
-            });
-        }
-    }
 
     let options = bollard::query_parameters::BuildImageOptions {
         dockerfile: build.dockerfile.clone(),
@@ -239,13 +413,13 @@ pub async fn build_image(
         ),
         labels: Some(HashMap::from([
             (labels::BUILD_HASH.to_string(), hash.clone()),
+            (labels::BUILD_RECORD.to_string(), record.label()),
             (labels::MANAGED_BY.to_string(), "irisctl".to_string()),
         ])),
         ..Default::default()
     };
-    let mut stream = engine
-        .docker
-        .build_image(options, None, Some(bollard::body_full(tar.into())));
+    let body = futures_util::stream::once(async move { bytes::Bytes::from(tar) });
+    let mut stream = std::pin::pin!(engine.build_image(options, body));
     let mut tail: Vec<String> = Vec::new();
     let mut step = String::new();
     let mut image_id = None;
@@ -278,19 +452,15 @@ pub async fn build_image(
     }
     let image_id = match image_id {
         Some(id) => id,
-        None => engine
-            .image_exists(tag)
-            .await?
-            .and_then(|i| i.id)
-            .ok_or_else(|| {
-                build_failed(
-                    service,
-                    tag,
-                    &step,
-                    "the build ended without an image",
-                    &tail,
-                )
-            })?,
+        None => engine.image_id(tag).await?.ok_or_else(|| {
+            build_failed(
+                service,
+                tag,
+                &step,
+                "the build ended without an image",
+                &tail,
+            )
+        })?,
     };
     bar.finish_with_message(format!("built {tag}"));
     Ok(Built {

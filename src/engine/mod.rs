@@ -1,14 +1,14 @@
-//! The Docker engine adapter (bollard). One small method per operation; each error names the
-//! operation and the object. Decisions live in [`converge::plan`], which does no I/O.
+//! The Docker engine adapter (bollard): the only module that holds the bollard handle. One
+//! small method per operation; each error names the operation and the object. Decisions live
+//! in the backends' pure planners (`crate::backend`).
 
 pub mod build;
-pub mod converge;
-pub mod observe;
 
 use std::collections::HashMap;
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
+use base64::Engine as _;
 use bollard::errors::Error as BollardError;
 use bollard::Docker;
 use futures_util::StreamExt;
@@ -30,17 +30,60 @@ pub mod labels {
     pub const COMPOSE_VERSION: &str = "1.29.2";
     pub const MANAGED_BY: &str = "io.irisctl.managed-by";
     pub const BUILD_HASH: &str = "io.irisctl.build-hash";
+    /// The build inputs (context file digests, args, base image IDs), so a plan can say what changed.
+    pub const BUILD_RECORD: &str = "io.irisctl.build-record";
 }
 
 /// The oldest Engine API irisctl speaks (Docker 19.03).
 pub const MIN_API: (u64, u64) = (1, 40);
 
-/// A connected, version-negotiated engine.
+/// A connected, version-negotiated engine. The bollard handle is private: every engine
+/// operation is one method here, and each error names the operation and the object.
 #[derive(Clone)]
 pub struct Engine {
-    pub docker: Docker,
+    docker: Docker,
     pub host: String,
     pub api_version: String,
+}
+
+/// The kinds of object [`Engine::remove_labelled`] lists and removes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Object {
+    Container,
+    Network,
+    Volume,
+    Service,
+    Config,
+    Secret,
+}
+
+impl Object {
+    pub fn word(self) -> &'static str {
+        match self {
+            Object::Container => "container",
+            Object::Network => "network",
+            Object::Volume => "volume",
+            Object::Service => "service",
+            Object::Config => "config",
+            Object::Secret => "secret",
+        }
+    }
+}
+
+/// An object as listed: its ID, name and labels.
+#[derive(Debug, Clone, Default)]
+pub struct Listed {
+    pub id: String,
+    pub name: String,
+    pub labels: HashMap<String, String>,
+}
+
+/// The outcome of removing an image.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ImageRemoval {
+    Removed,
+    Absent,
+    InUse,
 }
 
 /// Where `DOCKER_HOST` (or the default socket) points.
@@ -56,6 +99,14 @@ fn unreachable(host: &str, detail: impl std::fmt::Display) -> anyhow::Error {
         format!("cannot reach the Docker engine at `{host}`: {detail}"),
         "start the engine (`sudo systemctl start docker`, or `scripts/start-dockerd` in a checkout) or point DOCKER_HOST at a running one",
     )
+}
+
+fn label_filter(labels: &[String]) -> Option<HashMap<String, Vec<String>>> {
+    Some(HashMap::from([("label".to_string(), labels.to_vec())]))
+}
+
+fn failed(op: &str, kind: &str, name: &str, e: &BollardError) -> anyhow::Error {
+    anyhow::anyhow!("failed to {op} {kind} `{name}`: {}", root_message(e))
 }
 
 impl Engine {
@@ -98,6 +149,15 @@ impl Engine {
         self.host.starts_with("unix://")
     }
 
+    pub async fn info(&self) -> Result<bollard::models::SystemInfo> {
+        self.docker
+            .info()
+            .await
+            .map_err(|e| anyhow::anyhow!("failed to read the engine's info: {}", root_message(&e)))
+    }
+
+    // ---- images ----
+
     pub async fn image_exists(
         &self,
         reference: &str,
@@ -105,10 +165,13 @@ impl Engine {
         match self.docker.inspect_image(reference).await {
             Ok(i) => Ok(Some(i)),
             Err(e) if is_not_found(&e) => Ok(None),
-            Err(e) => {
-                Err(anyhow::Error::new(e).context(format!("failed to inspect image `{reference}`")))
-            }
+            Err(e) => Err(failed("inspect", "image", reference, &e)),
         }
+    }
+
+    /// The image's ID, if it is on the host.
+    pub async fn image_id(&self, reference: &str) -> Result<Option<String>> {
+        Ok(self.image_exists(reference).await?.and_then(|i| i.id))
     }
 
     /// Make sure an image is on the host: pull it if absent, with a clear error when that fails.
@@ -147,77 +210,517 @@ impl Engine {
         }
     }
 
-    pub async fn logs_tail(&self, container: &str, lines: usize) -> Vec<String> {
-        let options = bollard::query_parameters::LogsOptions {
-            stdout: true,
-            stderr: true,
-            tail: lines.to_string(),
-            ..Default::default()
-        };
-        let mut out = Vec::new();
-        let mut stream = self.docker.logs(container, Some(options));
-        while let Some(Ok(chunk)) = stream.next().await {
-            out.extend(
-                String::from_utf8_lossy(&chunk.into_bytes())
-                    .lines()
-                    .map(str::to_string),
-            );
-        }
-        let skip = out.len().saturating_sub(lines);
-        out.split_off(skip)
+    /// Build an image from a context streamed as tar.
+    pub fn build_image(
+        &self,
+        options: bollard::query_parameters::BuildImageOptions,
+        context: impl futures_util::Stream<Item = bytes::Bytes> + Send + 'static,
+    ) -> impl futures_util::Stream<Item = Result<bollard::models::BuildInfo, BollardError>> + '_
+    {
+        self.docker
+            .build_image(options, None, Some(bollard::body_stream(context)))
     }
 
-    /// Remove the volumes carrying `label` (`key=value`); the names of those removed.
-    pub async fn remove_volumes(&self, label: &str) -> Result<Vec<String>> {
-        let filters = HashMap::from([("label".to_string(), vec![label.to_string()])]);
-        let list = self
+    pub async fn remove_image(&self, reference: &str) -> Result<ImageRemoval> {
+        match self
             .docker
-            .list_volumes(Some(bollard::query_parameters::ListVolumesOptions {
-                filters: Some(filters),
-            }))
+            .remove_image(
+                reference,
+                None::<bollard::query_parameters::RemoveImageOptions>,
+                None,
+            )
             .await
-            .context("failed to list volumes")?;
-        let mut removed = Vec::new();
-        for v in list.volumes.unwrap_or_default() {
-            match self
-                .docker
-                .remove_volume(
-                    &v.name,
-                    None::<bollard::query_parameters::RemoveVolumeOptions>,
+        {
+            Ok(_) => Ok(ImageRemoval::Removed),
+            Err(e) if is_not_found(&e) => Ok(ImageRemoval::Absent),
+            Err(e) if is_conflict(&e) => Ok(ImageRemoval::InUse),
+            Err(e) => Err(failed("remove", "image", reference, &e)),
+        }
+    }
+
+    /// Tag `local` as `remote` and push it; the first error the registry reports.
+    pub async fn push_image(&self, local: &str, remote: &str) -> Result<(), String> {
+        let (repo, tag) = remote
+            .rsplit_once(':')
+            .filter(|(_, t)| !t.contains('/'))
+            .unwrap_or((remote, "latest"));
+        self.docker
+            .tag_image(
+                local,
+                Some(bollard::query_parameters::TagImageOptions {
+                    repo: Some(repo.to_string()),
+                    tag: Some(tag.to_string()),
+                }),
+            )
+            .await
+            .map_err(|e| {
+                format!(
+                    "failed to tag `{local}` as `{remote}`: {}",
+                    root_message(&e)
                 )
-                .await
-            {
-                Ok(()) => removed.push(v.name),
-                Err(e) if is_not_found(&e) => {}
-                Err(e) => {
-                    return Err(anyhow::anyhow!(
-                        "failed to remove volume `{}`: {}",
-                        v.name,
-                        root_message(&e)
-                    ))
-                }
+            })?;
+        let mut stream = self.docker.push_image(
+            repo,
+            Some(bollard::query_parameters::PushImageOptions {
+                tag: Some(tag.to_string()),
+                ..Default::default()
+            }),
+            None,
+        );
+        while let Some(item) = stream.next().await {
+            let failure = match item {
+                Ok(info) => info.error_detail.and_then(|d| d.message),
+                Err(e) => Some(root_message(&e)),
+            };
+            if let Some(msg) = failure {
+                return Err(msg);
             }
         }
-        Ok(removed)
+        Ok(())
     }
+
+    // ---- containers ----
 
     /// Containers carrying all of `labels` (`key=value` or bare `key`), stopped ones included.
     pub async fn containers_with(
         &self,
         label_filters: &[String],
     ) -> Result<Vec<bollard::models::ContainerSummary>> {
-        let filters: HashMap<String, Vec<String>> =
-            HashMap::from([("label".to_string(), label_filters.to_vec())]);
         let options = bollard::query_parameters::ListContainersOptions {
             all: true,
-            filters: Some(filters),
+            filters: label_filter(label_filters),
             ..Default::default()
         };
         self.docker
             .list_containers(Some(options))
             .await
-            .context("failed to list containers")
+            .map_err(|e| anyhow::anyhow!("failed to list containers: {}", root_message(&e)))
     }
+
+    pub async fn inspect_container(
+        &self,
+        id: &str,
+    ) -> Result<bollard::models::ContainerInspectResponse> {
+        self.docker
+            .inspect_container(id, None)
+            .await
+            .map_err(|e| failed("inspect", "container", id, &e))
+    }
+
+    /// Create a container; `Ok(None)` when a container of that name exists already.
+    pub async fn create_container(
+        &self,
+        name: &str,
+        body: bollard::models::ContainerCreateBody,
+    ) -> Result<Option<String>> {
+        let options = bollard::query_parameters::CreateContainerOptions {
+            name: Some(name.to_string()),
+            ..Default::default()
+        };
+        match self.docker.create_container(Some(options), body).await {
+            Ok(c) => Ok(Some(c.id)),
+            Err(e) if is_conflict(&e) => Ok(None),
+            Err(e) => Err(failed("create", "container", name, &e)),
+        }
+    }
+
+    pub async fn start_container(&self, id: &str, name: &str) -> Result<()> {
+        match self
+            .docker
+            .start_container(id, None::<bollard::query_parameters::StartContainerOptions>)
+            .await
+        {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_modified(&e) => Ok(()),
+            Err(e) => {
+                let msg = root_message(&e);
+                if msg.contains("address already in use")
+                    || msg.contains("port is already allocated")
+                {
+                    return Err(hinted(
+                        format!("failed to start container `{name}`: a host port it publishes is taken ({msg})"),
+                        "free the port, or choose another one (e.g. --api-port, --frontend-port, --prometheus-port, --grafana-port)",
+                    ));
+                }
+                Err(anyhow::anyhow!("failed to start container `{name}`: {msg}"))
+            }
+        }
+    }
+
+    pub async fn unpause_container(&self, id: &str, name: &str) -> Result<()> {
+        self.docker
+            .unpause_container(id)
+            .await
+            .map_err(|e| failed("unpause", "container", name, &e))
+    }
+
+    /// Stop and remove a container; absent is fine.
+    pub async fn remove_container(&self, id: &str, name: &str) -> Result<()> {
+        let stop = bollard::query_parameters::StopContainerOptions {
+            t: Some(10),
+            ..Default::default()
+        };
+        match self.docker.stop_container(id, Some(stop)).await {
+            Ok(()) => {}
+            Err(e) if is_not_found(&e) || is_not_modified(&e) => {}
+            Err(e) => return Err(failed("stop", "container", name, &e)),
+        }
+        let rm = bollard::query_parameters::RemoveContainerOptions {
+            force: true,
+            v: false,
+            ..Default::default()
+        };
+        match self.docker.remove_container(id, Some(rm)).await {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_found(&e) => Ok(()),
+            // "removal already in progress"
+            Err(e) if is_conflict(&e) => Ok(()),
+            Err(e) => Err(failed("remove", "container", name, &e)),
+        }
+    }
+
+    /// A container's output; `follow` keeps the stream open.
+    pub fn logs(
+        &self,
+        id: &str,
+        follow: bool,
+        tail: &str,
+    ) -> impl futures_util::Stream<Item = Result<String, String>> + 'static {
+        let options = bollard::query_parameters::LogsOptions {
+            follow,
+            stdout: true,
+            stderr: true,
+            tail: tail.to_string(),
+            ..Default::default()
+        };
+        self.docker.logs(id, Some(options)).map(|item| {
+            item.map(|chunk| String::from_utf8_lossy(&chunk.into_bytes()).into_owned())
+                .map_err(|e| root_message(&e))
+        })
+    }
+
+    pub async fn logs_tail(&self, container: &str, lines: usize) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut stream = std::pin::pin!(self.logs(container, false, &lines.to_string()));
+        while let Some(Ok(text)) = stream.next().await {
+            out.extend(text.lines().map(str::to_string));
+        }
+        let skip = out.len().saturating_sub(lines);
+        out.split_off(skip)
+    }
+
+    // ---- networks and volumes ----
+
+    pub async fn inspect_network(
+        &self,
+        name: &str,
+    ) -> Result<Option<bollard::models::NetworkInspect>> {
+        match self
+            .docker
+            .inspect_network(
+                name,
+                None::<bollard::query_parameters::InspectNetworkOptions>,
+            )
+            .await
+        {
+            Ok(n) => Ok(Some(n)),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(failed("inspect", "network", name, &e)),
+        }
+    }
+
+    /// Create a network; one made concurrently under the same name is fine.
+    pub async fn create_network(
+        &self,
+        request: bollard::models::NetworkCreateRequest,
+    ) -> Result<()> {
+        let name = request.name.clone();
+        match self.docker.create_network(request).await {
+            Ok(_) => Ok(()),
+            Err(e) if is_conflict(&e) => Ok(()),
+            Err(e) => Err(failed("create", "network", &name, &e)),
+        }
+    }
+
+    pub async fn inspect_volume(&self, name: &str) -> Result<Option<bollard::models::Volume>> {
+        match self.docker.inspect_volume(name).await {
+            Ok(v) => Ok(Some(v)),
+            Err(e) if is_not_found(&e) => Ok(None),
+            Err(e) => Err(failed("inspect", "volume", name, &e)),
+        }
+    }
+
+    pub async fn create_volume(&self, request: bollard::models::VolumeCreateRequest) -> Result<()> {
+        let name = request.name.clone().unwrap_or_default();
+        self.docker
+            .create_volume(request)
+            .await
+            .map(|_| ())
+            .map_err(|e| failed("create", "volume", &name, &e))
+    }
+
+    // ---- Swarm ----
+
+    /// Swarm services carrying `label`, with their task counts.
+    pub async fn services_with(&self, label: &str) -> Result<Vec<bollard::models::Service>> {
+        self.docker
+            .list_services(Some(bollard::query_parameters::ListServicesOptions {
+                filters: label_filter(&[label.to_string()]),
+                status: Some(true),
+            }))
+            .await
+            .map_err(|e| anyhow::anyhow!("failed to list Swarm services: {}", root_message(&e)))
+    }
+
+    pub async fn create_service(&self, spec: bollard::models::ServiceSpec) -> Result<()> {
+        let name = spec.name.clone().unwrap_or_default();
+        self.docker
+            .create_service(spec, None)
+            .await
+            .map(|_| ())
+            .map_err(|e| failed("create", "service", &name, &e))
+    }
+
+    /// Update a service at the version it was read at.
+    pub async fn update_service(
+        &self,
+        name: &str,
+        spec: bollard::models::ServiceSpec,
+        version: u64,
+    ) -> Result<()> {
+        let options = bollard::query_parameters::UpdateServiceOptions {
+            version: i32::try_from(version).unwrap_or(i32::MAX),
+            ..Default::default()
+        };
+        self.docker
+            .update_service(name, spec, options, None)
+            .await
+            .map(|_| ())
+            .map_err(|e| failed("update", "service", name, &e))
+    }
+
+    /// Create a Swarm config or secret unless one of that name exists (irisctl names them by
+    /// a hash of their content, so one that exists holds the same data); its ID.
+    pub async fn ensure_swarm_file(
+        &self,
+        secret: bool,
+        name: &str,
+        labels: HashMap<String, String>,
+        data: &[u8],
+    ) -> Result<String> {
+        let kind = if secret {
+            "Swarm secret"
+        } else {
+            "Swarm config"
+        };
+        let data = base64::engine::general_purpose::STANDARD.encode(data);
+        let created = if secret {
+            self.docker
+                .create_secret(bollard::models::SecretSpec {
+                    name: Some(name.to_string()),
+                    labels: Some(labels),
+                    data: Some(data),
+                    ..Default::default()
+                })
+                .await
+        } else {
+            self.docker
+                .create_config(bollard::models::ConfigSpec {
+                    name: Some(name.to_string()),
+                    labels: Some(labels),
+                    data: Some(data),
+                    ..Default::default()
+                })
+                .await
+        };
+        match created {
+            Ok(r) => return Ok(r.id),
+            Err(e) if is_conflict(&e) => {}
+            Err(e) => return Err(failed("create", kind, name, &e)),
+        }
+        let id = if secret {
+            self.docker.inspect_secret(name).await.map(|x| x.id)
+        } else {
+            self.docker.inspect_config(name).await.map(|x| x.id)
+        };
+        id.map_err(|e| failed("inspect", kind, name, &e))?
+            .ok_or_else(|| anyhow::anyhow!("{kind} `{name}` has no ID"))
+    }
+
+    // ---- listing and removing by label ----
+
+    /// Objects of one kind carrying `label` (`key=value`).
+    pub async fn list_labelled(&self, kind: Object, label: &str) -> Result<Vec<Listed>> {
+        let filters = label_filter(&[label.to_string()]);
+        let listing_failed = |e: BollardError| {
+            anyhow::anyhow!("failed to list {}s: {}", kind.word(), root_message(&e))
+        };
+        let labels_of = |l: Option<HashMap<String, String>>| l.unwrap_or_default();
+        Ok(match kind {
+            Object::Container => self
+                .containers_with(&[label.to_string()])
+                .await?
+                .into_iter()
+                .map(|c| Listed {
+                    id: c.id.unwrap_or_default(),
+                    name: c
+                        .names
+                        .and_then(|n| n.into_iter().next())
+                        .map(|n| n.trim_start_matches('/').to_string())
+                        .unwrap_or_default(),
+                    labels: labels_of(c.labels),
+                })
+                .collect(),
+            Object::Network => self
+                .docker
+                .list_networks(Some(bollard::query_parameters::ListNetworksOptions {
+                    filters,
+                }))
+                .await
+                .map_err(listing_failed)?
+                .into_iter()
+                .map(|n| Listed {
+                    id: n.id.unwrap_or_default(),
+                    name: n.name.unwrap_or_default(),
+                    labels: labels_of(n.labels),
+                })
+                .collect(),
+            Object::Volume => self
+                .docker
+                .list_volumes(Some(bollard::query_parameters::ListVolumesOptions {
+                    filters,
+                }))
+                .await
+                .map_err(listing_failed)?
+                .volumes
+                .unwrap_or_default()
+                .into_iter()
+                .map(|v| Listed {
+                    id: v.name.clone(),
+                    name: v.name,
+                    labels: v.labels,
+                })
+                .collect(),
+            Object::Service => self
+                .services_with(label)
+                .await?
+                .into_iter()
+                .map(|s| {
+                    let spec = s.spec.unwrap_or_default();
+                    Listed {
+                        id: s.id.unwrap_or_default(),
+                        name: spec.name.unwrap_or_default(),
+                        labels: labels_of(spec.labels),
+                    }
+                })
+                .collect(),
+            Object::Config => self
+                .docker
+                .list_configs(Some(bollard::query_parameters::ListConfigsOptions {
+                    filters,
+                }))
+                .await
+                .map_err(listing_failed)?
+                .into_iter()
+                .map(|c| {
+                    let spec = c.spec.unwrap_or_default();
+                    Listed {
+                        id: c.id.unwrap_or_default(),
+                        name: spec.name.unwrap_or_default(),
+                        labels: labels_of(spec.labels),
+                    }
+                })
+                .collect(),
+            Object::Secret => self
+                .docker
+                .list_secrets(Some(bollard::query_parameters::ListSecretsOptions {
+                    filters,
+                }))
+                .await
+                .map_err(listing_failed)?
+                .into_iter()
+                .map(|c| {
+                    let spec = c.spec.unwrap_or_default();
+                    Listed {
+                        id: c.id.unwrap_or_default(),
+                        name: spec.name.unwrap_or_default(),
+                        labels: labels_of(spec.labels),
+                    }
+                })
+                .collect(),
+        })
+    }
+
+    /// Remove one object; absent is fine (`Ok(false)`).
+    pub async fn remove(&self, kind: Object, obj: &Listed) -> Result<bool> {
+        let result = match kind {
+            Object::Container => {
+                return self
+                    .remove_container(&obj.id, &obj.name)
+                    .await
+                    .map(|()| true)
+            }
+            Object::Network => self.docker.remove_network(&obj.id).await,
+            Object::Volume => {
+                self.docker
+                    .remove_volume(
+                        &obj.name,
+                        None::<bollard::query_parameters::RemoveVolumeOptions>,
+                    )
+                    .await
+            }
+            Object::Service => self.docker.delete_service(&obj.id).await,
+            Object::Config => self.docker.delete_config(&obj.id).await,
+            Object::Secret => self.docker.delete_secret(&obj.id).await,
+        };
+        match result {
+            Ok(()) => Ok(true),
+            Err(e) if is_not_found(&e) => Ok(false),
+            Err(e) => Err(failed("remove", kind.word(), &obj.name, &e)),
+        }
+    }
+
+    /// Remove every object of `kind` carrying `label` for which `owned` holds, retrying each for
+    /// up to `retry` (Swarm's objects stay busy a moment after their tasks stop). The names of
+    /// those removed, and of those `owned` refused.
+    pub async fn remove_labelled(
+        &self,
+        kind: Object,
+        label: &str,
+        owned: impl Fn(&Listed) -> bool,
+        retry: Duration,
+    ) -> Result<Removed> {
+        let mut out = Removed::default();
+        for obj in self.list_labelled(kind, label).await? {
+            if !owned(&obj) {
+                out.refused.push(obj.name);
+                continue;
+            }
+            let until = std::time::Instant::now() + retry;
+            loop {
+                match self.remove(kind, &obj).await {
+                    Ok(true) => {
+                        out.removed.push(obj.name.clone());
+                        break;
+                    }
+                    Ok(false) => break,
+                    Err(_) if std::time::Instant::now() < until => {
+                        tokio::time::sleep(Duration::from_millis(500)).await
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// What [`Engine::remove_labelled`] did.
+#[derive(Debug, Default, Clone)]
+pub struct Removed {
+    pub removed: Vec<String>,
+    /// Carrying the label but not the project's: left alone.
+    pub refused: Vec<String>,
 }
 
 /// A Stack health check as the engine takes it (durations in nanoseconds).

@@ -1,6 +1,10 @@
 //! The whole deployment as one plain value, computed from [`Settings`] without I/O.
 //!
-//! `up` applies it through the engine, `compose` renders it, so the two agree by construction.
+//! Every backend applies it and every renderer writes it out, so they agree by construction.
+//! The Swarm view (replicas, registry, rollout policy) is part of it: nothing travels beside it.
+
+pub mod files;
+pub mod record;
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;
@@ -8,7 +12,6 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use serde::Serialize;
-use sha2::{Digest, Sha256};
 
 use crate::settings::Settings;
 
@@ -17,7 +20,7 @@ pub const GRAFANA_SECRET_TARGET: &str = "/run/secrets/grafana_admin_password";
 
 /// The host file that holds Grafana's admin password, written from `.env` by `up` and `compose`.
 pub fn grafana_secret_path(project_dir: &std::path::Path) -> PathBuf {
-    project_dir.join(".irisctl/secrets/grafana_admin_password")
+    project_dir.join(files::SECRET_FILE)
 }
 
 /// The network every service joins; its compose key and its engine name.
@@ -41,6 +44,64 @@ pub struct Stack {
     pub network: Network,
     pub volumes: Vec<Volume>,
     pub services: Vec<Service>,
+    /// How the stack runs on Docker Swarm (`--target swarm`).
+    pub swarm: SwarmView,
+}
+
+/// What only Swarm needs: replicas, the registry images travel through, the rollout policy.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct SwarmView {
+    /// Tasks per service (services not named run one).
+    pub replicas: BTreeMap<String, u32>,
+    /// A registry every node pulls from; built images are pushed there as `<registry>/<image>`.
+    pub registry: Option<String>,
+    /// How a changed service rolls out, and back.
+    pub rollout: Rollout,
+    /// The service whose tasks Prometheus's `iris-api` job finds by DNS service discovery.
+    pub scraped_service: String,
+}
+
+/// A rolling update: one task at a time, the new one started first, rolled back on failure.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Rollout {
+    pub parallelism: u32,
+    pub delay: Duration,
+    pub monitor: Duration,
+    /// `start-first`: the new task runs before the old one stops.
+    pub order: &'static str,
+    /// What a failed update does (`rollback`), and what a failed rollback does (`pause`).
+    pub failure_action: &'static str,
+    pub rollback_failure_action: &'static str,
+    /// Restart policy of the tasks.
+    pub restart_delay: Duration,
+    pub stop_grace_period: Duration,
+}
+
+impl Rollout {
+    pub const DEFAULT: Rollout = Rollout {
+        parallelism: 1,
+        delay: Duration::from_secs(1),
+        monitor: Duration::from_secs(10),
+        order: "start-first",
+        failure_action: "rollback",
+        rollback_failure_action: "pause",
+        restart_delay: Duration::from_secs(2),
+        stop_grace_period: Duration::from_secs(10),
+    };
+}
+
+impl SwarmView {
+    pub fn replicas_of(&self, service: &str) -> u32 {
+        self.replicas.get(service).copied().unwrap_or(1)
+    }
+
+    /// Where a service's image comes from on every node.
+    pub fn image_ref(&self, service: &Service) -> String {
+        match (&self.registry, &service.build) {
+            (Some(r), Some(_)) => format!("{r}/{}", service.image),
+            _ => service.image.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -336,9 +397,36 @@ impl Stack {
                 .into_iter()
                 .map(hardened)
                 .collect(),
+            swarm: SwarmView {
+                replicas: BTreeMap::from([("api".to_string(), s.api_replicas)]),
+                registry: s.registry.clone(),
+                rollout: Rollout::DEFAULT,
+                scraped_service: "api".into(),
+            },
             project,
             project_dir: dir.clone(),
         }
+    }
+
+    /// The stack as it runs on Swarm: ports are published on the node that runs the task (no
+    /// routing mesh), so the replicated API is not published; it is reached through the web
+    /// UI's `/api/` proxy, which spreads requests over the replicas.
+    pub fn swarm_form(&self) -> Stack {
+        let mut stack = self.clone();
+        for s in stack
+            .services
+            .iter_mut()
+            .filter(|s| self.swarm.replicas.contains_key(&s.name))
+        {
+            s.ports.clear();
+            s.probes.clear();
+        }
+        stack
+    }
+
+    /// A Swarm object's name: `<project>_<name>`, as `docker stack deploy` names them.
+    pub fn swarm_name(&self, name: &str) -> String {
+        format!("{}_{name}", self.project)
     }
 
     pub fn service(&self, name: &str) -> Option<&Service> {
@@ -377,21 +465,15 @@ impl Stack {
     }
 }
 
-/// The config hash stored in `com.docker.compose.config-hash`: the service definition plus what
-/// it runs (the image ID) and the content of the files it mounts.
+/// The config hash stored in `com.docker.compose.config-hash`: a digest of the service's
+/// [`record::Record`] (its definition, the image ID it runs and the content of the files it
+/// mounts).
 pub fn config_hash(
     service: &Service,
     image_id: &str,
     mounted_files: &[(String, Vec<u8>)],
 ) -> String {
-    let mut h = Sha256::new();
-    h.update(serde_json::to_vec(service).unwrap_or_default());
-    h.update(image_id.as_bytes());
-    for (path, content) in mounted_files {
-        h.update(path.as_bytes());
-        h.update(Sha256::digest(content));
-    }
-    format!("{:x}", h.finalize())
+    record::Record::of(service, image_id, mounted_files).hash()
 }
 
 #[cfg(test)]

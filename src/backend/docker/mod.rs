@@ -1,0 +1,575 @@
+//! The single-engine backend: the stack as containers on one Docker engine, converged by
+//! [`plan::plan`] (pure) and applied here wave by wave, each dependent started once its
+//! dependencies are healthy.
+
+pub mod body;
+pub mod plan;
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use bollard::models::{
+    ContainerInspectResponse, ContainerSummaryStateEnum, HealthStatusEnum, NetworkCreateRequest,
+    VolumeCreateRequest,
+};
+use futures_util::future::try_join_all;
+
+use super::images::ImageIds;
+use super::plan::{Kind, Op, Plan, Verb};
+use super::{Down, Observation, ServiceStatus};
+use crate::engine::{labels, Engine, Object};
+use crate::error::hinted;
+use crate::output::Printer;
+use crate::stack::files::{hash_inputs, mounted_files};
+use crate::stack::record::{self, Record};
+use crate::stack::{Condition, Stack};
+use plan::{Container, Desired, Observed, RunState};
+
+pub struct Docker {
+    pub engine: Engine,
+}
+
+fn project_label(stack: &Stack) -> String {
+    format!("{}={}", labels::PROJECT, stack.project)
+}
+
+/// Labels of a network or volume irisctl makes, as Compose labels them.
+fn object_labels(stack: &Stack, kind_label: &str, key: &str) -> HashMap<String, String> {
+    HashMap::from([
+        (labels::PROJECT.to_string(), stack.project.clone()),
+        (kind_label.to_string(), key.to_string()),
+        (
+            labels::VERSION.to_string(),
+            labels::COMPOSE_VERSION.to_string(),
+        ),
+        (labels::MANAGED_BY.to_string(), "irisctl".to_string()),
+    ])
+}
+
+impl Docker {
+    pub fn new(engine: Engine) -> Docker {
+        Docker { engine }
+    }
+
+    /// The project's containers (one-off containers excluded), sorted by service and name.
+    async fn containers(&self, stack: &Stack) -> Result<Vec<Container>> {
+        let list = self.engine.containers_with(&[project_label(stack)]).await?;
+        let mut out: Vec<Container> = list
+            .into_iter()
+            .filter(|c| {
+                c.labels
+                    .as_ref()
+                    .and_then(|l| l.get(labels::ONEOFF))
+                    .is_none_or(|v| v != "True")
+            })
+            .map(|c| {
+                let label = |k: &str| {
+                    c.labels
+                        .as_ref()
+                        .and_then(|l| l.get(k))
+                        .cloned()
+                        .unwrap_or_default()
+                };
+                Container {
+                    id: c.id.clone().unwrap_or_default(),
+                    name: c
+                        .names
+                        .as_ref()
+                        .and_then(|n| n.first())
+                        .map(|n| n.trim_start_matches('/').to_string())
+                        .unwrap_or_default(),
+                    service: label(labels::SERVICE),
+                    hash: label(labels::CONFIG_HASH),
+                    record: Record::from_label(&label(record::LABEL)),
+                    state: match c.state {
+                        Some(ContainerSummaryStateEnum::RUNNING) => RunState::Running,
+                        Some(ContainerSummaryStateEnum::RESTARTING) => RunState::Restarting,
+                        Some(ContainerSummaryStateEnum::PAUSED) => RunState::Paused,
+                        _ => RunState::Stopped,
+                    },
+                    status: c.state.map(|s| s.to_string()).unwrap_or_default(),
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| a.service.cmp(&b.service).then(a.name.cmp(&b.name)));
+        Ok(out)
+    }
+
+    async fn observe(&self, stack: &Stack) -> Result<Observed> {
+        let mut volumes = Vec::new();
+        for v in &stack.volumes {
+            if self.engine.inspect_volume(&v.name).await?.is_some() {
+                volumes.push(v.name.clone());
+            }
+        }
+        Ok(Observed {
+            containers: self.containers(stack).await?,
+            network_exists: self
+                .engine
+                .inspect_network(&stack.network.name)
+                .await?
+                .is_some(),
+            volumes,
+        })
+    }
+
+    /// Refuse a network that is not the project's, and host ports another program or project
+    /// holds, before anything is built or touched.
+    pub async fn preflight(&self, stack: &Stack) -> Result<()> {
+        let net = &stack.network;
+        if let Some(existing) = self.engine.inspect_network(&net.name).await? {
+            let owner = existing
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(labels::PROJECT))
+                .cloned();
+            if owner.as_deref() != Some(stack.project.as_str()) {
+                return Err(hinted(
+                    format!(
+                        "network `{}` exists but does not belong to project `{}` ({})",
+                        net.name,
+                        stack.project,
+                        owner.map_or("it has no project label".to_string(), |o| format!(
+                            "it belongs to `{o}`"
+                        ))
+                    ),
+                    format!(
+                        "remove it (`docker network rm {}`) or use another project name with -p",
+                        net.name
+                    ),
+                ));
+            }
+        }
+        preflight_ports(&self.engine, stack).await
+    }
+
+    /// What each service should run: its record, from its definition, image and mounted files.
+    pub fn desired(stack: &Stack, images: &ImageIds) -> Result<Vec<Desired>> {
+        stack
+            .services
+            .iter()
+            .map(|s| {
+                let files = hash_inputs(&mounted_files(s)?);
+                let image = images.get(&s.name).cloned().flatten().unwrap_or_default();
+                Ok(Desired {
+                    service: s.name.clone(),
+                    record: Record::of(s, &image, &files),
+                })
+            })
+            .collect()
+    }
+
+    pub async fn plan(
+        &self,
+        stack: &Stack,
+        images: &ImageIds,
+        remove_orphans: bool,
+    ) -> Result<Plan> {
+        let desired = Self::desired(stack, images)?;
+        let observed = self.observe(stack).await?;
+        Ok(plan::plan(stack, &desired, &observed, remove_orphans))
+    }
+
+    async fn create_and_start(&self, stack: &Stack, name: &str, record: &Record) -> Result<()> {
+        let Some(service) = stack.service(name) else {
+            return Ok(());
+        };
+        let body = body::container_body(stack, service, record);
+        let Some(id) = self
+            .engine
+            .create_container(&service.container_name, body)
+            .await?
+        else {
+            // A container of that name that is not labelled as ours (e.g. left by an
+            // interrupted run before labels existed, or made by hand): refuse, never delete.
+            return Err(hinted(
+                format!(
+                    "a container named `{}` already exists and does not belong to project `{}`",
+                    service.container_name, stack.project
+                ),
+                format!(
+                    "remove or rename it (`docker rm -f {}`), or use another project name with -p",
+                    service.container_name
+                ),
+            ));
+        };
+        self.engine
+            .start_container(&id, &service.container_name)
+            .await
+    }
+
+    /// Apply `plan`: network and volumes, orphans, then the services wave by wave (a service
+    /// waits for the dependencies it needs healthy), then wait until all are healthy.
+    pub async fn apply(
+        &self,
+        stack: &Stack,
+        plan: &Plan,
+        images: &BTreeMap<String, String>,
+        timeout: Duration,
+        printer: &Printer,
+    ) -> Result<Vec<Op>> {
+        let ids: ImageIds = images
+            .iter()
+            .map(|(k, v)| (k.clone(), Some(v.clone())))
+            .collect();
+        let desired = Self::desired(stack, &ids)?;
+        let record_of = |service: &str| {
+            desired
+                .iter()
+                .find(|d| d.service == service)
+                .map(|d| d.record.clone())
+                .unwrap_or_default()
+        };
+        let mut done = Vec::new();
+        for op in plan.ops.iter().filter(|o| o.changes()) {
+            match (op.kind, op.verb) {
+                (Kind::Network, Verb::Create) => {
+                    self.engine
+                        .create_network(NetworkCreateRequest {
+                            name: stack.network.name.clone(),
+                            driver: Some("bridge".into()),
+                            labels: Some(object_labels(stack, labels::NETWORK, &stack.network.key)),
+                            ..Default::default()
+                        })
+                        .await?;
+                }
+                (Kind::Volume, Verb::Create) => {
+                    let key = stack
+                        .volumes
+                        .iter()
+                        .find(|v| v.name == op.object)
+                        .map_or(op.object.as_str(), |v| v.key.as_str());
+                    self.engine
+                        .create_volume(VolumeCreateRequest {
+                            name: Some(op.object.clone()),
+                            labels: Some(object_labels(stack, labels::VOLUME, key)),
+                            ..Default::default()
+                        })
+                        .await?;
+                }
+                // Orphans go first; a service's extra containers go with its wave.
+                (Kind::Container, Verb::Remove) if op.service.is_none() => {
+                    printer.info(format!("removing orphan container {}", op.object));
+                    self.engine
+                        .remove_container(op.id.as_deref().unwrap_or(&op.object), &op.object)
+                        .await?;
+                }
+                _ => continue,
+            }
+            done.push(op.clone());
+        }
+
+        let deadline = Instant::now() + timeout;
+        for wave in stack.waves() {
+            for s in &wave {
+                for dep in &s.depends_on {
+                    if let (Condition::Healthy, Some(d)) =
+                        (dep.condition, stack.service(&dep.service))
+                    {
+                        printer.set_phase(format!(
+                            "waiting for `{}` to be healthy before starting `{}`",
+                            d.name, s.name
+                        ));
+                        wait_healthy(&self.engine, &d.container_name, &d.name, deadline, timeout)
+                            .await?;
+                    }
+                }
+            }
+            let names: Vec<&str> = wave.iter().map(|s| s.name.as_str()).collect();
+            printer.set_phase(format!("creating and starting {}", names.join(", ")));
+            let wave_done = try_join_all(wave.iter().map(|s| {
+                let record = record_of(&s.name);
+                async move {
+                    let mut done = Vec::new();
+                    for extra in plan.ops.iter().filter(|o| {
+                        o.verb == Verb::Remove && o.service.as_deref() == Some(s.name.as_str())
+                    }) {
+                        self.engine
+                            .remove_container(
+                                extra.id.as_deref().unwrap_or(&extra.object),
+                                &extra.object,
+                            )
+                            .await?;
+                        done.push(extra.clone());
+                    }
+                    let Some(op) = plan.for_service(&s.name) else {
+                        return Ok::<_, anyhow::Error>(done);
+                    };
+                    let id = op.id.as_deref().unwrap_or_default();
+                    match op.verb {
+                        Verb::Create => self.create_and_start(stack, &s.name, &record).await?,
+                        Verb::Recreate => {
+                            printer
+                                .verbose(format!("recreating {}: {}", s.container_name, op.cause));
+                            self.engine.remove_container(id, &op.object).await?;
+                            self.create_and_start(stack, &s.name, &record).await?;
+                        }
+                        Verb::Start => self.engine.start_container(id, &op.object).await?,
+                        Verb::Unpause => self.engine.unpause_container(id, &op.object).await?,
+                        _ => return Ok(done),
+                    }
+                    done.push(op.clone());
+                    Ok(done)
+                }
+            }))
+            .await?;
+            done.extend(wave_done.into_iter().flatten());
+        }
+        printer.set_phase("waiting for every service to be healthy");
+        try_join_all(
+            stack
+                .services
+                .iter()
+                .map(|s| wait_healthy(&self.engine, &s.container_name, &s.name, deadline, timeout)),
+        )
+        .await?;
+        Ok(done)
+    }
+
+    /// One row per service: what the container really publishes and runs (which may differ
+    /// from this run's settings: another --api-port, a stack Compose made).
+    pub async fn observe_status(&self, stack: &Stack, host: &str) -> Result<Observation> {
+        let observed = self.containers(stack).await?;
+        let now = std::time::SystemTime::now();
+        let mut services = Vec::new();
+        for s in &stack.services {
+            let configured: Vec<String> = s
+                .ports
+                .iter()
+                .map(|p| format!("{}:{}->{}", p.host_ip, p.host, p.container))
+                .collect();
+            let Some(o) = observed.iter().find(|o| o.service == s.name) else {
+                services.push(ServiceStatus {
+                    name: s.name.clone(),
+                    container: None,
+                    state: "missing".into(),
+                    health: "-".into(),
+                    image: None,
+                    ports: configured,
+                    url: s
+                        .ports
+                        .first()
+                        .map(|p| format!("http://{host}:{}/", p.host)),
+                    uptime_seconds: None,
+                    replicas: None,
+                    probes: vec![],
+                    probe_port: None,
+                });
+                continue;
+            };
+            let detail = self.engine.inspect_container(&o.id).await?;
+            let state = detail.state.clone().unwrap_or_default();
+            let running = state.running.unwrap_or(false);
+            let uptime = running
+                .then(|| {
+                    state.started_at.as_deref().and_then(|t| {
+                        humantime::parse_rfc3339_weak(t.split('.').next().unwrap_or(t)).ok()
+                    })
+                })
+                .flatten()
+                .and_then(|t| now.duration_since(t).ok())
+                .map(|d| d.as_secs());
+            let bindings = detail
+                .host_config
+                .as_ref()
+                .and_then(|h| h.port_bindings.clone())
+                .unwrap_or_default();
+            let published = |p: &crate::stack::Port| {
+                bindings
+                    .get(&format!("{}/tcp", p.container))
+                    .and_then(|b| b.as_ref())
+                    .and_then(|b| b.first())
+                    .and_then(|b| b.host_port.as_deref())
+                    .and_then(|h| h.parse::<u16>().ok())
+                    .unwrap_or(p.host)
+            };
+            let actual_port = s.ports.first().map(published);
+            services.push(ServiceStatus {
+                name: s.name.clone(),
+                container: Some(o.name.clone()),
+                state: state
+                    .status
+                    .map(|st| st.to_string())
+                    .unwrap_or_else(|| "unknown".into()),
+                health: health_word(&detail),
+                image: Some(
+                    detail
+                        .config
+                        .as_ref()
+                        .and_then(|c| c.image.clone())
+                        .unwrap_or_else(|| s.image.clone()),
+                ),
+                ports: s
+                    .ports
+                    .iter()
+                    .map(|p| format!("{}:{}->{}", p.host_ip, published(p), p.container))
+                    .collect(),
+                url: actual_port.map(|port| format!("http://{host}:{port}/")),
+                uptime_seconds: uptime,
+                replicas: None,
+                probes: vec![],
+                probe_port: if running { actual_port } else { None },
+            });
+        }
+        let orphans = observed
+            .iter()
+            .filter(|o| stack.service(&o.service).is_none())
+            .map(|o| o.name.clone())
+            .collect();
+        Ok(Observation { services, orphans })
+    }
+
+    /// Remove the project's containers and network, and its volumes when asked.
+    pub async fn down(&self, stack: &Stack, volumes: bool) -> Result<Down> {
+        let label = project_label(stack);
+        let mut out = Down::default();
+        let containers = self.containers(stack).await?;
+        try_join_all(
+            containers
+                .iter()
+                .map(|c| self.engine.remove_container(&c.id, &c.name)),
+        )
+        .await?;
+        out.removed
+            .extend(containers.iter().map(|c| format!("container {}", c.name)));
+        let nets = self
+            .engine
+            .remove_labelled(Object::Network, &label, |_| true, Duration::ZERO)
+            .await?;
+        out.removed
+            .extend(nets.removed.iter().map(|n| format!("network {n}")));
+        if volumes {
+            let vols = self
+                .engine
+                .remove_labelled(Object::Volume, &label, |_| true, Duration::ZERO)
+                .await?;
+            out.deleted_volumes = vols.removed;
+        }
+        Ok(out)
+    }
+}
+
+/// Health as a word: `healthy`, `unhealthy`, `starting`, or `-` when there is no check.
+fn health_word(c: &ContainerInspectResponse) -> String {
+    match c
+        .state
+        .as_ref()
+        .and_then(|s| s.health.as_ref())
+        .and_then(|h| h.status)
+    {
+        Some(HealthStatusEnum::HEALTHY) => "healthy",
+        Some(HealthStatusEnum::UNHEALTHY) => "unhealthy",
+        Some(HealthStatusEnum::STARTING) => "starting",
+        _ => "-",
+    }
+    .to_string()
+}
+
+/// Refuse, before anything is built or touched, when a host port the stack publishes is taken by
+/// a container of another project or by another program. Ports the project's own containers
+/// hold are fine: converging frees or keeps them.
+async fn preflight_ports(engine: &Engine, stack: &Stack) -> Result<()> {
+    let all = engine.containers_with(&[]).await?;
+    let taken = |conflict: String| {
+        hinted(
+            conflict,
+            "stop what uses it, or give irisctl another port (--api-port, --frontend-port, --prometheus-port, --grafana-port or `ports:` in irisctl.yaml)",
+        )
+    };
+    for service in &stack.services {
+        // A container of ours for this service, in any state: one that is being started (say,
+        // by an interrupted `up`) may hold its port before the engine lists it as published.
+        let ours = all.iter().any(|c| {
+            c.labels.as_ref().is_some_and(|l| {
+                l.get(labels::PROJECT) == Some(&stack.project)
+                    && l.get(labels::SERVICE) == Some(&service.name)
+            })
+        });
+        for p in &service.ports {
+            // Any state: a paused container keeps its ports (a stopped one lists none).
+            let holder = all.iter().find(|c| {
+                c.ports
+                    .iter()
+                    .flatten()
+                    .any(|cp| cp.public_port == Some(p.host))
+            });
+            match holder {
+                Some(c)
+                    if c.labels.as_ref().and_then(|l| l.get(labels::PROJECT))
+                        == Some(&stack.project) => {}
+                Some(c) => {
+                    let name = c
+                        .names
+                        .as_ref()
+                        .and_then(|n| n.first())
+                        .map(|n| n.trim_start_matches('/'))
+                        .unwrap_or("?");
+                    return Err(taken(format!(
+                        "host port {} (for `{}`) is already published by container `{name}`",
+                        p.host, service.name
+                    )));
+                }
+                None if !ours
+                    && engine.is_local()
+                    && std::net::TcpListener::bind((p.host_ip, p.host)).is_err() =>
+                {
+                    return Err(taken(format!(
+                        "host port {} on {} (for `{}`) is already in use by another program",
+                        p.host, p.host_ip, service.name
+                    )));
+                }
+                None => {}
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Wait until the container is running and, if it has a health check, healthy.
+async fn wait_healthy(
+    engine: &Engine,
+    container: &str,
+    service: &str,
+    deadline: Instant,
+    budget: Duration,
+) -> Result<()> {
+    let mut last_health = String::from("not started");
+    // Restarts before this wait (a policy restart last week) say nothing about a crash loop now.
+    let mut restarts_before: Option<i64> = None;
+    loop {
+        let c = engine.inspect_container(container).await?;
+        let state = c.state.clone().unwrap_or_default();
+        let health = health_word(&c);
+        let running = state.running.unwrap_or(false);
+        if running && (health == "healthy" || health == "-") {
+            return Ok(());
+        }
+        let total = c.restart_count.unwrap_or(0);
+        let restarts = total - *restarts_before.get_or_insert(total);
+        let exited = !running && !state.restarting.unwrap_or(false);
+        let crash_loop = restarts >= 3;
+        if exited || crash_loop || Instant::now() >= deadline {
+            let why = if exited {
+                format!("exited with code {}", state.exit_code.unwrap_or(-1))
+            } else if crash_loop {
+                format!("keeps restarting ({restarts} restarts)")
+            } else {
+                format!(
+                    "did not become healthy within {} s (health: {last_health})",
+                    budget.as_secs()
+                )
+            };
+            let logs = engine.logs_tail(container, 20).await;
+            return Err(hinted(
+                format!(
+                    "service `{service}` (container `{container}`) {why}\n--- last log lines of `{container}` ---\n{}",
+                    if logs.is_empty() { "(no output)".to_string() } else { logs.join("\n") }
+                ),
+                format!("see `irisctl logs {service}`; if the host is only slow, raise the deadline with --wait-timeout"),
+            ));
+        }
+        last_health = if running { health } else { "restarting".into() };
+        tokio::time::sleep(Duration::from_millis(400)).await;
+    }
+}

@@ -1,0 +1,120 @@
+//! The images a stack runs, for every backend: built from a context (skipped when the build
+//! inputs are unchanged) or pulled when absent. Planned without building for `--dry-run`.
+
+use std::collections::BTreeMap;
+
+use anyhow::Result;
+use futures_util::future::try_join_all;
+
+use super::plan::{Kind, Op, Plan, Verb};
+use crate::engine::build::{self, Check};
+use crate::engine::Engine;
+use crate::output::Printer;
+use crate::stack::Stack;
+
+/// What each service's image will be: its ID, or `None` while a build is pending.
+pub type ImageIds = BTreeMap<String, Option<String>>;
+
+/// The image operations `up` would do, and the image IDs known without doing them.
+pub async fn plan(engine: &Engine, stack: &Stack) -> Result<(Plan, ImageIds)> {
+    let decided = try_join_all(stack.services.iter().map(|s| async move {
+        let op = |verb| Op::new(verb, Kind::Image, &s.image).service(&s.name);
+        match &s.build {
+            Some(b) => {
+                let record = build::inputs(engine, &s.name, b, false).await?;
+                let missing: Vec<&str> = record
+                    .bases
+                    .iter()
+                    .filter(|(_, id)| id.is_empty())
+                    .map(|(base, _)| base.as_str())
+                    .collect();
+                let mut ops = Vec::new();
+                for base in &missing {
+                    ops.push(
+                        Op::new(Verb::Pull, Kind::Image, *base)
+                            .because(format!("base image of `{}` not on this host", s.name)),
+                    );
+                }
+                Ok::<_, anyhow::Error>(match build::check(engine, &s.image, b, &record).await? {
+                    Check::Current { image_id } if missing.is_empty() => (ops, Some(image_id)),
+                    Check::Current { .. } => {
+                        ops.push(op(Verb::Rebuild).because("its base image is pulled"));
+                        (ops, None)
+                    }
+                    Check::Needed { exists, cause } => {
+                        ops.push(
+                            op(if exists { Verb::Rebuild } else { Verb::Build }).because(cause),
+                        );
+                        (ops, None)
+                    }
+                })
+            }
+            None => Ok(match engine.image_id(&s.image).await? {
+                Some(id) => (vec![], Some(id)),
+                None => (vec![op(Verb::Pull).because("not on this host")], None),
+            }),
+        }
+    }))
+    .await?;
+    let mut plan = Plan::default();
+    let mut ids = ImageIds::new();
+    for (s, (ops, id)) in stack.services.iter().zip(decided) {
+        for op in ops {
+            plan.push(op);
+        }
+        ids.insert(s.name.clone(), id);
+    }
+    Ok((plan, ids))
+}
+
+/// Build the images (in parallel, one progress line each) and pull absent third-party ones;
+/// what was done and the image ID per service.
+pub async fn ensure(
+    engine: &Engine,
+    stack: &Stack,
+    printer: &Printer,
+) -> Result<(Vec<Op>, BTreeMap<String, String>)> {
+    let multi = printer.multi();
+    let results = try_join_all(stack.services.iter().map(|s| {
+        let bar = printer.spinner(&multi, &s.name);
+        async move {
+            match &s.build {
+                Some(b) => {
+                    let built = build::build_image(engine, &s.name, &s.image, b, &bar).await;
+                    if built.is_err() {
+                        bar.abandon_with_message("failed");
+                    }
+                    let built = built?;
+                    let done = built
+                        .rebuilt
+                        .then(|| Op::new(Verb::Rebuild, Kind::Image, &s.image).service(&s.name));
+                    Ok::<_, anyhow::Error>((s.name.clone(), built.image_id, done))
+                }
+                None => {
+                    bar.set_message(format!("checking {}", s.image));
+                    let present = engine.image_id(&s.image).await?;
+                    if present.is_none() {
+                        engine
+                            .ensure_image(&s.image, &format!("service `{}`", s.name))
+                            .await?;
+                    }
+                    bar.finish_with_message(format!("{} present", s.image));
+                    let id = engine.image_id(&s.image).await?.unwrap_or_default();
+                    let done = present
+                        .is_none()
+                        .then(|| Op::new(Verb::Pull, Kind::Image, &s.image).service(&s.name));
+                    Ok((s.name.clone(), id, done))
+                }
+            }
+        }
+    }))
+    .await?;
+    multi.clear().ok();
+    let mut ops = Vec::new();
+    let mut ids = BTreeMap::new();
+    for (name, id, done) in results {
+        ids.insert(name, id);
+        ops.extend(done);
+    }
+    Ok((ops, ids))
+}

@@ -1,0 +1,193 @@
+//! The one seam the verbs talk to. A verb resolves one [`Stack`] and hands it to a backend —
+//! the single engine ([`docker`]) or Docker Swarm ([`swarm`]) — which does
+//! preflight → observe → plan → apply → wait → status → down. No verb asks which target it
+//! runs on; a new backend is one folder here and one arm in [`Backend`].
+
+pub mod docker;
+pub mod images;
+pub mod plan;
+pub mod swarm;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::Result;
+use serde::Serialize;
+
+use crate::engine::{Engine, ImageRemoval};
+use crate::output::Printer;
+use crate::probe::ProbeResult;
+use crate::stack::Stack;
+use plan::{Op, Plan};
+
+/// Where the stack runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Target {
+    /// Containers on the engine `DOCKER_HOST` points at.
+    #[default]
+    Docker,
+    /// Services on the Docker Swarm whose manager `DOCKER_HOST` points at.
+    Swarm,
+}
+
+/// A connected backend.
+pub enum Backend {
+    Docker(docker::Docker),
+    Swarm(swarm::Swarm),
+}
+
+/// One service as `status` reports it.
+#[derive(Debug, Serialize)]
+pub struct ServiceStatus {
+    pub name: String,
+    pub container: Option<String>,
+    pub state: String,
+    pub health: String,
+    pub image: Option<String>,
+    pub ports: Vec<String>,
+    pub url: Option<String>,
+    pub uptime_seconds: Option<u64>,
+    /// Swarm: running/desired tasks.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replicas: Option<String>,
+    pub probes: Vec<ProbeResult>,
+    /// The host port the service's probes go to (as published, not as configured).
+    #[serde(skip)]
+    pub probe_port: Option<u16>,
+}
+
+/// What a backend observed of the stack: one row per service, and what is not the stack's.
+pub struct Observation {
+    pub services: Vec<ServiceStatus>,
+    pub orphans: Vec<String>,
+}
+
+impl Backend {
+    /// Connect to the engine for `target`; Swarm refuses unless the engine is a manager.
+    pub async fn connect(target: Target) -> Result<Backend> {
+        let engine = Engine::connect().await?;
+        Ok(match target {
+            Target::Docker => Backend::Docker(docker::Docker::new(engine)),
+            Target::Swarm => Backend::Swarm(swarm::Swarm::new(engine).await?),
+        })
+    }
+
+    pub fn engine(&self) -> &Engine {
+        match self {
+            Backend::Docker(b) => &b.engine,
+            Backend::Swarm(b) => &b.engine,
+        }
+    }
+
+    /// The stack as this backend runs it.
+    pub fn form(&self, stack: &Stack) -> Stack {
+        match self {
+            Backend::Docker(_) => stack.clone(),
+            Backend::Swarm(_) => stack.swarm_form(),
+        }
+    }
+
+    /// A warning about exposure this backend implies, if any.
+    pub fn exposure_warning(&self, stack: &Stack, bind: std::net::IpAddr) -> Option<String> {
+        match self {
+            Backend::Docker(_) if bind.is_unspecified() => Some(format!(
+                "publishing on {bind} makes the API, Prometheus and Grafana reachable from other hosts"
+            )),
+            Backend::Docker(_) => None,
+            Backend::Swarm(_) => {
+                let _ = stack;
+                Some(swarm::EXPOSURE_WARNING.to_string())
+            }
+        }
+    }
+
+    /// Refuse, before anything is built or touched, what would fail later.
+    pub async fn preflight(&self, stack: &Stack) -> Result<()> {
+        match self {
+            Backend::Docker(b) => b.preflight(stack).await,
+            Backend::Swarm(_) => Ok(()),
+        }
+    }
+
+    /// What `up` would do, given the image IDs (`None`: still to be built).
+    pub async fn plan(
+        &self,
+        stack: &Stack,
+        images: &images::ImageIds,
+        remove_orphans: bool,
+    ) -> Result<Plan> {
+        match self {
+            Backend::Docker(b) => b.plan(stack, images, remove_orphans).await,
+            Backend::Swarm(b) => b.plan(stack, images).await,
+        }
+    }
+
+    /// Carry out `plan` and wait until every service is ready; the operations done.
+    pub async fn apply(
+        &self,
+        stack: &Stack,
+        plan: &Plan,
+        images: &BTreeMap<String, String>,
+        timeout: Duration,
+        printer: &Printer,
+    ) -> Result<Vec<Op>> {
+        match self {
+            Backend::Docker(b) => b.apply(stack, plan, images, timeout, printer).await,
+            Backend::Swarm(b) => b.apply(stack, plan, images, timeout, printer).await,
+        }
+    }
+
+    /// The services as the engine reports them.
+    pub async fn observe(&self, stack: &Stack, host: &str) -> Result<Observation> {
+        match self {
+            Backend::Docker(b) => b.observe_status(stack, host).await,
+            Backend::Swarm(b) => b.observe_status(stack, host).await,
+        }
+    }
+
+    /// Remove the stack (volumes only when asked); what was removed, one phrase each.
+    pub async fn down(&self, stack: &Stack, volumes: bool) -> Result<Down> {
+        match self {
+            Backend::Docker(b) => b.down(stack, volumes).await,
+            Backend::Swarm(b) => b.down(stack, volumes).await,
+        }
+    }
+
+    /// Remove the images irisctl built for the stack (kept while a container uses one).
+    pub async fn remove_images(&self, stack: &Stack) -> Result<Down> {
+        let mut out = Down::default();
+        for s in stack.services.iter().filter(|s| s.build.is_some()) {
+            match self.engine().remove_image(&s.image).await? {
+                ImageRemoval::Removed => out.removed.push(format!("image {}", s.image)),
+                ImageRemoval::Absent => {}
+                ImageRemoval::InUse => out
+                    .kept
+                    .push(format!("image {}: another container uses it", s.image)),
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// What `down` did.
+#[derive(Debug, Default)]
+pub struct Down {
+    /// `container iris-api-1`, `network iris-network`…
+    pub removed: Vec<String>,
+    /// Volumes deleted with their data.
+    pub deleted_volumes: Vec<String>,
+    /// Left in place, with why.
+    pub kept: Vec<String>,
+}
+
+impl Down {
+    pub fn extend(&mut self, other: Down) {
+        self.removed.extend(other.removed);
+        self.deleted_volumes.extend(other.deleted_volumes);
+        self.kept.extend(other.kept);
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.removed.is_empty() && self.deleted_volumes.is_empty()
+    }
+}

@@ -1,0 +1,248 @@
+//! What a backend will do, as a value: operations, each on one object and with its cause.
+//!
+//! Both planners build a [`Plan`] before anything runs; `up --dry-run` prints it, `up` applies
+//! it, and unit tests assert on its text (as docker/compose's `plan_test.go` does).
+
+use serde::Serialize;
+
+/// What happens to an object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verb {
+    /// Build an image that does not exist yet.
+    Build,
+    /// Build again: its inputs changed.
+    Rebuild,
+    Pull,
+    Create,
+    Recreate,
+    /// Swarm: a rolling update of a service.
+    Update,
+    Start,
+    Unpause,
+    Remove,
+    /// Present and current: nothing to do.
+    Keep,
+    /// Not the stack's, not removed: only reported.
+    Report,
+}
+
+impl Verb {
+    fn word(self) -> &'static str {
+        match self {
+            Verb::Build => "build",
+            Verb::Rebuild => "rebuild",
+            Verb::Pull => "pull",
+            Verb::Create => "create",
+            Verb::Recreate => "recreate",
+            Verb::Update => "update",
+            Verb::Start => "start",
+            Verb::Unpause => "unpause",
+            Verb::Remove => "remove",
+            Verb::Keep => "keep",
+            Verb::Report => "orphan",
+        }
+    }
+}
+
+/// The kind of object an operation is on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Kind {
+    Image,
+    Network,
+    Volume,
+    /// A service's container (single engine).
+    Container,
+    /// A Swarm service.
+    Service,
+    Config,
+    Secret,
+}
+
+/// One operation of a plan.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Op {
+    pub verb: Verb,
+    pub kind: Kind,
+    /// The stack's service it concerns, if any.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
+    /// The engine's name of the object (container, network, volume, image, config…).
+    pub object: String,
+    /// The engine's ID of the existing object acted on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id: Option<String>,
+    /// Why: empty for `keep`.
+    pub cause: String,
+}
+
+impl Op {
+    pub fn new(verb: Verb, kind: Kind, object: impl Into<String>) -> Op {
+        Op {
+            verb,
+            kind,
+            service: None,
+            object: object.into(),
+            id: None,
+            cause: String::new(),
+        }
+    }
+
+    pub fn service(mut self, service: impl Into<String>) -> Op {
+        self.service = Some(service.into());
+        self
+    }
+
+    pub fn id(mut self, id: impl Into<String>) -> Op {
+        self.id = Some(id.into());
+        self
+    }
+
+    pub fn because(mut self, cause: impl Into<String>) -> Op {
+        self.cause = cause.into();
+        self
+    }
+
+    /// Does it change anything on the engine?
+    pub fn changes(&self) -> bool {
+        !matches!(self.verb, Verb::Keep | Verb::Report)
+    }
+
+    /// `recreate prometheus: published port 9090 → 29999`, `create network iris-network`.
+    /// Containers and Swarm services are named by their service; other objects by kind and name.
+    pub fn text(&self) -> String {
+        let what = match (self.kind, &self.service) {
+            (Kind::Container | Kind::Service, Some(s)) if self.verb != Verb::Remove => s.clone(),
+            (Kind::Image, Some(s)) if matches!(self.verb, Verb::Build | Verb::Rebuild) => s.clone(),
+            (kind, _) => format!("{} {}", kind_word(kind), self.object),
+        };
+        if self.cause.is_empty() {
+            format!("{} {what}", self.verb.word())
+        } else {
+            format!("{} {what}: {}", self.verb.word(), self.cause)
+        }
+    }
+
+    /// The past tense for a summary: `recreated prometheus`.
+    pub fn done_text(&self) -> String {
+        let verb = match self.verb {
+            Verb::Build => "built",
+            Verb::Rebuild => "rebuilt",
+            Verb::Pull => "pulled",
+            Verb::Create => "created",
+            Verb::Recreate => "recreated",
+            Verb::Update => "updated",
+            Verb::Start => "started",
+            Verb::Unpause => "unpaused",
+            Verb::Remove => "removed",
+            Verb::Keep => "kept",
+            Verb::Report => "reported",
+        };
+        match (self.kind, &self.service) {
+            (Kind::Container | Kind::Service, Some(s)) if self.verb != Verb::Remove => {
+                format!("{verb} {s}")
+            }
+            (kind, _) => format!("{verb} {} {}", kind_word(kind), self.object),
+        }
+    }
+}
+
+fn kind_word(kind: Kind) -> &'static str {
+    match kind {
+        Kind::Image => "image",
+        Kind::Network => "network",
+        Kind::Volume => "volume",
+        Kind::Container => "container",
+        Kind::Service => "service",
+        Kind::Config => "config",
+        Kind::Secret => "secret",
+    }
+}
+
+/// Everything a run will do, in order.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Plan {
+    pub ops: Vec<Op>,
+}
+
+impl Plan {
+    pub fn push(&mut self, op: Op) {
+        self.ops.push(op);
+    }
+
+    pub fn extend(&mut self, other: Plan) {
+        self.ops.extend(other.ops);
+    }
+
+    /// The operations that change something.
+    pub fn changes(&self) -> impl Iterator<Item = &Op> {
+        self.ops.iter().filter(|o| o.changes())
+    }
+
+    pub fn is_noop(&self) -> bool {
+        self.changes().next().is_none()
+    }
+
+    /// The operation on a service's container or Swarm service.
+    pub fn for_service(&self, service: &str) -> Option<&Op> {
+        self.ops.iter().find(|o| {
+            matches!(o.kind, Kind::Container | Kind::Service)
+                && o.service.as_deref() == Some(service)
+                && o.verb != Verb::Remove
+        })
+    }
+
+    /// One line per operation that changes something, then the orphans reported;
+    /// `nothing to change` when there is none.
+    pub fn text(&self) -> String {
+        let lines: Vec<String> = self
+            .ops
+            .iter()
+            .filter(|o| o.verb != Verb::Keep)
+            .map(Op::text)
+            .collect();
+        if lines.is_empty() {
+            "nothing to change\n".to_string()
+        } else {
+            lines.iter().map(|l| format!("{l}\n")).collect()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ops_read_as_sentences() {
+        let op = Op::new(Verb::Recreate, Kind::Container, "iris-prometheus-1")
+            .service("prometheus")
+            .because("published port 9090 → 29999");
+        assert_eq!(
+            op.text(),
+            "recreate prometheus: published port 9090 → 29999"
+        );
+        assert_eq!(op.done_text(), "recreated prometheus");
+        let net = Op::new(Verb::Create, Kind::Network, "iris-network");
+        assert_eq!(net.text(), "create network iris-network");
+        let build = Op::new(Verb::Rebuild, Kind::Image, "iris-api:dev")
+            .service("api")
+            .because("build context changed (app/main.py)");
+        assert_eq!(
+            build.text(),
+            "rebuild api: build context changed (app/main.py)"
+        );
+    }
+
+    #[test]
+    fn a_plan_of_keeps_is_nothing_to_change() {
+        let mut p = Plan::default();
+        p.push(Op::new(Verb::Keep, Kind::Container, "c").service("api"));
+        assert!(p.is_noop());
+        assert_eq!(p.text(), "nothing to change\n");
+        p.push(Op::new(Verb::Report, Kind::Container, "w").because("no service `worker`"));
+        assert!(p.is_noop(), "a reported orphan changes nothing");
+        assert_eq!(p.text(), "orphan container w: no service `worker`\n");
+    }
+}

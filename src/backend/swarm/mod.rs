@@ -1,0 +1,528 @@
+//! The Swarm backend: the same [`Stack`] as Docker Swarm services on an attachable overlay
+//! network, planned by [`plan::plan`] (pure) and applied here; rolling updates start the new
+//! task first and roll back on failure.
+
+pub mod plan;
+pub mod spec;
+
+use std::collections::{BTreeMap, HashMap};
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+use bollard::models::NetworkCreateRequest;
+use serde::Serialize;
+
+use super::images::ImageIds;
+use super::plan::{Kind, Op, Plan, Verb};
+use super::{Down, Observation, ServiceStatus};
+use crate::engine::{Engine, Object};
+use crate::error::hinted;
+use crate::output::Printer;
+use crate::stack::record::{self, Record};
+use crate::stack::Stack;
+use spec::{file_objects, network_name, service_spec, spec_hash, FileObject, NAMESPACE};
+
+const SPEC_HASH: &str = "io.irisctl.spec-hash";
+
+/// What `up --target swarm` warns about.
+pub const EXPOSURE_WARNING: &str = "on Swarm, ports are published on every interface of the node that runs the task (the bind address does not apply), and the API only through the web UI's /api/";
+
+pub struct Swarm {
+    pub engine: Engine,
+}
+
+fn namespace(stack: &Stack) -> String {
+    format!("{NAMESPACE}={}", stack.project)
+}
+
+impl Swarm {
+    /// Connect, refusing clearly unless the engine is a Swarm manager.
+    pub async fn new(engine: Engine) -> Result<Swarm> {
+        ensure_manager(&engine).await?;
+        Ok(Swarm { engine })
+    }
+
+    /// The desired services with their specs, and the file objects each mounts.
+    fn desired(
+        stack: &Stack,
+        images: &ImageIds,
+    ) -> Result<Vec<(plan::Desired, bollard::models::ServiceSpec, Vec<FileObject>)>> {
+        stack
+            .services
+            .iter()
+            .map(|s| {
+                let files = file_objects(stack, s)?;
+                let mut spec = service_spec(stack, s, &files);
+                let image = images.get(&s.name).cloned().flatten();
+                let inputs: Vec<(String, Vec<u8>)> = files
+                    .iter()
+                    .map(|f| (f.source.display().to_string(), f.data.clone()))
+                    .collect();
+                let record = Record::of(s, image.as_deref().unwrap_or(""), &inputs)
+                    .with_field("replicas", stack.swarm.replicas_of(&s.name));
+                let hash = image.as_deref().map(|id| spec_hash(&spec, id));
+                if let (Some(l), Some(h)) = (spec.labels.as_mut(), &hash) {
+                    l.insert(SPEC_HASH.into(), h.clone());
+                    l.insert(record::LABEL.into(), record.label());
+                }
+                Ok((
+                    plan::Desired {
+                        service: s.name.clone(),
+                        spec_hash: hash,
+                        record,
+                        files: files.iter().map(|f| (f.name.clone(), f.secret)).collect(),
+                    },
+                    spec,
+                    files,
+                ))
+            })
+            .collect()
+    }
+
+    async fn observe(&self, stack: &Stack) -> Result<plan::Observed> {
+        let label = namespace(stack);
+        let names = |l: Vec<crate::engine::Listed>| l.into_iter().map(|o| o.name).collect();
+        Ok(plan::Observed {
+            services: states(&self.engine, &stack.project)
+                .await?
+                .into_iter()
+                .map(|s| plan::Current {
+                    name: s.name,
+                    service: s.service,
+                    spec_hash: s.spec_hash,
+                    record: s.record,
+                })
+                .collect(),
+            network_exists: self
+                .engine
+                .inspect_network(&network_name(stack))
+                .await?
+                .is_some(),
+            configs: names(self.engine.list_labelled(Object::Config, &label).await?),
+            secrets: names(self.engine.list_labelled(Object::Secret, &label).await?),
+        })
+    }
+
+    pub async fn plan(&self, stack: &Stack, images: &ImageIds) -> Result<Plan> {
+        let desired: Vec<plan::Desired> = Self::desired(stack, images)?
+            .into_iter()
+            .map(|(d, _, _)| d)
+            .collect();
+        Ok(plan::plan(stack, &desired, &self.observe(stack).await?))
+    }
+
+    /// Apply `plan`: network, configs and secrets, pushes, service creates and rolling
+    /// updates; then wait until Swarm reports every service converged.
+    pub async fn apply(
+        &self,
+        stack: &Stack,
+        plan: &Plan,
+        images: &BTreeMap<String, String>,
+        timeout: Duration,
+        printer: &Printer,
+    ) -> Result<Vec<Op>> {
+        let since = std::time::SystemTime::now();
+        let ids: ImageIds = images
+            .iter()
+            .map(|(k, v)| (k.clone(), Some(v.clone())))
+            .collect();
+        let labels = HashMap::from([(NAMESPACE.to_string(), stack.project.clone())]);
+        let mut done = Vec::new();
+        if plan
+            .ops
+            .iter()
+            .any(|o| o.kind == Kind::Network && o.verb == Verb::Create)
+        {
+            let name = network_name(stack);
+            self.engine
+                .create_network(NetworkCreateRequest {
+                    name: name.clone(),
+                    driver: Some("overlay".into()),
+                    attachable: Some(true),
+                    labels: Some(labels.clone()),
+                    ..Default::default()
+                })
+                .await?;
+            done.push(Op::new(Verb::Create, Kind::Network, name));
+        }
+        let current = states(&self.engine, &stack.project).await?;
+        let mut updated = Vec::new();
+        for (d, mut spec, files) in Self::desired(stack, &ids)? {
+            let Some(op) = plan.for_service(&d.service) else {
+                continue;
+            };
+            let service = stack.service(&d.service);
+            if let (Some(registry), Some(s)) = (&stack.swarm.registry, service) {
+                if s.build.is_some() && op.changes() {
+                    let remote = format!("{registry}/{}", s.image);
+                    printer.set_phase(format!("pushing {remote}"));
+                    self.engine.push_image(&s.image, &remote).await.map_err(|msg| {
+                        hinted(
+                            format!("pushing `{remote}` failed: {msg}"),
+                            "check the `registry` setting and that this engine may push there (`docker login`)",
+                        )
+                    })?;
+                }
+            }
+            if !op.changes() {
+                continue;
+            }
+            // Tasks refer to configs and secrets by ID: make them, then fill the IDs in.
+            let mut with_ids = Vec::new();
+            for f in &files {
+                let id = self
+                    .engine
+                    .ensure_swarm_file(f.secret, &f.name, labels.clone(), &f.data)
+                    .await?;
+                if plan.ops.iter().any(|o| o.object == f.name && o.changes()) {
+                    done.push(Op::new(
+                        Verb::Create,
+                        if f.secret { Kind::Secret } else { Kind::Config },
+                        &f.name,
+                    ));
+                }
+                with_ids.push((f.name.clone(), id));
+            }
+            if let Some(c) = spec
+                .task_template
+                .as_mut()
+                .and_then(|t| t.container_spec.as_mut())
+            {
+                for cfg in c.configs.iter_mut().flatten() {
+                    cfg.config_id = with_ids
+                        .iter()
+                        .find(|(n, _)| Some(n) == cfg.config_name.as_ref())
+                        .map(|(_, id)| id.clone());
+                }
+                for sec in c.secrets.iter_mut().flatten() {
+                    sec.secret_id = with_ids
+                        .iter()
+                        .find(|(n, _)| Some(n) == sec.secret_name.as_ref())
+                        .map(|(_, id)| id.clone());
+                }
+            }
+            printer.set_phase(format!("deploying service {}", op.object));
+            match (op.verb, current.iter().find(|c| c.service == d.service)) {
+                (Verb::Update, Some(cur)) => {
+                    // The image tag may be unchanged while its content is new: force new tasks.
+                    if let Some(t) = spec.task_template.as_mut() {
+                        t.force_update = Some(cur.force_update + 1);
+                    }
+                    self.engine
+                        .update_service(&op.object, spec, cur.version)
+                        .await?;
+                    updated.push(d.service.clone());
+                }
+                _ => self.engine.create_service(spec).await?,
+            }
+            done.push(op.clone());
+        }
+        printer.set_phase("waiting for the Swarm services to converge");
+        wait_converged(&self.engine, stack, &updated, since, timeout).await?;
+        Ok(done)
+    }
+
+    /// One row per service with its running/desired tasks.
+    pub async fn observe_status(&self, stack: &Stack, host: &str) -> Result<Observation> {
+        let states = states(&self.engine, &stack.project).await?;
+        let mut services = Vec::new();
+        for s in &stack.services {
+            let st = states.iter().find(|st| st.service == s.name);
+            let converged = st.is_some_and(|st| st.desired > 0 && st.running == st.desired);
+            services.push(ServiceStatus {
+                name: s.name.clone(),
+                container: st.map(|st| st.name.clone()),
+                state: match st {
+                    None => "missing".into(),
+                    Some(_) if converged => "running".into(),
+                    Some(st) if st.update == "updating" => "updating".into(),
+                    Some(_) => "converging".into(),
+                },
+                health: if converged {
+                    "healthy".into()
+                } else {
+                    "-".into()
+                },
+                image: st.map(|st| st.image.clone()),
+                ports: s
+                    .ports
+                    .iter()
+                    .map(|p| format!("*:{}->{}", p.host, p.container))
+                    .collect(),
+                url: s
+                    .ports
+                    .first()
+                    .map(|p| format!("http://{host}:{}/", p.host)),
+                uptime_seconds: None,
+                replicas: st.map(|st| format!("{}/{}", st.running, st.desired)),
+                probes: vec![],
+                probe_port: if st.is_some_and(|st| st.running > 0) {
+                    s.ports.first().map(|p| p.host)
+                } else {
+                    None
+                },
+            });
+        }
+        let orphans = states
+            .iter()
+            .filter(|st| stack.service(&st.service).is_none())
+            .map(|st| st.name.clone())
+            .collect();
+        Ok(Observation { services, orphans })
+    }
+
+    /// Remove the stack's services, then its configs, secrets and network (and volumes if asked).
+    pub async fn down(&self, stack: &Stack, volumes: bool) -> Result<Down> {
+        let label = namespace(stack);
+        let engine = &self.engine;
+        let mut out = Down::default();
+        let services = engine
+            .remove_labelled(Object::Service, &label, |_| true, Duration::ZERO)
+            .await?;
+        out.removed
+            .extend(services.removed.iter().map(|s| format!("service {s}")));
+        // Tasks stop asynchronously; configs, secrets and the network are busy until they have.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while Instant::now() < deadline
+            && !engine
+                .containers_with(std::slice::from_ref(&label))
+                .await
+                .unwrap_or_default()
+                .is_empty()
+        {
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        let mut leftovers = Vec::new();
+        for kind in [Object::Config, Object::Secret] {
+            match engine
+                .remove_labelled(kind, &label, |_| true, Duration::from_secs(10))
+                .await
+            {
+                Ok(r) => out
+                    .removed
+                    .extend(r.removed.iter().map(|n| format!("{} {n}", kind.word()))),
+                Err(e) => leftovers.push(format!("{e:#}")),
+            }
+        }
+        if !leftovers.is_empty() {
+            return Err(hinted(
+                format!(
+                    "Swarm stack `{}` is partly down; these are left: {}",
+                    stack.project,
+                    leftovers.join(", ")
+                ),
+                "tasks may still be stopping: run `irisctl down --target swarm` again in a moment",
+            ));
+        }
+        // The overlay's endpoints linger a moment after the last task.
+        let nets = engine
+            .remove_labelled(Object::Network, &label, |_| true, Duration::from_secs(30))
+            .await?;
+        out.removed
+            .extend(nets.removed.iter().map(|n| format!("network {n}")));
+        if volumes {
+            out.deleted_volumes = engine
+                .remove_labelled(Object::Volume, &label, |_| true, Duration::ZERO)
+                .await?
+                .removed;
+        }
+        Ok(out)
+    }
+}
+
+/// Refuse clearly unless the engine is a Swarm manager.
+async fn ensure_manager(engine: &Engine) -> Result<()> {
+    let info = engine.info().await?;
+    if !crate::engine::api_at_least(&engine.api_version, (1, 41)) {
+        return Err(hinted(
+            format!(
+                "`--target swarm` needs Engine API 1.41 (Docker 20.10) or newer; `{}` speaks {}",
+                engine.host, engine.api_version
+            ),
+            "upgrade the engine on the Swarm manager",
+        ));
+    }
+    let manager = info
+        .swarm
+        .as_ref()
+        .and_then(|s| s.control_available)
+        .unwrap_or(false);
+    if !manager {
+        return Err(hinted(
+            format!("the Docker engine at `{}` is not a Swarm manager, so `--target swarm` cannot deploy to it", engine.host),
+            "make it one with `docker swarm init --advertise-addr <this host's IP>` (or point DOCKER_HOST at a manager of an existing swarm)",
+        ));
+    }
+    Ok(())
+}
+
+/// A service as Swarm reports it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ServiceState {
+    pub name: String,
+    pub service: String,
+    pub running: u64,
+    pub desired: u64,
+    pub image: String,
+    pub update: String,
+    pub update_message: String,
+    #[serde(skip)]
+    pub spec_hash: String,
+    #[serde(skip)]
+    pub record: Option<Record>,
+    #[serde(skip)]
+    pub version: u64,
+    #[serde(skip)]
+    pub force_update: u64,
+    /// When the current (or last) update started.
+    #[serde(skip)]
+    pub update_started: Option<std::time::SystemTime>,
+}
+
+async fn states(engine: &Engine, project: &str) -> Result<Vec<ServiceState>> {
+    let services = engine
+        .services_with(&format!("{NAMESPACE}={project}"))
+        .await?;
+    let mut out: Vec<ServiceState> = services
+        .into_iter()
+        .map(|s| {
+            let name = s
+                .spec
+                .as_ref()
+                .and_then(|sp| sp.name.clone())
+                .unwrap_or_default();
+            let status = s.service_status.clone().unwrap_or_default();
+            ServiceState {
+                service: name
+                    .strip_prefix(&format!("{project}_"))
+                    .unwrap_or(&name)
+                    .to_string(),
+                image: s
+                    .spec
+                    .as_ref()
+                    .and_then(|sp| sp.task_template.as_ref())
+                    .and_then(|t| t.container_spec.as_ref())
+                    .and_then(|c| c.image.clone())
+                    .unwrap_or_default(),
+                running: status.running_tasks.unwrap_or(0),
+                desired: status.desired_tasks.unwrap_or(0),
+                update: s
+                    .update_status
+                    .as_ref()
+                    .and_then(|u| u.state)
+                    .map(|st| st.to_string())
+                    .unwrap_or_default(),
+                update_message: s
+                    .update_status
+                    .as_ref()
+                    .and_then(|u| u.message.clone())
+                    .unwrap_or_default(),
+                spec_hash: s
+                    .spec
+                    .as_ref()
+                    .and_then(|sp| sp.labels.as_ref())
+                    .and_then(|l| l.get(SPEC_HASH))
+                    .cloned()
+                    .unwrap_or_default(),
+                record: s
+                    .spec
+                    .as_ref()
+                    .and_then(|sp| sp.labels.as_ref())
+                    .and_then(|l| l.get(record::LABEL))
+                    .and_then(|t| Record::from_label(t)),
+                version: s.version.as_ref().and_then(|v| v.index).unwrap_or(0),
+                force_update: s
+                    .spec
+                    .as_ref()
+                    .and_then(|sp| sp.task_template.as_ref())
+                    .and_then(|t| t.force_update)
+                    .unwrap_or(0),
+                update_started: s
+                    .update_status
+                    .as_ref()
+                    .and_then(|u| u.started_at.as_deref())
+                    .and_then(|t| {
+                        humantime::parse_rfc3339_weak(t.split('.').next().unwrap_or(t)).ok()
+                    }),
+                name,
+            }
+        })
+        .collect();
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+/// Wait until every service runs all its tasks and no update is in progress.
+/// `updated` names the services this run updated at `since`; for them, only an update that
+/// started then and completed counts.
+async fn wait_converged(
+    engine: &Engine,
+    stack: &Stack,
+    updated: &[String],
+    since: std::time::SystemTime,
+    timeout: Duration,
+) -> Result<()> {
+    // Whole seconds on the engine's clock: allow for the truncation.
+    let since = since - Duration::from_secs(2);
+    let deadline = Instant::now() + timeout;
+    loop {
+        let states = states(engine, &stack.project).await?;
+        // Only this run's updates count: a rollback left from an earlier run is history.
+        let mine = |st: &ServiceState| updated.contains(&st.service);
+        let this_update = |st: &ServiceState| st.update_started.is_some_and(|t| t >= since);
+        if let Some(rolled) = states.iter().find(|s| {
+            mine(s) && this_update(s) && (s.update.starts_with("rollback") || s.update == "paused")
+        }) {
+            return Err(hinted(
+                format!(
+                    "the update of service `{}` failed and Swarm rolled it back: {}",
+                    rolled.name, rolled.update_message
+                ),
+                format!(
+                    "see `docker service ps {} --no-trunc` for the failing task",
+                    rolled.name
+                ),
+            ));
+        }
+        let pending: Vec<String> = stack
+            .services
+            .iter()
+            .filter(|s| {
+                !states.iter().any(|st| {
+                    // Right after an update the old tasks still run: wait for Swarm to say done.
+                    st.service == s.name
+                        && st.desired > 0
+                        && st.running == st.desired
+                        && if mine(st) {
+                            st.update == "completed" && this_update(st)
+                        } else {
+                            st.update != "updating"
+                        }
+                })
+            })
+            .map(|s| s.name.clone())
+            .collect();
+        if pending.is_empty() {
+            return Ok(());
+        }
+        if Instant::now() >= deadline {
+            let detail: Vec<String> = states
+                .iter()
+                .map(|s| format!("{} {}/{} {}", s.service, s.running, s.desired, s.update))
+                .collect();
+            return Err(hinted(
+                format!(
+                    "Swarm services did not converge within {} s: waiting for {} ({})",
+                    timeout.as_secs(),
+                    pending.join(", "),
+                    detail.join("; ")
+                ),
+                format!(
+                    "see `docker service ps {}_{}` for the tasks' errors",
+                    stack.project, pending[0]
+                ),
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}

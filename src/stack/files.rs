@@ -1,0 +1,125 @@
+//! The files a service mounts from the project directory: the one walk every consumer shares
+//! (the config hash, Swarm configs and secrets, the Swarm stack file).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+
+use super::{Mount, Service};
+use crate::error::hinted;
+
+/// Where, below the project directory, the Grafana password file is.
+pub const SECRET_FILE: &str = ".irisctl/secrets/grafana_admin_password";
+
+/// One file a service sees: where it is on this host, where the container sees it, what it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountedFile {
+    pub source: PathBuf,
+    pub target: String,
+    pub data: Vec<u8>,
+}
+
+/// Every file below the service's bind mounts (folders walked recursively, in sorted order).
+pub fn mounted_files(service: &Service) -> Result<Vec<MountedFile>> {
+    let mut out = Vec::new();
+    for m in &service.mounts {
+        let Mount::Bind { source, target } = m else {
+            continue;
+        };
+        if source.is_dir() {
+            let mut found = Vec::new();
+            walk(source, &mut found)?;
+            found.sort();
+            for path in found {
+                let rel = path.strip_prefix(source).unwrap_or(&path);
+                let data = std::fs::read(&path)
+                    .with_context(|| format!("cannot read `{}`", path.display()))?;
+                out.push(MountedFile {
+                    target: format!("{target}/{}", rel.display()),
+                    source: path,
+                    data,
+                });
+            }
+        } else if !source.exists() && source.ends_with(SECRET_FILE) {
+            // The password file is written by `up` before anything starts; a dry run of a new
+            // project plans without it.
+            out.push(MountedFile {
+                source: source.clone(),
+                target: target.clone(),
+                data: Vec::new(),
+            });
+        } else {
+            let data = std::fs::read(source).map_err(|e| {
+                hinted(
+                    format!(
+                        "stack file `{}` (mounted into `{}`) cannot be read: {e}",
+                        source.display(),
+                        service.name
+                    ),
+                    "restore it, or write the built-in stack into a folder with `irisctl init DIR` and use `--project-dir DIR`",
+                )
+            })?;
+            out.push(MountedFile {
+                source: source.clone(),
+                target: target.clone(),
+                data,
+            });
+        }
+    }
+    Ok(out)
+}
+
+fn walk(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    for entry in
+        std::fs::read_dir(dir).with_context(|| format!("cannot read `{}`", dir.display()))?
+    {
+        let path = entry
+            .with_context(|| format!("cannot read `{}`", dir.display()))?
+            .path();
+        if path.is_dir() {
+            walk(&path, out)?;
+        } else {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// `(path, content)` pairs, sorted, as the config hash takes them.
+pub fn hash_inputs(files: &[MountedFile]) -> Vec<(String, Vec<u8>)> {
+    let mut out: Vec<(String, Vec<u8>)> = files
+        .iter()
+        .map(|f| (f.source.display().to_string(), f.data.clone()))
+        .collect();
+    out.sort();
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn folders_are_walked_and_targets_follow_the_layout() {
+        let dir = tempfile::tempdir().unwrap();
+        crate::assets::write_to(dir.path(), false).unwrap();
+        let st = super::super::Stack::from_settings(&crate::settings::Settings::defaults(
+            dir.path().to_path_buf(),
+        ));
+        let files = mounted_files(st.service("prometheus").unwrap()).unwrap();
+        assert_eq!(files.len(), 1);
+        assert_eq!(files[0].target, "/etc/prometheus/prometheus.yml");
+        std::fs::create_dir_all(dir.path().join(".irisctl/secrets")).unwrap();
+        std::fs::write(super::super::grafana_secret_path(dir.path()), "pw").unwrap();
+        let g = mounted_files(st.service("grafana").unwrap()).unwrap();
+        assert!(g
+            .iter()
+            .any(|f| f.target == "/etc/grafana/provisioning/datasources/prometheus.yaml"));
+        assert!(g
+            .iter()
+            .any(|f| f.target == "/etc/grafana/dashboards/grafana-fastapi-dashboard.json"));
+        assert!(mounted_files(st.service("api").unwrap())
+            .unwrap()
+            .is_empty());
+    }
+}

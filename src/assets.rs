@@ -81,6 +81,43 @@ mod tests {
             .any(|(p, _, _)| p.contains("node_modules") || p.contains("/.venv/")));
     }
 
+    /// In a git checkout the binary embeds exactly what git tracks under the stack folders:
+    /// an untracked local file (a note, a `.env`, a virtualenv) is never shipped.
+    #[test]
+    fn embedded_files_are_exactly_the_tracked_ones() {
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+        if !manifest.join(".git").exists() {
+            eprintln!("skipped: not a git checkout (build.rs embeds by walking the folders)");
+            return;
+        }
+        let out = std::process::Command::new("git")
+            .arg("-C")
+            .arg(manifest)
+            .args(["ls-files", "-z", "--", "stack", "monitoring", "templates"])
+            .output()
+            .expect("run git");
+        assert!(out.status.success(), "git ls-files failed");
+        let tracked: std::collections::BTreeSet<String> = out
+            .stdout
+            .split(|b| *b == 0)
+            .filter(|r| !r.is_empty())
+            .map(|r| String::from_utf8_lossy(r).into_owned())
+            .filter(|rel| manifest.join(rel).is_file())
+            .collect();
+        let embedded: std::collections::BTreeSet<String> =
+            FILES.iter().map(|(p, _, _)| p.to_string()).collect();
+        let untracked: Vec<_> = embedded.difference(&tracked).collect();
+        assert!(
+            untracked.is_empty(),
+            "untracked files embedded: {untracked:?}"
+        );
+        let missing: Vec<_> = tracked.difference(&embedded).collect();
+        assert!(
+            missing.is_empty(),
+            "tracked files not embedded: {missing:?}"
+        );
+    }
+
     #[test]
     fn write_to_is_idempotent_and_keeps_user_edits() {
         let dir = tempfile::tempdir().unwrap();

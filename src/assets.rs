@@ -27,7 +27,10 @@ pub fn missing_marker(dir: &Path) -> Option<&'static str> {
 #[derive(Debug, Default)]
 pub struct Written {
     pub written: Vec<String>,
+    /// Existing files that differ from the built-in ones, left alone (no `overwrite`).
     pub kept: Vec<String>,
+    /// Existing files already identical to the built-in ones.
+    pub unchanged: Vec<String>,
 }
 
 /// Write the built-in files into `dir`. Existing files that differ are kept unless `overwrite`;
@@ -41,7 +44,10 @@ pub fn write_to(dir: &Path, overwrite: bool) -> Result<Written> {
         };
         let target = dir.join(target_rel);
         match std::fs::read(&target) {
-            Ok(existing) if existing == *contents => continue,
+            Ok(existing) if existing == *contents => {
+                report.unchanged.push(target_rel.to_string());
+                continue;
+            }
             Ok(_) if !overwrite => {
                 report.kept.push(target_rel.to_string());
                 continue;

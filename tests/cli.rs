@@ -625,17 +625,53 @@ fn init_writes_a_working_project_and_keeps_edits() {
     ] {
         assert!(dir.path().join(f).is_file(), "{f} not written");
     }
+    let gitignore = std::fs::read_to_string(dir.path().join(".gitignore")).unwrap();
+    assert!(
+        gitignore.lines().any(|l| l == ".env") && gitignore.lines().any(|l| l == ".irisctl/"),
+        "{gitignore}"
+    );
+    // A second init says what it skipped rather than "wrote 0 file(s)".
+    let r = run(irisctl(dir.path()).arg("init"));
+    r.ok();
+    assert!(
+        r.stderr
+            .contains("file(s) were already there and identical to the built-in ones")
+            && !r.stderr.contains("added .env"),
+        "{}",
+        r.stderr
+    );
     std::fs::write(dir.path().join("monitoring/prometheus.yml"), "# mine\n").unwrap();
     let r = run(irisctl(dir.path()).arg("init"));
     r.ok();
     assert!(
-        r.stderr.contains("kept your monitoring/prometheus.yml"),
+        r.stderr.contains("kept your monitoring/prometheus.yml")
+            && r.stderr.contains(
+                "skipped 1 existing file(s) you changed: monitoring/prometheus.yml (--force overwrites them)"
+            ),
         "{}",
         r.stderr
     );
     assert_eq!(
+        std::fs::read_to_string(dir.path().join(".gitignore")).unwrap(),
+        gitignore
+    );
+    assert_eq!(
         std::fs::read_to_string(dir.path().join("monitoring/prometheus.yml")).unwrap(),
         "# mine\n"
+    );
+}
+
+#[test]
+fn init_appends_to_an_existing_gitignore() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(".gitignore"), "target/\n/.env").unwrap();
+    let r = run(irisctl(dir.path()).arg("init"));
+    r.ok();
+    assert!(r.stderr.contains("added .irisctl/ to"), "{}", r.stderr);
+    let text = std::fs::read_to_string(dir.path().join(".gitignore")).unwrap();
+    assert!(
+        text.starts_with("target/\n/.env\n") && text.ends_with("\n.irisctl/\n"),
+        "{text}"
     );
 }
 

@@ -498,12 +498,13 @@ pub async fn build_image(
 }
 
 /// The error of the task that wrote the context, unless it only stopped because the engine
-/// stopped reading.
+/// stopped reading. It is not waited for long: if the engine answered without reading the whole
+/// context and the request body is still held somewhere, the engine's own error is the story.
 async fn context_error(sender: tokio::task::JoinHandle<Result<()>>) -> Option<anyhow::Error> {
-    let err = match sender.await {
-        Ok(Ok(())) => return None,
-        Ok(Err(e)) => e,
-        Err(e) => anyhow::anyhow!("the build context task failed: {e}"),
+    let err = match tokio::time::timeout(std::time::Duration::from_secs(5), sender).await {
+        Err(_) | Ok(Ok(Ok(()))) => return None,
+        Ok(Ok(Err(e))) => e,
+        Ok(Err(e)) => anyhow::anyhow!("the build context task failed: {e}"),
     };
     let broken_pipe = err.chain().any(|c| {
         c.downcast_ref::<std::io::Error>()
@@ -724,6 +725,19 @@ mod tests {
         assert!(chunks.last().is_some_and(|c| c.is_err()));
         let err = task.await.unwrap().unwrap_err();
         assert!(format!("{err:#}").contains("cannot read build context folder"));
+    }
+
+    #[test]
+    fn a_file_that_shrinks_while_archived_is_an_error_not_a_corrupt_archive() {
+        let dir = context_with_dockerfile();
+        std::fs::write(dir.path().join("data"), "0123456789").unwrap();
+        let items = context_items(dir.path(), "Dockerfile").unwrap();
+        std::fs::write(dir.path().join("data"), "01234").unwrap();
+        let e = write_tar(dir.path(), &items, Vec::new()).unwrap_err();
+        assert!(
+            format!("{e:#}").contains("shrank while it was being read"),
+            "{e:#}"
+        );
     }
 
     #[test]

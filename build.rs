@@ -1,10 +1,18 @@
 //! Embed the stack's files (stack/, monitoring/, templates/) so an installed `irisctl up` works
-//! outside a checkout. Build outputs and local tool folders are left out.
+//! outside a checkout.
+//!
+//! In a git checkout the embedded files are exactly the ones git tracks under those folders
+//! (`git ls-files`): an untracked local file (a virtualenv, `node_modules`, a note, a `.env`)
+//! never ends up in the binary. Building from a source tarball without `.git` (e.g. a crate
+//! package) falls back to walking the folders and leaving out build outputs and local tool
+//! folders by name.
 
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 
 const ROOTS: &[&str] = &["stack", "monitoring", "templates"];
+/// Left out by the fallback walk (no git): build outputs and local tool folders.
 const SKIP: &[&str] = &[
     "node_modules",
     ".venv",
@@ -38,15 +46,71 @@ fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
     }
 }
 
+fn git(manifest: &Path, args: &[&str]) -> Option<Vec<u8>> {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(manifest)
+        .args(args)
+        .output()
+        .ok()?;
+    out.status.success().then_some(out.stdout)
+}
+
+/// The files git tracks under ROOTS, and the index file whose change means that list changed.
+/// `None` without `.git` or without a working `git`.
+fn tracked(manifest: &Path) -> Option<(Vec<PathBuf>, PathBuf)> {
+    // `.git` is a folder in a clone and a file in a worktree.
+    if !manifest.join(".git").exists() {
+        return None;
+    }
+    let mut args = vec!["ls-files", "-z", "--"];
+    args.extend(ROOTS);
+    let Some(listing) = git(manifest, &args) else {
+        println!("cargo:warning=`.git` exists but `git ls-files` failed; embedding every file not on the skip list");
+        return None;
+    };
+    let index = git(
+        manifest,
+        &["rev-parse", "--path-format=absolute", "--git-path", "index"],
+    )
+    .map(|o| PathBuf::from(String::from_utf8_lossy(&o).trim()))
+    .unwrap_or_else(|| manifest.join(".git/index"));
+    let mut files = Vec::new();
+    for rel in listing.split(|b| *b == 0).filter(|r| !r.is_empty()) {
+        let rel = String::from_utf8_lossy(rel).into_owned();
+        let path = manifest.join(&rel);
+        // A tracked file deleted from the work tree (not yet committed) is not embedded.
+        if path.is_file() {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Some((files, index))
+}
+
 fn main() {
     let manifest =
         PathBuf::from(std::env::var("CARGO_MANIFEST_DIR").expect("cargo sets CARGO_MANIFEST_DIR"));
-    let mut files = Vec::new();
-    for root in ROOTS {
-        let dir = manifest.join(root);
-        println!("cargo:rerun-if-changed={}", dir.display());
-        walk(&dir, &mut files);
-    }
+    println!("cargo:rerun-if-changed=build.rs");
+    let files = match tracked(&manifest) {
+        Some((files, index)) => {
+            // Adding, removing or staging a file changes the index; editing one changes the file.
+            println!("cargo:rerun-if-changed={}", index.display());
+            for path in &files {
+                println!("cargo:rerun-if-changed={}", path.display());
+            }
+            files
+        }
+        None => {
+            let mut files = Vec::new();
+            for root in ROOTS {
+                let dir = manifest.join(root);
+                println!("cargo:rerun-if-changed={}", dir.display());
+                walk(&dir, &mut files);
+            }
+            files
+        }
+    };
     let mut code = String::from("/// Files of the built-in stack: (relative path, contents, executable).\npub static FILES: &[(&str, &[u8], bool)] = &[\n");
     for path in &files {
         let rel = path

@@ -27,7 +27,10 @@ pub fn missing_marker(dir: &Path) -> Option<&'static str> {
 #[derive(Debug, Default)]
 pub struct Written {
     pub written: Vec<String>,
+    /// Existing files that differ from the built-in ones, left alone (no `overwrite`).
     pub kept: Vec<String>,
+    /// Existing files already identical to the built-in ones.
+    pub unchanged: Vec<String>,
 }
 
 /// Write the built-in files into `dir`. Existing files that differ are kept unless `overwrite`;
@@ -41,7 +44,10 @@ pub fn write_to(dir: &Path, overwrite: bool) -> Result<Written> {
         };
         let target = dir.join(target_rel);
         match std::fs::read(&target) {
-            Ok(existing) if existing == *contents => continue,
+            Ok(existing) if existing == *contents => {
+                report.unchanged.push(target_rel.to_string());
+                continue;
+            }
             Ok(_) if !overwrite => {
                 report.kept.push(target_rel.to_string());
                 continue;
@@ -79,6 +85,43 @@ mod tests {
         assert!(!FILES
             .iter()
             .any(|(p, _, _)| p.contains("node_modules") || p.contains("/.venv/")));
+    }
+
+    /// In a git checkout the binary embeds exactly what git tracks under the stack folders:
+    /// an untracked local file (a note, a `.env`, a virtualenv) is never shipped.
+    #[test]
+    fn embedded_files_are_exactly_the_tracked_ones() {
+        let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+        if !manifest.join(".git").exists() {
+            eprintln!("skipped: not a git checkout (build.rs embeds by walking the folders)");
+            return;
+        }
+        let out = std::process::Command::new("git")
+            .arg("-C")
+            .arg(manifest)
+            .args(["ls-files", "-z", "--", "stack", "monitoring", "templates"])
+            .output()
+            .expect("run git");
+        assert!(out.status.success(), "git ls-files failed");
+        let tracked: std::collections::BTreeSet<String> = out
+            .stdout
+            .split(|b| *b == 0)
+            .filter(|r| !r.is_empty())
+            .map(|r| String::from_utf8_lossy(r).into_owned())
+            .filter(|rel| manifest.join(rel).is_file())
+            .collect();
+        let embedded: std::collections::BTreeSet<String> =
+            FILES.iter().map(|(p, _, _)| p.to_string()).collect();
+        let untracked: Vec<_> = embedded.difference(&tracked).collect();
+        assert!(
+            untracked.is_empty(),
+            "untracked files embedded: {untracked:?}"
+        );
+        let missing: Vec<_> = tracked.difference(&embedded).collect();
+        assert!(
+            missing.is_empty(),
+            "tracked files not embedded: {missing:?}"
+        );
     }
 
     #[test]

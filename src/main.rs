@@ -121,13 +121,11 @@ fn stack_flags(flags: &StackFlags) -> FlagPairs {
     out
 }
 
-fn data_home() -> PathBuf {
-    std::env::var_os("XDG_DATA_HOME")
-        .filter(|v| !v.is_empty())
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
-        .unwrap_or_else(|| PathBuf::from("/tmp"))
-        .join("irisctl")
+fn data_home() -> Option<PathBuf> {
+    settings::data_home(
+        std::env::var_os("XDG_DATA_HOME").as_deref(),
+        std::env::var_os("HOME").as_deref(),
+    )
 }
 
 async fn run(cli: Cli, printer: Printer) -> Result<Exit> {
@@ -214,15 +212,7 @@ async fn run(cli: Cli, printer: Printer) -> Result<Exit> {
             Ok(Exit::Success)
         }
         Command::Grafana(GrafanaCommand::Provision(a)) => {
-            let wait: u64 = a.wait_timeout.parse().map_err(|_| {
-                irisctl::error::hinted(
-                    format!(
-                        "--wait-timeout {:?} is not a number of seconds",
-                        a.wait_timeout
-                    ),
-                    "give a whole number of seconds",
-                )
-            })?;
+            let wait = settings::parse_duration_secs("flag --wait-timeout: ", &a.wait_timeout)?;
             let opts = commands::grafana::ProvisionOptions {
                 url: a.url,
                 user: a.user,
@@ -230,7 +220,7 @@ async fn run(cli: Cli, printer: Printer) -> Result<Exit> {
                 token: a.token,
                 dashboards: a.dashboards,
                 prometheus_url: a.prometheus_url,
-                wait_timeout: std::time::Duration::from_secs(wait),
+                wait_timeout: wait,
             };
             commands::grafana::run(&ctx, &opts).await?;
             Ok(Exit::Success)

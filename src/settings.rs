@@ -153,18 +153,7 @@ impl Settings {
                 *slot = value.to_string();
             }
             "HEALTH_TIMEOUT" | "WAIT_TIMEOUT" => {
-                let secs: u64 = value
-                    .trim()
-                    .parse()
-                    .ok()
-                    .filter(|s| (1..=3600).contains(s))
-                    .ok_or_else(|| {
-                        bad(
-                            "a number of seconds",
-                            "give a whole number of seconds from 1 to 3600",
-                        )
-                    })?;
-                self.health_timeout = Duration::from_secs(secs);
+                self.health_timeout = parse_duration_secs(&format!("{origin}: {key}="), value)?;
             }
             "API_REPLICAS" => {
                 self.api_replicas = value
@@ -470,6 +459,27 @@ fn yaml_scalar(v: &serde_yaml::Value) -> String {
     }
 }
 
+/// The longest duration any setting or flag accepts: 24 hours. It keeps every deadline
+/// (`Instant::now() + duration`) far from overflowing.
+pub const MAX_DURATION_SECS: u64 = 24 * 60 * 60;
+
+/// Parse a duration given in whole seconds, from 1 to [`MAX_DURATION_SECS`]. `what` names the
+/// input in the error, e.g. "flag --wait-timeout: " or "`.env` line 3: IRISCTL_HEALTH_TIMEOUT=".
+pub fn parse_duration_secs(what: &str, value: &str) -> Result<Duration> {
+    value
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|s| (1..=MAX_DURATION_SECS).contains(s))
+        .map(Duration::from_secs)
+        .ok_or_else(|| {
+            hinted(
+                format!("{what}{value:?} is not a number of seconds from 1 to {MAX_DURATION_SECS} (24 hours)"),
+                format!("give a whole number of seconds from 1 to {MAX_DURATION_SECS}, e.g. 180"),
+            )
+        })
+}
+
 fn parse_port(value: &str) -> Option<u16> {
     value.trim().parse::<u16>().ok().filter(|p| *p != 0)
 }
@@ -533,11 +543,11 @@ pub fn parse_dotenv(text: &str, path: &Path) -> Result<Vec<(String, String, Stri
         let line = line.strip_prefix("export ").unwrap_or(line);
         let Some((key, value)) = line.split_once('=') else {
             return Err(hinted(
+                // The line itself is not shown: it may be a pasted secret.
                 format!(
-                    "`{}` line {}: expected KEY=value, found {:?}",
+                    "`{}` line {}: expected KEY=value (the line is not shown, as it may hold a secret)",
                     path.display(),
                     i + 1,
-                    raw
                 ),
                 "fix or remove that line; comments start with #",
             ));
@@ -545,12 +555,13 @@ pub fn parse_dotenv(text: &str, path: &Path) -> Result<Vec<(String, String, Stri
         let key = key.trim();
         if key.is_empty() || !key.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             return Err(hinted(
+                // Not shown either: what stands before `=` may be part of a pasted secret.
                 format!(
-                    "`{}` line {}: {key:?} is not a variable name",
+                    "`{}` line {}: the text before `=` is not a variable name",
                     path.display(),
                     i + 1
                 ),
-                "variable names use letters, digits and '_'",
+                "variable names use letters, digits and '_'; fix or remove that line",
             ));
         }
         let value = value.trim();
@@ -578,8 +589,72 @@ pub struct Inputs<'a> {
     pub project_dir: Option<&'a Path>,
     pub env: &'a [(String, String)],
     pub flags: FlagPairs,
-    /// Where the built-in stack is written when no project directory holds one.
-    pub data_home: PathBuf,
+    /// irisctl's data folder (see [`data_home`]), where the built-in stack is written when no
+    /// project directory holds one; `None` when neither `XDG_DATA_HOME` nor `HOME` is set.
+    pub data_home: Option<PathBuf>,
+}
+
+/// irisctl's data folder from the values of `XDG_DATA_HOME` and `HOME`:
+/// `$XDG_DATA_HOME/irisctl`, else `$HOME/.local/share/irisctl`. Empty or relative values count
+/// as unset (as the XDG spec says). With neither there is no data folder: there is deliberately
+/// no fallback into a shared folder such as `/tmp`, where another local user could create the
+/// project folder first and plant a `.env` or links in it.
+pub fn data_home(
+    xdg_data_home: Option<&std::ffi::OsStr>,
+    home: Option<&std::ffi::OsStr>,
+) -> Option<PathBuf> {
+    let usable = |v: Option<&std::ffi::OsStr>| v.map(PathBuf::from).filter(|p| p.is_absolute());
+    usable(xdg_data_home)
+        .or_else(|| usable(home).map(|h| h.join(".local/share")))
+        .map(|base| base.join("irisctl"))
+}
+
+/// The effective user ID of this process.
+fn current_uid() -> u32 {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    unsafe { libc::geteuid() }
+}
+
+/// Refuse a folder that another user could have prepared: if it exists it must be a real
+/// folder (not a link), owned by `uid`, and writable by nobody else.
+pub fn check_private_dir(dir: &Path, uid: u32) -> Result<()> {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let meta = match std::fs::symlink_metadata(dir) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => {
+            return Err(hinted(
+                format!(
+                    "cannot inspect irisctl's data folder `{}`: {e}",
+                    dir.display()
+                ),
+                "make it readable by this user, or pass --project-dir DIR",
+            ))
+        }
+    };
+    let shown = dir.display();
+    let why = if !meta.file_type().is_dir() {
+        Some("it is not a folder (a link or a file)".to_string())
+    } else if meta.uid() != uid {
+        Some(format!(
+            "it belongs to user ID {}, not to you (user ID {uid})",
+            meta.uid()
+        ))
+    } else if meta.permissions().mode() & 0o022 != 0 {
+        Some(format!(
+            "other users can write to it (mode {:03o})",
+            meta.permissions().mode() & 0o777
+        ))
+    } else {
+        None
+    };
+    match why {
+        None => Ok(()),
+        Some(why) => Err(hinted(
+            format!("irisctl's data folder `{shown}` is not safe to use: {why}; another user could have planted files in it"),
+            format!("check what is in it, then remove it (or `chmod go-w {shown}` if it is yours), or pass --project-dir DIR"),
+        )),
+    }
 }
 
 /// Resolve every layer into validated settings.
@@ -642,7 +717,20 @@ pub fn resolve(inputs: Inputs<'_>) -> Result<Settings> {
             dir
         }
         None if crate::assets::holds_stack(inputs.cwd) => inputs.cwd.to_path_buf(),
-        None => inputs.data_home.join("projects").join(&settings.project),
+        None => {
+            let Some(data) = &inputs.data_home else {
+                return Err(hinted(
+                    "no folder for the built-in stack's project files: neither HOME nor XDG_DATA_HOME is set (irisctl does not fall back to a shared folder such as /tmp)",
+                    "set HOME or XDG_DATA_HOME, or pass --project-dir DIR (a folder written by `irisctl init DIR`)",
+                ));
+            };
+            let projects = data.join("projects");
+            let dir = projects.join(&settings.project);
+            for d in [data, &projects, &dir] {
+                check_private_dir(d, current_uid())?;
+            }
+            dir
+        }
     };
 
     let dotenv_path = settings.project_dir.join(".env");
@@ -661,11 +749,23 @@ pub fn resolve(inputs: Inputs<'_>) -> Result<Settings> {
             .iter()
             .map(|(k, v, o)| (k.as_str(), v.as_str(), o.clone())),
     )?;
-    settings.grafana_admin_password = dotenv
+    settings.grafana_admin_password = match dotenv
         .iter()
         .rev()
         .find(|(k, _, _)| k == GRAFANA_PASSWORD_KEY)
-        .map(|(_, v, _)| v.clone());
+    {
+        // An empty password would become an empty secret file (and an open Grafana).
+        Some((_, v, origin)) if v.trim().is_empty() => {
+            return Err(hinted(
+                format!("{origin}: {GRAFANA_PASSWORD_KEY} is empty"),
+                format!(
+                "set a password there, or remove the line and `irisctl up` generates one into `{}`",
+                dotenv_path.display()
+            ),
+            ))
+        }
+        found => found.map(|(_, v, _)| v.clone()),
+    };
     // Listed only when it set something (not when it only holds the Grafana password).
     if dotenv.iter().any(|(k, _, _)| k.starts_with("IRISCTL_")) {
         settings.sources.push(format!("{}", dotenv_path.display()));
@@ -700,7 +800,7 @@ mod tests {
             project_dir: Some(cwd),
             env,
             flags,
-            data_home: cwd.join("data"),
+            data_home: Some(cwd.join("data")),
         }
     }
 
@@ -828,6 +928,176 @@ mod tests {
         assert_eq!(kv, vec![("A", "1"), ("B", "two words"), ("C", "x")]);
         let e = err_text(parse_dotenv("A=1\njunk\n", Path::new("/p/.env")).unwrap_err());
         assert!(e.contains("/p/.env` line 2"), "{e}");
+    }
+
+    #[test]
+    fn dotenv_errors_never_show_the_line() {
+        for text in [
+            "A=1\nhunter2-SECRET\n",
+            "A=1\nhunter2 SECRET=x\n",
+            "A=1\nexport hunter2-SECRET\n",
+        ] {
+            let e = err_text(parse_dotenv(text, Path::new("/p/.env")).unwrap_err());
+            assert!(e.contains("/p/.env` line 2"), "{e}");
+            assert!(!e.contains("SECRET"), "the line is shown: {e}");
+        }
+    }
+
+    #[test]
+    fn an_empty_grafana_password_is_refused() {
+        for line in [
+            "GRAFANA_ADMIN_PASSWORD=",
+            "GRAFANA_ADMIN_PASSWORD=   ",
+            "GRAFANA_ADMIN_PASSWORD=\"  \"",
+            "GRAFANA_ADMIN_PASSWORD=s3cret\nGRAFANA_ADMIN_PASSWORD=",
+        ] {
+            let dir = tempfile::tempdir().unwrap();
+            std::fs::write(dir.path().join(".env"), format!("# x\n{line}\n")).unwrap();
+            let e = err_text(resolve(inputs(dir.path(), &[], vec![])).unwrap_err());
+            assert!(
+                e.contains("GRAFANA_ADMIN_PASSWORD is empty")
+                    && e.contains(".env` line")
+                    && e.contains("remove the line"),
+                "{line}: {e}"
+            );
+            assert!(!e.contains("s3cret"), "{e}");
+        }
+        // The last line wins, as in the generated `.env`.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(".env"),
+            "GRAFANA_ADMIN_PASSWORD=\nGRAFANA_ADMIN_PASSWORD=s3cret\n",
+        )
+        .unwrap();
+        let s = resolve(inputs(dir.path(), &[], vec![])).unwrap();
+        assert_eq!(s.grafana_admin_password.as_deref(), Some("s3cret"));
+    }
+
+    #[test]
+    fn durations_are_bounded() {
+        for bad in [
+            "0",
+            "-1",
+            "",
+            " ",
+            "1.5",
+            "86401",
+            "18446744073709551615",
+            "99999999999999999999999",
+            "5m",
+        ] {
+            let e = err_text(parse_duration_secs("flag --wait-timeout: ", bad).unwrap_err());
+            assert!(
+                e.contains("flag --wait-timeout: ")
+                    && e.contains("is not a number of seconds")
+                    && e.contains("hint: give"),
+                "{bad:?}: {e}"
+            );
+        }
+        assert_eq!(
+            parse_duration_secs("", " 60 ").unwrap(),
+            Duration::from_secs(60)
+        );
+        assert_eq!(
+            parse_duration_secs("", "86400").unwrap(),
+            Duration::from_secs(86400)
+        );
+        let mut s = Settings::defaults(PathBuf::new());
+        let e = err_text(
+            s.apply(
+                "HEALTH_TIMEOUT",
+                "18446744073709551615",
+                "flag --wait-timeout",
+            )
+            .unwrap_err(),
+        );
+        assert!(
+            e.contains("flag --wait-timeout: HEALTH_TIMEOUT=") && e.contains("24 hours"),
+            "{e}"
+        );
+        s.apply("HEALTH_TIMEOUT", "7200", "t").unwrap();
+        assert_eq!(s.health_timeout, Duration::from_secs(7200));
+    }
+
+    #[test]
+    fn data_home_never_falls_back_to_a_shared_folder() {
+        use std::ffi::OsStr;
+        let some = |s: &'static str| Some(OsStr::new(s));
+        assert_eq!(
+            data_home(some("/x"), some("/h")),
+            Some(PathBuf::from("/x/irisctl"))
+        );
+        assert_eq!(
+            data_home(None, some("/h")),
+            Some(PathBuf::from("/h/.local/share/irisctl"))
+        );
+        assert_eq!(
+            data_home(some(""), some("/h")),
+            Some(PathBuf::from("/h/.local/share/irisctl"))
+        );
+        // A relative XDG_DATA_HOME is invalid (XDG spec) and ignored.
+        assert_eq!(
+            data_home(some("rel"), some("/h")),
+            Some(PathBuf::from("/h/.local/share/irisctl"))
+        );
+        assert_eq!(data_home(None, None), None);
+        assert_eq!(data_home(some(""), some("")), None);
+        assert_eq!(data_home(None, some("relative")), None);
+    }
+
+    #[test]
+    fn resolve_without_a_data_home_needs_a_project_dir() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut i = inputs(dir.path(), &[], vec![]);
+        i.project_dir = None;
+        i.data_home = None;
+        let e = err_text(resolve(i).unwrap_err());
+        assert!(
+            e.contains("neither HOME nor XDG_DATA_HOME is set") && e.contains("--project-dir"),
+            "{e}"
+        );
+        // With a project directory, no data folder is needed.
+        let mut i = inputs(dir.path(), &[], vec![]);
+        i.data_home = None;
+        resolve(i).unwrap();
+    }
+
+    #[test]
+    fn data_folders_others_could_write_are_refused() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let data = dir.path().join("irisctl");
+        let uid = current_uid();
+        // Missing is fine: irisctl creates it.
+        check_private_dir(&data, uid).unwrap();
+        std::fs::create_dir(&data).unwrap();
+        std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o755)).unwrap();
+        check_private_dir(&data, uid).unwrap();
+        std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let e = err_text(check_private_dir(&data, uid).unwrap_err());
+        assert!(
+            e.contains("other users can write to it (mode 777)") && e.contains("hint: "),
+            "{e}"
+        );
+        std::fs::set_permissions(&data, std::fs::Permissions::from_mode(0o700)).unwrap();
+        let e = err_text(check_private_dir(&data, uid + 1).unwrap_err());
+        assert!(e.contains("belongs to user ID"), "{e}");
+        let link = dir.path().join("link");
+        std::os::unix::fs::symlink(&data, &link).unwrap();
+        let e = err_text(check_private_dir(&link, uid).unwrap_err());
+        assert!(e.contains("not a folder"), "{e}");
+        // resolve checks the data folder and the project folder below it.
+        let mut i = inputs(dir.path(), &[], vec![]);
+        i.project_dir = None;
+        i.data_home = Some(data.clone());
+        std::fs::create_dir_all(data.join("projects/iris")).unwrap();
+        std::fs::set_permissions(
+            data.join("projects/iris"),
+            std::fs::Permissions::from_mode(0o777),
+        )
+        .unwrap();
+        let e = err_text(resolve(i).unwrap_err());
+        assert!(e.contains("projects/iris` is not safe"), "{e}");
     }
 
     #[test]

@@ -291,6 +291,126 @@ fn bad_inputs_get_clear_errors() {
             &[],
             "key `grafana.admin_user`",
         ),
+        // Durations: every one is bounded (1 s to 24 h); a huge one used to overflow a deadline.
+        (
+            "overflowing up wait timeout",
+            &["up", "--wait-timeout", "18446744073709551615"],
+            &[],
+            &[],
+            "flag --wait-timeout: HEALTH_TIMEOUT=\"18446744073709551615\" is not a number of seconds",
+        ),
+        (
+            "overflowing grafana wait timeout",
+            &[
+                "grafana",
+                "provision",
+                "--url",
+                "http://127.0.0.1:9",
+                "--user",
+                "admin",
+                "--password",
+                "s3cret-flag",
+                "--wait-timeout",
+                "18446744073709551615",
+            ],
+            &[],
+            &[],
+            "flag --wait-timeout: \"18446744073709551615\" is not a number of seconds",
+        ),
+        (
+            "zero grafana wait timeout",
+            &["grafana", "provision", "--wait-timeout", "0"],
+            &[],
+            &[],
+            "is not a number of seconds from 1 to 86400",
+        ),
+        (
+            "health timeout over 24 hours",
+            &["status"],
+            &[],
+            &[("IRISCTL_HEALTH_TIMEOUT", "86401")],
+            "environment variable IRISCTL_HEALTH_TIMEOUT",
+        ),
+        (
+            "overflowing health timeout in file",
+            &["status"],
+            &[("irisctl.yaml", "timeouts:\n  health: 18446744073709551615\n")],
+            &[],
+            "key `timeouts.health`",
+        ),
+        // Empty and blank values.
+        (
+            "blank port in env",
+            &["status"],
+            &[],
+            &[("IRISCTL_API_PORT", " ")],
+            "API_PORT=\" \" is not a port number",
+        ),
+        (
+            "empty bind",
+            &["status", "--bind", ""],
+            &[],
+            &[],
+            "flag --bind: BIND=\"\" is not an IP address",
+        ),
+        (
+            "empty project name",
+            &["-p", "", "status"],
+            &[],
+            &[],
+            "is not a valid project name (it is empty)",
+        ),
+        (
+            "blank Grafana user in env",
+            &["status"],
+            &[],
+            &[("IRISCTL_GRAFANA_ADMIN_USER", "   ")],
+            "is not a user name",
+        ),
+        (
+            "empty Grafana password",
+            &["status"],
+            &[(".env", "GRAFANA_ADMIN_PASSWORD=\n")],
+            &[],
+            ".env` line 1: GRAFANA_ADMIN_PASSWORD is empty",
+        ),
+        (
+            "blank Grafana password",
+            &["up"],
+            &[(".env", "GRAFANA_ADMIN_PASSWORD=s3cret-old\nGRAFANA_ADMIN_PASSWORD=\"   \"\n")],
+            &[],
+            ".env` line 2: GRAFANA_ADMIN_PASSWORD is empty",
+        ),
+        // Newlines inside values stay inside one quoted value of one paragraph.
+        (
+            "newline in project name",
+            &["-p", "a\nb", "status"],
+            &[],
+            &[],
+            "PROJECT_NAME=\"a\\nb\" is not a valid project name",
+        ),
+        (
+            "escaped newline in a .env value",
+            &["status"],
+            &[(".env", "IRISCTL_BIND=\"127.0.0.1\\nhost\"\n")],
+            &[],
+            ".env` line 1: BIND=\"127.0.0.1\\\\nhost\" is not an IP address",
+        ),
+        // A `.env` line that does not parse is never echoed: it may be a pasted secret.
+        (
+            "pasted secret in .env",
+            &["status"],
+            &[(".env", "IRISCTL_API_PORT=8100\ns3cret-pasted-token\n")],
+            &[],
+            ".env` line 2: expected KEY=value (the line is not shown",
+        ),
+        (
+            "secret before = in .env",
+            &["status"],
+            &[(".env", "# k\ns3cret token+/=x==\n")],
+            &[],
+            ".env` line 2: the text before `=` is not a variable name",
+        ),
         (
             "stack file missing",
             &["up"],
@@ -332,7 +452,97 @@ fn bad_inputs_get_clear_errors() {
             panic!("{what}: expected {want:?} and a hint in\n{}", r.stderr);
         }
         r.user_error(want);
+        assert_eq!(
+            r.stderr.matches("error: ").count(),
+            1,
+            "{what}: expected one error in\n{}",
+            r.stderr
+        );
+        // One paragraph: no blank line between `error:` and `hint:`.
+        assert!(
+            !r.stderr.trim().contains("\n\n"),
+            "{what}: expected one paragraph in\n{}",
+            r.stderr
+        );
+        assert!(
+            !r.stderr.contains("s3cret"),
+            "{what}: a secret value is shown in\n{}",
+            r.stderr
+        );
     }
+    assert!(cases.len() >= 40, "{} cases", cases.len());
+}
+
+/// `.env.example` holds `GRAFANA_ADMIN_PASSWORD=`; copied to `.env`, it must not become an empty
+/// secret file (and a Grafana whose admin password is empty).
+#[test]
+fn an_empty_grafana_password_is_refused_not_written() {
+    let dir = tempfile::tempdir().unwrap();
+    run(irisctl(dir.path()).args(["init", "-q"])).ok();
+    run(irisctl(dir.path()).args(["compose", "-o", "docker-compose.yml"])).ok();
+    let example = std::fs::read_to_string(dir.path().join(".env.example")).unwrap();
+    assert!(example.contains("GRAFANA_ADMIN_PASSWORD=\n"), "{example}");
+    std::fs::remove_dir_all(dir.path().join(".irisctl")).unwrap();
+    std::fs::remove_file(dir.path().join(".env")).unwrap();
+    std::fs::copy(dir.path().join(".env.example"), dir.path().join(".env")).unwrap();
+    let r = run(irisctl(dir.path()).args(["compose", "-o", "docker-compose.yml"]));
+    r.user_error("GRAFANA_ADMIN_PASSWORD is empty");
+    assert!(r.stderr.contains("remove the line"), "{}", r.stderr);
+    assert!(
+        !dir.path().join(".irisctl").exists(),
+        "a secret file was written from an empty password"
+    );
+}
+
+fn bare_irisctl(cwd: &std::path::Path) -> std::process::Command {
+    let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_irisctl"));
+    cmd.current_dir(cwd)
+        .env_clear()
+        .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+        .env("NO_COLOR", "1")
+        .env("DOCKER_HOST", "unix:///nonexistent/irisctl-test.sock");
+    cmd
+}
+
+/// Under cron, systemd or `env -i` there is neither HOME nor XDG_DATA_HOME: irisctl used to put
+/// the project (and a generated password) under the shared `/tmp/irisctl`.
+#[test]
+fn without_home_there_is_no_shared_fallback() {
+    let dir = tempfile::tempdir().unwrap();
+    let r = run(bare_irisctl(dir.path()).arg("status"));
+    r.user_error("neither HOME nor XDG_DATA_HOME is set");
+    assert!(
+        r.stderr
+            .contains("hint: set HOME or XDG_DATA_HOME, or pass --project-dir"),
+        "{}",
+        r.stderr
+    );
+    // A project directory needs no data folder.
+    let project = dir.path().join("p");
+    run(bare_irisctl(dir.path()).args(["init", "-q", "p"])).ok();
+    run(bare_irisctl(dir.path()).args(["--project-dir", project.to_str().unwrap(), "compose"]))
+        .ok();
+}
+
+#[test]
+fn a_data_folder_others_can_write_is_refused() {
+    use std::os::unix::fs::PermissionsExt;
+    let data = tempfile::tempdir().unwrap();
+    let folder = data.path().join("irisctl");
+    std::fs::create_dir_all(folder.join("projects/iris")).unwrap();
+    std::fs::set_permissions(&folder, std::fs::Permissions::from_mode(0o777)).unwrap();
+    let cwd = tempfile::tempdir().unwrap();
+    let r = run(irisctl(cwd.path())
+        .arg("status")
+        .env("XDG_DATA_HOME", data.path())
+        .env("DOCKER_HOST", "unix:///nonexistent/irisctl-test.sock"));
+    r.user_error("is not safe to use: other users can write to it (mode 777)");
+    std::fs::set_permissions(&folder, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let r = run(irisctl(cwd.path())
+        .arg("status")
+        .env("XDG_DATA_HOME", data.path())
+        .env("DOCKER_HOST", "unix:///nonexistent/irisctl-test.sock"));
+    r.user_error("cannot reach the Docker engine");
 }
 
 #[test]
@@ -415,17 +625,53 @@ fn init_writes_a_working_project_and_keeps_edits() {
     ] {
         assert!(dir.path().join(f).is_file(), "{f} not written");
     }
+    let gitignore = std::fs::read_to_string(dir.path().join(".gitignore")).unwrap();
+    assert!(
+        gitignore.lines().any(|l| l == ".env") && gitignore.lines().any(|l| l == ".irisctl/"),
+        "{gitignore}"
+    );
+    // A second init says what it skipped rather than "wrote 0 file(s)".
+    let r = run(irisctl(dir.path()).arg("init"));
+    r.ok();
+    assert!(
+        r.stderr
+            .contains("file(s) were already there and identical to the built-in ones")
+            && !r.stderr.contains("added .env"),
+        "{}",
+        r.stderr
+    );
     std::fs::write(dir.path().join("monitoring/prometheus.yml"), "# mine\n").unwrap();
     let r = run(irisctl(dir.path()).arg("init"));
     r.ok();
     assert!(
-        r.stderr.contains("kept your monitoring/prometheus.yml"),
+        r.stderr.contains("kept your monitoring/prometheus.yml")
+            && r.stderr.contains(
+                "skipped 1 existing file(s) you changed: monitoring/prometheus.yml (--force overwrites them)"
+            ),
         "{}",
         r.stderr
     );
     assert_eq!(
+        std::fs::read_to_string(dir.path().join(".gitignore")).unwrap(),
+        gitignore
+    );
+    assert_eq!(
         std::fs::read_to_string(dir.path().join("monitoring/prometheus.yml")).unwrap(),
         "# mine\n"
+    );
+}
+
+#[test]
+fn init_appends_to_an_existing_gitignore() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join(".gitignore"), "target/\n/.env").unwrap();
+    let r = run(irisctl(dir.path()).arg("init"));
+    r.ok();
+    assert!(r.stderr.contains("added .irisctl/ to"), "{}", r.stderr);
+    let text = std::fs::read_to_string(dir.path().join(".gitignore")).unwrap();
+    assert!(
+        text.starts_with("target/\n/.env\n") && text.ends_with("\n.irisctl/\n"),
+        "{text}"
     );
 }
 

@@ -139,11 +139,15 @@ impl Op {
             Verb::Keep => "kept",
             Verb::Report => "reported",
         };
-        match (self.kind, &self.service) {
-            (Kind::Container | Kind::Service, Some(s)) if self.verb != Verb::Remove => {
+        match (self.kind, &self.service, self.verb) {
+            (Kind::Container | Kind::Service, Some(s), v) if v != Verb::Remove => {
                 format!("{verb} {s}")
             }
-            (kind, _) => format!("{verb} {} {}", kind_word(kind), self.object),
+            (Kind::Container, Some(_), Verb::Remove) => format!("removed duplicate {}", self.object),
+            (Kind::Container | Kind::Service, None, Verb::Remove) => {
+                format!("removed orphan {}", self.object)
+            }
+            (kind, _, _) => format!("{verb} {} {}", kind_word(kind), self.object),
         }
     }
 }

@@ -1,9 +1,11 @@
 //! Build contexts (a deterministic tar honouring `.dockerignore`) and image builds with progress.
 
 use std::collections::{BTreeMap, HashMap};
+use std::io::{Read, Write};
 use std::path::Path;
 
 use anyhow::{Context, Result};
+use bytes::Bytes;
 use futures_util::StreamExt;
 use globset::{GlobBuilder, GlobMatcher};
 use indicatif::ProgressBar;
@@ -74,52 +76,75 @@ impl Ignore {
     }
 }
 
-/// The build context as a tar archive, with the files sorted and metadata normalised. Like the
-/// docker CLI, it always sends the Dockerfile and `.dockerignore`, even when they are ignored.
-pub fn context_tar(dir: &Path, dockerfile: &str) -> Result<Vec<u8>> {
+/// One entry of a build context, in the order it is archived.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Item {
+    /// A regular file: its size when listed (the archive holds exactly that many bytes).
+    File { rel: String, size: u64, exec: bool },
+    /// A symbolic link, archived as a link with its text, as the docker CLI does. It is never
+    /// followed: a link to `/proc/self/environ` or to a folder outside the context stays a link.
+    Link {
+        rel: String,
+        target: std::path::PathBuf,
+    },
+}
+
+impl Item {
+    fn rel(&self) -> &str {
+        match self {
+            Item::File { rel, .. } | Item::Link { rel, .. } => rel,
+        }
+    }
+}
+
+/// List the context's entries, sorted, honouring `.dockerignore`. Like the docker CLI, the
+/// Dockerfile and `.dockerignore` are always sent, even when they are ignored.
+fn context_items(dir: &Path, dockerfile: &str) -> Result<Vec<Item>> {
     let ignore = match std::fs::read_to_string(dir.join(".dockerignore")) {
         Ok(text) => Ignore::parse(&text)?,
         Err(_) => Ignore::default(),
     };
-    let mut files = Vec::new();
-    collect(dir, dir, &ignore, &mut files)?;
+    let mut items = Vec::new();
+    collect(dir, dir, &ignore, &mut items)?;
     for always in [dockerfile, ".dockerignore"] {
-        if dir.join(always).is_file() && !files.iter().any(|f| f == always) {
-            files.push(always.to_string());
+        if !items.iter().any(|i| i.rel() == always) {
+            if let Some(item) = item_for(&dir.join(always), always.to_string())? {
+                items.push(item);
+            }
         }
     }
-    files.sort();
-    let mut builder = tar::Builder::new(Vec::new());
-    for rel in files {
-        let path = dir.join(&rel);
-        let data =
-            std::fs::read(&path).with_context(|| format!("cannot read `{}`", path.display()))?;
-        let mode = {
-            use std::os::unix::fs::PermissionsExt;
-            let m = std::fs::metadata(&path)?.permissions().mode();
-            if m & 0o111 != 0 {
-                0o755
-            } else {
-                0o644
-            }
-        };
-        let mut header = tar::Header::new_gnu();
-        header.set_size(data.len() as u64);
-        header.set_mode(mode);
-        header.set_mtime(MTIME);
-        header.set_uid(0);
-        header.set_gid(0);
-        header.set_entry_type(tar::EntryType::Regular);
-        builder
-            .append_data(&mut header, &rel, data.as_slice())
-            .with_context(|| format!("cannot add `{rel}` to the build context"))?;
-    }
-    builder
-        .into_inner()
-        .context("cannot finish the build context archive")
+    items.sort_by(|a, b| a.rel().cmp(b.rel()));
+    Ok(items)
 }
 
-fn collect(root: &Path, dir: &Path, ignore: &Ignore, out: &mut Vec<String>) -> Result<()> {
+/// The entry for one path, from its own metadata (a link is not followed). Sockets, FIFOs and
+/// devices are left out, as they cannot be sent.
+fn item_for(path: &Path, rel: String) -> Result<Option<Item>> {
+    use std::os::unix::fs::PermissionsExt;
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) => m,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => {
+            return Err(e).with_context(|| format!("cannot read `{}`", path.display()));
+        }
+    };
+    let kind = meta.file_type();
+    Ok(if kind.is_symlink() {
+        let target = std::fs::read_link(path)
+            .with_context(|| format!("cannot read link `{}`", path.display()))?;
+        Some(Item::Link { rel, target })
+    } else if kind.is_file() {
+        Some(Item::File {
+            rel,
+            size: meta.len(),
+            exec: meta.permissions().mode() & 0o111 != 0,
+        })
+    } else {
+        None
+    })
+}
+
+fn collect(root: &Path, dir: &Path, ignore: &Ignore, out: &mut Vec<Item>) -> Result<()> {
     let entries = std::fs::read_dir(dir)
         .with_context(|| format!("cannot read build context folder `{}`", dir.display()))?;
     for entry in entries {
@@ -129,25 +154,186 @@ fn collect(root: &Path, dir: &Path, ignore: &Ignore, out: &mut Vec<String>) -> R
             .strip_prefix(root)
             .map(|p| p.to_string_lossy().replace('\\', "/"))
             .unwrap_or_default();
-        let kind = entry.file_type()?;
-        if kind.is_dir() {
+        // `file_type` does not follow links: a link to a folder is a link, not a folder.
+        if entry.file_type()?.is_dir() {
             if ignore.excludes(&rel) && !ignore.reincludes_below(&rel) {
                 continue;
             }
             collect(root, &path, ignore, out)?;
-        } else if (kind.is_file() || kind.is_symlink() && path.is_file()) && !ignore.excludes(&rel)
-        {
-            out.push(rel);
+        } else if !ignore.excludes(&rel) {
+            out.extend(item_for(&path, rel)?);
         }
     }
     Ok(())
 }
 
-/// What decides whether an image must be rebuilt: the context, the Dockerfile name, the build
-/// args and the IDs of the base images they name.
-pub fn build_hash(tar: &[u8], build: &Build, base_ids: &BTreeMap<String, String>) -> String {
+/// Reads exactly `size` bytes of a file: a file that shrinks or grows while it is archived is
+/// an error rather than a corrupt archive.
+struct Exact<R> {
+    inner: std::io::Take<R>,
+    left: u64,
+    path: std::path::PathBuf,
+}
+
+impl<R: Read> Read for Exact<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n == 0 && self.left > 0 && !buf.is_empty() {
+            return Err(std::io::Error::other(format!(
+                "`{}` shrank while it was being read",
+                self.path.display()
+            )));
+        }
+        self.left -= n as u64;
+        Ok(n)
+    }
+}
+
+/// Write the context's tar to `out`, file by file (no file is held in memory). The files are
+/// sorted and their metadata normalised, so the same files give the same bytes.
+fn write_tar<W: Write>(dir: &Path, items: &[Item], out: W) -> Result<W> {
+    let mut builder = tar::Builder::new(out);
+    builder.follow_symlinks(false);
+    for item in items {
+        let mut header = tar::Header::new_gnu();
+        header.set_mtime(MTIME);
+        header.set_uid(0);
+        header.set_gid(0);
+        match item {
+            Item::File { rel, size, exec } => {
+                let path = dir.join(rel);
+                let file = std::fs::File::open(&path)
+                    .with_context(|| format!("cannot read `{}`", path.display()))?;
+                header.set_size(*size);
+                header.set_mode(if *exec { 0o755 } else { 0o644 });
+                header.set_entry_type(tar::EntryType::Regular);
+                let reader = Exact {
+                    inner: file.take(*size),
+                    left: *size,
+                    path: path.clone(),
+                };
+                builder
+                    .append_data(&mut header, rel, reader)
+                    .with_context(|| format!("cannot add `{rel}` to the build context"))?;
+            }
+            Item::Link { rel, target } => {
+                header.set_size(0);
+                header.set_mode(0o777);
+                header.set_entry_type(tar::EntryType::Symlink);
+                builder
+                    .append_link(&mut header, rel, target)
+                    .with_context(|| format!("cannot add link `{rel}` to the build context"))?;
+            }
+        }
+    }
+    builder
+        .into_inner()
+        .context("cannot finish the build context archive")
+}
+
+/// A writer that feeds what passes through it to a SHA-256.
+struct Hashing<W> {
+    inner: W,
+    hash: Sha256,
+}
+
+impl<W: Write> Write for Hashing<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hash.update(&buf[..n]);
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// The build context as a tar archive in memory (small contexts and tests; builds stream it).
+pub fn context_tar(dir: &Path, dockerfile: &str) -> Result<Vec<u8>> {
+    write_tar(dir, &context_items(dir, dockerfile)?, Vec::new())
+}
+
+/// The SHA-256 of the context's tar, computed by streaming it through the hash: memory stays
+/// small however large the files are.
+pub fn context_digest(dir: &Path, dockerfile: &str) -> Result<[u8; 32]> {
+    let items = context_items(dir, dockerfile)?;
+    let out = Hashing {
+        inner: std::io::sink(),
+        hash: Sha256::new(),
+    };
+    let out = write_tar(dir, &items, std::io::BufWriter::with_capacity(CHUNK, out))?;
+    let out = out
+        .into_inner()
+        .map_err(|e| anyhow::anyhow!("cannot hash the build context: {}", e.error()))?;
+    Ok(out.hash.finalize().into())
+}
+
+/// Bytes per chunk sent to the engine, and how many chunks may wait: at most about 1 MiB of
+/// the context is in memory at a time.
+const CHUNK: usize = 128 * 1024;
+const CHUNKS_IN_FLIGHT: usize = 8;
+
+/// Sends what is written to it as chunks into a channel (from a blocking thread).
+struct ChannelWriter {
+    tx: tokio::sync::mpsc::Sender<std::io::Result<Bytes>>,
+}
+
+impl Write for ChannelWriter {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.tx
+            .blocking_send(Ok(Bytes::copy_from_slice(buf)))
+            .map_err(|_| {
+                std::io::Error::new(
+                    std::io::ErrorKind::BrokenPipe,
+                    "the engine stopped reading the build context",
+                )
+            })?;
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// The context's tar as a stream of chunks, written on a blocking thread as the receiver reads
+/// it, and the task's outcome (which names the file when writing failed).
+pub fn context_stream(
+    dir: &Path,
+    dockerfile: &str,
+) -> (
+    impl futures_util::Stream<Item = std::io::Result<Bytes>> + Send + 'static,
+    tokio::task::JoinHandle<Result<()>>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::channel::<std::io::Result<Bytes>>(CHUNKS_IN_FLIGHT);
+    let (dir, dockerfile) = (dir.to_path_buf(), dockerfile.to_string());
+    let task = tokio::task::spawn_blocking(move || {
+        let result = context_items(&dir, &dockerfile).and_then(|items| {
+            let out = std::io::BufWriter::with_capacity(CHUNK, ChannelWriter { tx: tx.clone() });
+            let mut out = write_tar(&dir, &items, out)?;
+            out.flush().context("cannot send the build context")?;
+            Ok(())
+        });
+        if let Err(e) = &result {
+            // Make the request fail rather than send a truncated context as if it were whole.
+            let _ = tx.blocking_send(Err(std::io::Error::other(format!("{e:#}"))));
+        }
+        result
+    });
+    let stream = futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|chunk| (chunk, rx))
+    });
+    (stream, task)
+}
+
+/// What decides whether an image must be rebuilt: the context (the SHA-256 of its tar), the
+/// Dockerfile name, the build args and the IDs of the base images they name.
+pub fn build_hash(
+    context_digest: &[u8; 32],
+    build: &Build,
+    base_ids: &BTreeMap<String, String>,
+) -> String {
     let mut h = Sha256::new();
-    h.update(Sha256::digest(tar));
+    h.update(context_digest);
     h.update(build.dockerfile.as_bytes());
     for (k, v) in &build.args {
         h.update(format!("\0{k}={v}"));
@@ -168,35 +354,28 @@ pub fn base_images(build: &Build) -> Vec<String> {
         .collect()
 }
 
-/// The context as a list of files with a digest of each (mode and content): what the build
-/// hash covers and what the image records, so a later run can name the files that changed
-/// without building.
+/// The context as a list of entries with a digest of each (mode and content, or a link's
+/// text): what the image records, so a later run can name the files that changed without
+/// building.
 pub fn manifest(dir: &Path, dockerfile: &str) -> Result<BTreeMap<String, String>> {
-    let ignore = match std::fs::read_to_string(dir.join(".dockerignore")) {
-        Ok(text) => Ignore::parse(&text)?,
-        Err(_) => Ignore::default(),
-    };
-    let mut files = Vec::new();
-    collect(dir, dir, &ignore, &mut files)?;
-    for always in [dockerfile, ".dockerignore"] {
-        if dir.join(always).is_file() && !files.iter().any(|f| f == always) {
-            files.push(always.to_string());
-        }
-    }
     let mut out = BTreeMap::new();
-    for rel in files {
-        let path = dir.join(&rel);
+    for item in context_items(dir, dockerfile)? {
         let mut h = Sha256::new();
-        let mut file = std::fs::File::open(&path)
-            .with_context(|| format!("cannot read `{}`", path.display()))?;
-        let exec = {
-            use std::os::unix::fs::PermissionsExt;
-            file.metadata()?.permissions().mode() & 0o111 != 0
-        };
-        h.update(if exec { b"755" } else { b"644" });
-        std::io::copy(&mut file, &mut h)
-            .with_context(|| format!("cannot read `{}`", path.display()))?;
-        out.insert(rel, format!("{:x}", h.finalize())[..16].to_string());
+        match &item {
+            Item::File { rel, exec, .. } => {
+                let path = dir.join(rel);
+                let mut file = std::fs::File::open(&path)
+                    .with_context(|| format!("cannot read `{}`", path.display()))?;
+                h.update(if *exec { b"755" } else { b"644" });
+                std::io::copy(&mut file, &mut h)
+                    .with_context(|| format!("cannot read `{}`", path.display()))?;
+            }
+            Item::Link { target, .. } => {
+                h.update(b"link:");
+                h.update(target.to_string_lossy().as_bytes());
+            }
+        }
+        out.insert(item.rel().to_string(), format!("{:x}", h.finalize())[..16].to_string());
     }
     Ok(out)
 }
@@ -205,23 +384,20 @@ pub fn manifest(dir: &Path, dockerfile: &str) -> Result<BTreeMap<String, String>
 /// `io.irisctl.build-record`).
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct BuildRecord {
-    /// Context file → digest.
+    /// Context entry → digest.
     pub files: BTreeMap<String, String>,
     pub dockerfile: String,
     pub args: BTreeMap<String, String>,
     /// Base image → its ID (empty when it is not on the host yet).
     pub bases: BTreeMap<String, String>,
+    /// The SHA-256 of the context's tar.
+    #[serde(skip)]
+    pub digest: [u8; 32],
 }
 
 impl BuildRecord {
     pub fn hash(&self, build: &Build) -> String {
-        build_hash(
-            serde_json::to_string(&self.files)
-                .unwrap_or_default()
-                .as_bytes(),
-            build,
-            &self.bases,
-        )
+        build_hash(&self.digest, build, &self.bases)
     }
 
     pub fn label(&self) -> String {
@@ -254,16 +430,10 @@ pub fn rebuild_cause(old: Option<&BuildRecord>, new: &BuildRecord) -> String {
             String::new()
         };
         files.truncate(5);
-        why.push(format!(
-            "build context changed ({}{more})",
-            files.join(", ")
-        ));
+        why.push(format!("build context changed ({}{more})", files.join(", ")));
     }
     if old.dockerfile != new.dockerfile {
-        why.push(format!(
-            "Dockerfile {} → {}",
-            old.dockerfile, new.dockerfile
-        ));
+        why.push(format!("Dockerfile {} → {}", old.dockerfile, new.dockerfile));
     }
     let args: Vec<&str> = new
         .args
@@ -290,14 +460,9 @@ pub fn rebuild_cause(old: Option<&BuildRecord>, new: &BuildRecord) -> String {
     }
 }
 
-/// The build inputs of a service: its context manifest and the IDs of its base images.
-/// `pull` fetches absent base images first (a dry run does not).
-pub async fn inputs(
-    engine: &Engine,
-    service: &str,
-    build: &Build,
-    pull: bool,
-) -> Result<BuildRecord> {
+/// The build inputs of a service: its context (digest and manifest) and the IDs of its base
+/// images. `pull` fetches absent base images first (a dry run does not).
+pub async fn inputs(engine: &Engine, service: &str, build: &Build, pull: bool) -> Result<BuildRecord> {
     if !build.context.join(&build.dockerfile).is_file() {
         return Err(hinted(
             format!("stack file `{}` is missing (the build context of `{service}`)", build.context.join(&build.dockerfile).display()),
@@ -305,9 +470,14 @@ pub async fn inputs(
         ));
     }
     let (context, dockerfile) = (build.context.clone(), build.dockerfile.clone());
-    let files = tokio::task::spawn_blocking(move || manifest(&context, &dockerfile))
-        .await
-        .context("build context task failed")??;
+    let (digest, files) = tokio::task::spawn_blocking(move || {
+        Ok::<_, anyhow::Error>((
+            context_digest(&context, &dockerfile)?,
+            manifest(&context, &dockerfile)?,
+        ))
+    })
+    .await
+    .context("build context task failed")??;
     let mut bases = BTreeMap::new();
     for base in base_images(build) {
         if pull {
@@ -323,28 +493,19 @@ pub async fn inputs(
         dockerfile: build.dockerfile.clone(),
         args: build.args.clone(),
         bases,
+        digest,
     })
 }
 
 /// Is the image current for these inputs?
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Check {
-    Current {
-        image_id: String,
-    },
+    Current { image_id: String },
     /// `exists`: an older image of the tag is there (a rebuild, not a first build).
-    Needed {
-        exists: bool,
-        cause: String,
-    },
+    Needed { exists: bool, cause: String },
 }
 
-pub async fn check(
-    engine: &Engine,
-    tag: &str,
-    build: &Build,
-    record: &BuildRecord,
-) -> Result<Check> {
+pub async fn check(engine: &Engine, tag: &str, build: &Build, record: &BuildRecord) -> Result<Check> {
     let Some(existing) = engine.image_exists(tag).await? else {
         return Ok(Check::Needed {
             exists: false,
@@ -376,7 +537,8 @@ pub struct Built {
     pub rebuilt: bool,
 }
 
-/// Build `tag` from `build` unless an image with the same build hash exists.
+/// Build `tag` from `build` unless an image with the same build hash exists. The context is
+/// hashed in a first pass and streamed to the engine in a second, never held whole in memory.
 pub async fn build_image(
     engine: &Engine,
     service: &str,
@@ -394,10 +556,6 @@ pub async fn build_image(
         });
     }
     let hash = record.hash(build);
-    let (context, dockerfile) = (build.context.clone(), build.dockerfile.clone());
-    let tar = tokio::task::spawn_blocking(move || context_tar(&context, &dockerfile))
-        .await
-        .context("build context task failed")??;
 
     let options = bollard::query_parameters::BuildImageOptions {
         dockerfile: build.dockerfile.clone(),
@@ -418,7 +576,8 @@ pub async fn build_image(
         ])),
         ..Default::default()
     };
-    let body = futures_util::stream::once(async move { bytes::Bytes::from(tar) });
+    // Second pass: stream the context to the engine as it is written.
+    let (body, sender) = context_stream(&build.context, &build.dockerfile);
     let mut stream = std::pin::pin!(engine.build_image(options, body));
     let mut tail: Vec<String> = Vec::new();
     let mut step = String::new();
@@ -427,6 +586,11 @@ pub async fn build_image(
         let info = match item {
             Ok(info) => info,
             Err(e) => {
+                drop(stream);
+                // A context that could not be read fails the request: name the file instead.
+                if let Some(err) = context_error(sender).await {
+                    return Err(err);
+                }
                 return Err(build_failed(service, tag, &step, &root_message(&e), &tail));
             }
         };
@@ -450,22 +614,47 @@ pub async fn build_image(
             return Err(build_failed(service, tag, &step, &message, &tail));
         }
     }
+    drop(stream);
+    if let Some(err) = context_error(sender).await {
+        return Err(err);
+    }
     let image_id = match image_id {
         Some(id) => id,
         None => engine.image_id(tag).await?.ok_or_else(|| {
-            build_failed(
-                service,
-                tag,
-                &step,
-                "the build ended without an image",
-                &tail,
-            )
-        })?,
+                build_failed(
+                    service,
+                    tag,
+                    &step,
+                    "the build ended without an image",
+                    &tail,
+                )
+            })?,
     };
     bar.finish_with_message(format!("built {tag}"));
     Ok(Built {
         image_id,
         rebuilt: true,
+    })
+}
+
+/// The error of the task that wrote the context, unless it only stopped because the engine
+/// stopped reading. It is not waited for long: if the engine answered without reading the whole
+/// context and the request body is still held somewhere, the engine's own error is the story.
+async fn context_error(sender: tokio::task::JoinHandle<Result<()>>) -> Option<anyhow::Error> {
+    let err = match tokio::time::timeout(std::time::Duration::from_secs(5), sender).await {
+        Err(_) | Ok(Ok(Ok(()))) => return None,
+        Ok(Ok(Err(e))) => e,
+        Ok(Err(e)) => anyhow::anyhow!("the build context task failed: {e}"),
+    };
+    let broken_pipe = err.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    });
+    (!broken_pipe).then(|| {
+        hinted(
+            format!("cannot send the build context: {err:#}"),
+            "make every file of the build context readable by this user, or list it in `.dockerignore`",
+        )
     })
 }
 
@@ -550,6 +739,147 @@ mod tests {
         assert_ne!(one, context_tar(p, "Dockerfile").unwrap());
     }
 
+    /// (path, entry type, link text, content) of every entry.
+    fn tar_entries(tar: &[u8]) -> Vec<(String, tar::EntryType, Option<String>, Vec<u8>)> {
+        let mut a = tar::Archive::new(tar);
+        a.entries()
+            .unwrap()
+            .map(|e| {
+                let mut e = e.unwrap();
+                let path = e.path().unwrap().to_string_lossy().to_string();
+                let kind = e.header().entry_type();
+                let link = e
+                    .link_name()
+                    .unwrap()
+                    .map(|l| l.to_string_lossy().to_string());
+                let mut data = Vec::new();
+                e.read_to_end(&mut data).unwrap();
+                (path, kind, link, data)
+            })
+            .collect()
+    }
+
+    fn context_with_dockerfile() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("Dockerfile"), "FROM scratch\n").unwrap();
+        dir
+    }
+
+    #[test]
+    fn a_link_to_a_file_outside_is_archived_as_a_link_not_its_content() {
+        let outside = tempfile::tempdir().unwrap();
+        let secret = outside.path().join("secret.txt");
+        std::fs::write(&secret, "TOP-SECRET-CONTENT").unwrap();
+        let dir = context_with_dockerfile();
+        std::os::unix::fs::symlink(&secret, dir.path().join("env.txt")).unwrap();
+        std::os::unix::fs::symlink("/proc/self/environ", dir.path().join("environ")).unwrap();
+        let tar = context_tar(dir.path(), "Dockerfile").unwrap();
+        let entries = tar_entries(&tar);
+        let find = |name: &str| entries.iter().find(|e| e.0 == name).cloned();
+        let (_, kind, link, data) = find("env.txt").expect("env.txt is archived");
+        assert_eq!(kind, tar::EntryType::Symlink);
+        assert_eq!(link.as_deref(), Some(secret.to_str().unwrap()));
+        assert!(data.is_empty());
+        let (_, kind, link, _) = find("environ").expect("environ is archived");
+        assert_eq!(kind, tar::EntryType::Symlink);
+        assert_eq!(link.as_deref(), Some("/proc/self/environ"));
+        let needle = b"TOP-SECRET-CONTENT";
+        assert!(
+            !tar.windows(needle.len()).any(|w| w == needle),
+            "the link's target was read into the context"
+        );
+    }
+
+    #[test]
+    fn a_linked_folder_is_archived_as_a_link() {
+        let outside = tempfile::tempdir().unwrap();
+        std::fs::write(outside.path().join("inner.txt"), "inner").unwrap();
+        let dir = context_with_dockerfile();
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("linked")).unwrap();
+        // A dangling link is sent too, as docker does.
+        std::os::unix::fs::symlink("nowhere", dir.path().join("dangling")).unwrap();
+        let entries = tar_entries(&context_tar(dir.path(), "Dockerfile").unwrap());
+        let names: Vec<_> = entries.iter().map(|e| e.0.as_str()).collect();
+        assert_eq!(names, ["Dockerfile", "dangling", "linked"]);
+        assert_eq!(entries[2].1, tar::EntryType::Symlink);
+        assert_eq!(
+            entries[2].2.as_deref(),
+            Some(outside.path().to_str().unwrap())
+        );
+        assert_eq!(entries[1].1, tar::EntryType::Symlink);
+        assert_eq!(entries[1].2.as_deref(), Some("nowhere"));
+    }
+
+    #[test]
+    fn the_hash_changes_with_a_link_text() {
+        let dir = context_with_dockerfile();
+        std::fs::write(dir.path().join("a"), "same").unwrap();
+        std::fs::write(dir.path().join("b"), "same").unwrap();
+        std::os::unix::fs::symlink("a", dir.path().join("link")).unwrap();
+        let one = context_digest(dir.path(), "Dockerfile").unwrap();
+        assert_eq!(one, context_digest(dir.path(), "Dockerfile").unwrap());
+        // The streamed hash is the hash of the archive's bytes.
+        let whole: [u8; 32] = Sha256::digest(context_tar(dir.path(), "Dockerfile").unwrap()).into();
+        assert_eq!(one, whole);
+        std::fs::remove_file(dir.path().join("link")).unwrap();
+        std::os::unix::fs::symlink("b", dir.path().join("link")).unwrap();
+        assert_ne!(one, context_digest(dir.path(), "Dockerfile").unwrap());
+    }
+
+    #[test]
+    fn ignored_links_are_left_out() {
+        let dir = context_with_dockerfile();
+        std::fs::write(dir.path().join(".dockerignore"), "secrets\n").unwrap();
+        std::os::unix::fs::symlink("/etc", dir.path().join("secrets")).unwrap();
+        assert_eq!(
+            tar_names(&context_tar(dir.path(), "Dockerfile").unwrap()),
+            [".dockerignore", "Dockerfile"]
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_streamed_context_is_the_same_archive() {
+        let dir = context_with_dockerfile();
+        std::fs::create_dir(dir.path().join("src")).unwrap();
+        // Larger than a chunk, so it spans several.
+        let big: Vec<u8> = (0..(3 * CHUNK + 17)).map(|i| (i % 251) as u8).collect();
+        std::fs::write(dir.path().join("src/big.bin"), &big).unwrap();
+        std::os::unix::fs::symlink("big.bin", dir.path().join("src/link")).unwrap();
+        let (stream, task) = context_stream(dir.path(), "Dockerfile");
+        let chunks: Vec<_> = stream.collect().await;
+        task.await.unwrap().unwrap();
+        let streamed: Vec<u8> = chunks
+            .into_iter()
+            .flat_map(|c| c.unwrap().to_vec())
+            .collect();
+        assert_eq!(streamed, context_tar(dir.path(), "Dockerfile").unwrap());
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_unreadable_context_fails_the_stream() {
+        let dir = context_with_dockerfile();
+        // A folder the walk cannot read (root reads everything, so use a missing context).
+        let missing = dir.path().join("missing");
+        let (stream, task) = context_stream(&missing, "Dockerfile");
+        let chunks: Vec<_> = stream.collect().await;
+        assert!(chunks.last().is_some_and(|c| c.is_err()));
+        let err = task.await.unwrap().unwrap_err();
+        assert!(format!("{err:#}").contains("cannot read build context folder"));
+    }
+
+    #[test]
+    fn a_file_that_shrinks_while_archived_is_an_error_not_a_corrupt_archive() {
+        let dir = context_with_dockerfile();
+        std::fs::write(dir.path().join("data"), "0123456789").unwrap();
+        let items = context_items(dir.path(), "Dockerfile").unwrap();
+        std::fs::write(dir.path().join("data"), "01234").unwrap();
+        let e = write_tar(dir.path(), &items, Vec::new()).unwrap_err();
+        assert!(
+            format!("{e:#}").contains("shrank while it was being read"),
+            "{e:#}"
+        );
+    }
+
     #[test]
     fn build_hash_covers_args_and_bases() {
         let b = Build {
@@ -558,13 +888,14 @@ mod tests {
             args: BTreeMap::from([("PYTHON_IMAGE".into(), "py:1".into())]),
         };
         let ids = BTreeMap::from([("py:1".to_string(), "sha256:1".to_string())]);
-        let h = build_hash(b"t", &b, &ids);
-        assert_ne!(h, build_hash(b"u", &b, &ids));
+        let (t, u) = ([1u8; 32], [2u8; 32]);
+        let h = build_hash(&t, &b, &ids);
+        assert_ne!(h, build_hash(&u, &b, &ids));
         let ids2 = BTreeMap::from([("py:1".to_string(), "sha256:2".to_string())]);
-        assert_ne!(h, build_hash(b"t", &b, &ids2));
+        assert_ne!(h, build_hash(&t, &b, &ids2));
         let mut b2 = b.clone();
         b2.args.insert("PYTHON_IMAGE".into(), "py:2".into());
-        assert_ne!(h, build_hash(b"t", &b2, &ids));
+        assert_ne!(h, build_hash(&t, &b2, &ids));
         assert_eq!(base_images(&b), ["py:1"]);
     }
 }

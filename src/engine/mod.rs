@@ -214,11 +214,11 @@ impl Engine {
     pub fn build_image(
         &self,
         options: bollard::query_parameters::BuildImageOptions,
-        context: impl futures_util::Stream<Item = bytes::Bytes> + Send + 'static,
+        context: impl futures_util::Stream<Item = std::io::Result<bytes::Bytes>> + Send + 'static,
     ) -> impl futures_util::Stream<Item = Result<bollard::models::BuildInfo, BollardError>> + '_
     {
         self.docker
-            .build_image(options, None, Some(bollard::body_stream(context)))
+            .build_image(options, None, Some(bollard::body_try_stream(context)))
     }
 
     pub async fn remove_image(&self, reference: &str) -> Result<ImageRemoval> {

@@ -143,7 +143,9 @@ impl Op {
             (Kind::Container | Kind::Service, Some(s), v) if v != Verb::Remove => {
                 format!("{verb} {s}")
             }
-            (Kind::Container, Some(_), Verb::Remove) => format!("removed duplicate {}", self.object),
+            (Kind::Container, Some(_), Verb::Remove) => {
+                format!("removed duplicate {}", self.object)
+            }
             (Kind::Container | Kind::Service, None, Verb::Remove) => {
                 format!("removed orphan {}", self.object)
             }

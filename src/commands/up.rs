@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 
 use super::Ctx;
-use crate::backend::plan::Plan;
+use crate::backend::plan::{Kind, Plan, Verb};
 use crate::backend::{images, Backend, Target};
 use crate::error::hinted;
 use crate::output::Format;
@@ -110,7 +110,7 @@ pub async fn run(ctx: &Ctx, opts: UpOptions) -> Result<()> {
         stack.project,
         started.elapsed().as_secs_f64()
     ));
-    printer.data(&urls_table(ctx, opts.target));
+    printer.data(&urls_table(ctx, &stack));
     Ok(())
 }
 
@@ -176,7 +176,7 @@ async fn probe_published(ctx: &Ctx, stack: &Stack) -> Result<()> {
     Ok(())
 }
 
-fn urls_table(ctx: &Ctx, target: Target) -> String {
+fn urls_table(ctx: &Ctx, stack: &Stack) -> String {
     let host = ctx.settings.client_host();
     let p = &ctx.settings.ports;
     let mut table = tabled::builder::Builder::default();
@@ -185,10 +185,12 @@ fn urls_table(ctx: &Ctx, target: Target) -> String {
         "web UI".to_string(),
         format!("http://{host}:{}/", p.frontend),
     ]);
-    // On Swarm the replicated API is reached through the web UI's proxy only.
-    let docs = match target {
-        Target::Docker => format!("http://{host}:{}/docs", p.api),
-        Target::Swarm => format!("http://{host}:{}/api/docs", p.frontend),
+    // An API the stack does not publish (replicated on Swarm) is reached through the web UI's proxy.
+    let api_published = stack.service("api").is_some_and(|s| !s.ports.is_empty());
+    let docs = if api_published {
+        format!("http://{host}:{}/docs", p.api)
+    } else {
+        format!("http://{host}:{}/api/docs", p.frontend)
     };
     table.push_record(["API docs".to_string(), docs]);
     table.push_record([

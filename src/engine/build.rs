@@ -375,7 +375,10 @@ pub fn manifest(dir: &Path, dockerfile: &str) -> Result<BTreeMap<String, String>
                 h.update(target.to_string_lossy().as_bytes());
             }
         }
-        out.insert(item.rel().to_string(), format!("{:x}", h.finalize())[..16].to_string());
+        out.insert(
+            item.rel().to_string(),
+            format!("{:x}", h.finalize())[..16].to_string(),
+        );
     }
     Ok(out)
 }
@@ -430,10 +433,16 @@ pub fn rebuild_cause(old: Option<&BuildRecord>, new: &BuildRecord) -> String {
             String::new()
         };
         files.truncate(5);
-        why.push(format!("build context changed ({}{more})", files.join(", ")));
+        why.push(format!(
+            "build context changed ({}{more})",
+            files.join(", ")
+        ));
     }
     if old.dockerfile != new.dockerfile {
-        why.push(format!("Dockerfile {} → {}", old.dockerfile, new.dockerfile));
+        why.push(format!(
+            "Dockerfile {} → {}",
+            old.dockerfile, new.dockerfile
+        ));
     }
     let args: Vec<&str> = new
         .args
@@ -462,7 +471,12 @@ pub fn rebuild_cause(old: Option<&BuildRecord>, new: &BuildRecord) -> String {
 
 /// The build inputs of a service: its context (digest and manifest) and the IDs of its base
 /// images. `pull` fetches absent base images first (a dry run does not).
-pub async fn inputs(engine: &Engine, service: &str, build: &Build, pull: bool) -> Result<BuildRecord> {
+pub async fn inputs(
+    engine: &Engine,
+    service: &str,
+    build: &Build,
+    pull: bool,
+) -> Result<BuildRecord> {
     if !build.context.join(&build.dockerfile).is_file() {
         return Err(hinted(
             format!("stack file `{}` is missing (the build context of `{service}`)", build.context.join(&build.dockerfile).display()),
@@ -500,12 +514,22 @@ pub async fn inputs(engine: &Engine, service: &str, build: &Build, pull: bool) -
 /// Is the image current for these inputs?
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Check {
-    Current { image_id: String },
+    Current {
+        image_id: String,
+    },
     /// `exists`: an older image of the tag is there (a rebuild, not a first build).
-    Needed { exists: bool, cause: String },
+    Needed {
+        exists: bool,
+        cause: String,
+    },
 }
 
-pub async fn check(engine: &Engine, tag: &str, build: &Build, record: &BuildRecord) -> Result<Check> {
+pub async fn check(
+    engine: &Engine,
+    tag: &str,
+    build: &Build,
+    record: &BuildRecord,
+) -> Result<Check> {
     let Some(existing) = engine.image_exists(tag).await? else {
         return Ok(Check::Needed {
             exists: false,
@@ -621,14 +645,14 @@ pub async fn build_image(
     let image_id = match image_id {
         Some(id) => id,
         None => engine.image_id(tag).await?.ok_or_else(|| {
-                build_failed(
-                    service,
-                    tag,
-                    &step,
-                    "the build ended without an image",
-                    &tail,
-                )
-            })?,
+            build_failed(
+                service,
+                tag,
+                &step,
+                "the build ended without an image",
+                &tail,
+            )
+        })?,
     };
     bar.finish_with_message(format!("built {tag}"));
     Ok(Built {

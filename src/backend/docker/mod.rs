@@ -250,7 +250,6 @@ impl Docker {
                 }
                 // Orphans go first; a service's extra containers go with its wave.
                 (Kind::Container, Verb::Remove) if op.service.is_none() => {
-                    printer.info(format!("removing orphan container {}", op.object));
                     self.engine
                         .remove_container(op.id.as_deref().unwrap_or(&op.object), &op.object)
                         .await?;

@@ -90,6 +90,7 @@ mod tests {
     /// In a git checkout the binary embeds exactly what git tracks under the stack folders:
     /// an untracked local file (a note, a `.env`, a virtualenv) is never shipped.
     #[test]
+    #[allow(clippy::print_stderr)]
     fn embedded_files_are_exactly_the_tracked_ones() {
         let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
         if !manifest.join(".git").exists() {

@@ -45,15 +45,14 @@ pub async fn run(ctx: &Ctx, opts: UpOptions) -> Result<()> {
         .map(|(k, v)| (k.clone(), Some(v.clone())))
         .collect();
     let plan = backend.plan(&stack, &known, opts.remove_orphans).await?;
-    for op in plan
-        .ops
-        .iter()
-        .filter(|o| o.verb == crate::backend::plan::Verb::Report)
-    {
-        printer.warn(format!(
-            "container `{}` belongs to project `{}` but to no service of it; `irisctl up --remove-orphans` removes it",
-            op.object, stack.project
-        ));
+    for op in plan.ops.iter().filter(|o| o.verb == Verb::Report) {
+        printer.warn(match op.kind {
+            Kind::Container => format!(
+                "container `{}` belongs to project `{}` but to no service of it; `irisctl up --remove-orphans` removes it",
+                op.object, stack.project
+            ),
+            _ => op.text(),
+        });
     }
     let done = backend
         .apply(
@@ -89,15 +88,10 @@ pub async fn run(ctx: &Ctx, opts: UpOptions) -> Result<()> {
 
     let summary: Vec<String> = built
         .iter()
-        .chain(done.iter().filter(|o| {
-            !matches!(
-                o.kind,
-                crate::backend::plan::Kind::Network
-                    | crate::backend::plan::Kind::Volume
-                    | crate::backend::plan::Kind::Config
-                    | crate::backend::plan::Kind::Secret
-            )
-        }))
+        .chain(
+            done.iter()
+                .filter(|o| matches!(o.kind, Kind::Container | Kind::Service)),
+        )
         .map(|o| o.done_text())
         .collect();
     let summary = if summary.is_empty() {

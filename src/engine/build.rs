@@ -602,7 +602,7 @@ pub async fn build_image(
     };
     // Second pass: stream the context to the engine as it is written.
     let (body, sender) = context_stream(&build.context, &build.dockerfile);
-    let mut stream = std::pin::pin!(engine.build_image(options, body));
+    let mut stream = Box::pin(engine.build_image(options, body));
     let mut tail: Vec<String> = Vec::new();
     let mut step = String::new();
     let mut image_id = None;

@@ -62,6 +62,19 @@ pub struct Observation {
     pub orphans: Vec<String>,
 }
 
+impl Target {
+    /// A warning about the exposure this target implies with this bind address, if any.
+    pub fn exposure_warning(self, bind: std::net::IpAddr) -> Option<String> {
+        match self {
+            Target::Docker if bind.is_unspecified() => Some(format!(
+                "publishing on {bind} makes the API, Prometheus and Grafana reachable from other hosts"
+            )),
+            Target::Docker => None,
+            Target::Swarm => Some(swarm::EXPOSURE_WARNING.to_string()),
+        }
+    }
+}
+
 impl Backend {
     /// Connect to the engine for `target`; Swarm refuses unless the engine is a manager.
     pub async fn connect(target: Target) -> Result<Backend> {
@@ -84,20 +97,6 @@ impl Backend {
         match self {
             Backend::Docker(_) => stack.clone(),
             Backend::Swarm(_) => stack.swarm_form(),
-        }
-    }
-
-    /// A warning about exposure this backend implies, if any.
-    pub fn exposure_warning(&self, stack: &Stack, bind: std::net::IpAddr) -> Option<String> {
-        match self {
-            Backend::Docker(_) if bind.is_unspecified() => Some(format!(
-                "publishing on {bind} makes the API, Prometheus and Grafana reachable from other hosts"
-            )),
-            Backend::Docker(_) => None,
-            Backend::Swarm(_) => {
-                let _ = stack;
-                Some(swarm::EXPOSURE_WARNING.to_string())
-            }
         }
     }
 

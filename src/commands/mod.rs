@@ -60,7 +60,7 @@ impl Ctx {
         if let Some(missing) = crate::assets::missing_marker(dir) {
             return Err(hinted(
                 format!(
-                    "stack file `{}` is missing from project directory `{}`, so there is nothing to plan against yet",
+                    "stack file `{}` is missing from project directory `{}`",
                     missing,
                     dir.display()
                 ),

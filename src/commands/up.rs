@@ -28,16 +28,20 @@ pub async fn run(ctx: &Ctx, opts: UpOptions) -> Result<()> {
     if let Some(format) = opts.dry_run {
         return dry_run(ctx, &opts, format).await;
     }
-    ctx.ensure_stack_files()?;
-    let password = ctx.ensure_grafana_password()?;
     let printer = &ctx.printer;
-    let backend = Backend::connect(opts.target).await?;
-    let stack = backend.form(&Stack::from_settings(&ctx.settings));
-    if let Some(w) = backend.exposure_warning(&stack, ctx.settings.bind) {
+    if !ctx.embedded {
+        ctx.check_stack_files()?;
+    }
+    if let Some(w) = opts.target.exposure_warning(ctx.settings.bind) {
         printer.warn(w);
     }
+    let backend = Backend::connect(opts.target).await?;
+    let stack = backend.form(&Stack::from_settings(&ctx.settings));
     printer.set_phase("checking host ports");
     backend.preflight(&stack).await?;
+    // Nothing is written before the engine has been reached and the preflight passed.
+    ctx.ensure_stack_files()?;
+    let password = ctx.ensure_grafana_password()?;
     printer.set_phase("building images");
     let (built, image_ids) = images::ensure(backend.engine(), &stack, printer).await?;
     let known = image_ids

@@ -30,6 +30,9 @@ pub struct Printer {
     progress: bool,
     /// What the command is doing now, for the message after an interruption.
     phase: std::sync::Arc<std::sync::Mutex<String>>,
+    /// Test hook (`IRISCTL_TEST_HOLD_AT`): a phase at whose start the command waits, so that a
+    /// test can interrupt it at a known point.
+    hold_at: Option<String>,
 }
 
 impl Printer {
@@ -41,13 +44,25 @@ impl Printer {
             color,
             progress: stderr_tty && verbosity != Verbosity::Quiet,
             phase: Default::default(),
+            hold_at: std::env::var("IRISCTL_TEST_HOLD_AT")
+                .ok()
+                .filter(|v| !v.is_empty()),
         }
     }
 
-    /// Record what the command is doing now (shown if it is interrupted).
-    pub fn set_phase(&self, phase: impl Into<String>) {
+    /// Enter a phase: record what the command is doing now (shown if it is interrupted).
+    pub async fn enter(&self, phase: impl Into<String>) {
+        let phase = phase.into();
         if let Ok(mut p) = self.phase.lock() {
-            *p = phase.into();
+            p.clone_from(&phase);
+        }
+        if self
+            .hold_at
+            .as_ref()
+            .is_some_and(|h| phase.starts_with(h.as_str()))
+        {
+            eprintln!("irisctl-test: holding at {phase}");
+            std::future::pending::<()>().await;
         }
     }
 

@@ -1,11 +1,16 @@
-//! Ctrl-C delivered to `irisctl up` at many points (building, creating, starting, waiting,
-//! provisioning): it stops promptly, says what it was doing, and the next `up` converges to a
-//! healthy stack with no orphan container, no second network and no leftover build container.
-//! `INTERRUPT_POINTS` sets how many points (default 6; `INTERRUPT_POINTS=24 cargo test --test interrupt` for the full sweep).
+//! Ctrl-C delivered to `irisctl up` in each of its phases (checking ports, building, creating,
+//! waiting for a dependency, starting the dependent, waiting for health, probing, provisioning
+//! Grafana): it stops within 3 s with exit code 130, says which phase it was in, and the next
+//! `up` converges to a healthy stack with no orphan container, no second network and no
+//! leftover build container. The points are deterministic: a test-only hook
+//! (`IRISCTL_TEST_HOLD_AT=<phase>`) makes `up` wait at the start of the phase and say so, and
+//! the signal is sent only then.
 
 mod common;
 
+use std::io::{BufRead, BufReader};
 use std::process::Stdio;
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::{docker, run, Project};
@@ -27,70 +32,102 @@ fn unlabelled_stopped_containers() -> Vec<String> {
     .collect()
 }
 
+/// What `up` has to do before the point: start from nothing, or rebuild the API.
+#[derive(Clone, Copy)]
+enum Before {
+    Down,
+    ApiChanged,
+    Converged,
+}
+
+const POINTS: &[(&str, Before)] = &[
+    ("checking host ports", Before::Down),
+    ("building images", Before::ApiChanged),
+    ("creating and starting api", Before::Down),
+    (
+        "waiting for `api` to be healthy before starting `frontend`",
+        Before::Down,
+    ),
+    ("creating and starting frontend", Before::Down),
+    (
+        "waiting for every service to be healthy",
+        Before::ApiChanged,
+    ),
+    ("probing the published endpoints", Before::Converged),
+    ("provisioning Grafana", Before::Converged),
+];
+
 #[test]
 fn interrupted_up_always_converges() {
     if !common::engine_available() {
         return;
     }
-    let points: usize = std::env::var("INTERRUPT_POINTS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(6);
     let p = Project::new("irisctl-test-interrupt", [21800, 21801, 21802, 21803]);
     run(p.irisctl().arg("up")).ok();
     let before_leftovers = unlabelled_stopped_containers();
     let main_py = p.path().join("stack/api/app/main.py");
-    let mut phases = std::collections::BTreeMap::<String, usize>::new();
 
-    for i in 0..points {
-        // Alternate the work `up` has to do: everything from scratch, or one image to rebuild.
-        if i % 2 == 0 {
-            run(p.irisctl().args(["down", "-q"])).ok();
-        } else {
-            let mut text = std::fs::read_to_string(&main_py).unwrap();
-            text.push_str(&format!("\n# interrupt point {i}\n"));
-            std::fs::write(&main_py, text).unwrap();
+    for (i, (phase, before)) in POINTS.iter().enumerate() {
+        match before {
+            Before::Down => {
+                run(p.irisctl().args(["down", "-q"])).ok();
+            }
+            Before::ApiChanged => {
+                let mut text = std::fs::read_to_string(&main_py).unwrap();
+                text.push_str(&format!("\n# interrupt point {i}\n"));
+                std::fs::write(&main_py, text).unwrap();
+            }
+            Before::Converged => {}
         }
-        // Spread the interruptions over the first ~12 s of an up.
-        let delay = Duration::from_millis(150 + (i as u64 * 12_000 / points as u64));
-        let child = p
+        let mut child = p
             .irisctl()
             .arg("up")
+            .env("IRISCTL_TEST_HOLD_AT", phase)
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        std::thread::sleep(delay);
+        // Read stderr on a thread; the signal goes once `up` says it holds at the phase.
+        let (tx, rx) = mpsc::channel::<String>();
+        let stderr = child.stderr.take().unwrap();
+        let reader = std::thread::spawn(move || {
+            let mut all = String::new();
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                all.push_str(&line);
+                all.push('\n');
+                if line.starts_with("irisctl-test: holding at") {
+                    let _ = tx.send(line);
+                }
+            }
+            all
+        });
+        let held = rx.recv_timeout(Duration::from_secs(300));
+        assert!(
+            held.as_deref()
+                .is_ok_and(|l| l == format!("irisctl-test: holding at {phase}")
+                    || l.starts_with(&format!("irisctl-test: holding at {phase}"))),
+            "point {i} ({phase}): `up` never reached the phase: {held:?}"
+        );
         let sent = Instant::now();
         let _ = std::process::Command::new("kill")
             .args(["-INT", &child.id().to_string()])
             .status();
-        let out = child.wait_with_output().unwrap();
+        let status = child.wait().unwrap();
         let stopped_in = sent.elapsed();
-        let stderr = String::from_utf8_lossy(&out.stderr);
-        let code = out.status.code().unwrap_or(-1);
-        assert!(code == 130 || code == 0, "point {i}: exit {code}\n{stderr}");
-        if code == 130 {
-            assert!(
-                stopped_in < Duration::from_secs(3),
-                "point {i}: took {stopped_in:?} to stop"
-            );
-            assert!(
-                stderr.contains("hint: run `irisctl up` to finish"),
-                "point {i}: {stderr}"
-            );
-            let phase = stderr
-                .split("interrupted while ")
-                .nth(1)
-                .and_then(|r| r.split(':').next())
-                .unwrap_or("start-up")
-                .to_string();
-            *phases.entry(phase).or_default() += 1;
-        } else {
-            *phases
-                .entry("finished before the signal".into())
-                .or_default() += 1;
-        }
+        let stderr = reader.join().unwrap();
+        assert_eq!(status.code(), Some(130), "point {i} ({phase}): {stderr}");
+        assert!(
+            stopped_in < Duration::from_secs(3),
+            "point {i} ({phase}): took {stopped_in:?} to stop"
+        );
+        assert!(
+            stderr.contains(&format!("interrupted while {phase}")),
+            "point {i} ({phase}): the message does not name the phase:\n{stderr}"
+        );
+        assert!(
+            stderr.contains("hint: run `irisctl up` to finish"),
+            "point {i} ({phase}): {stderr}"
+        );
 
         let again = run(p.irisctl().arg("up"));
         again.ok();
@@ -98,7 +135,7 @@ fn interrupted_up_always_converges() {
         assert_eq!(
             ids.len(),
             4,
-            "point {i}: expected exactly the four services, got {ids:?}"
+            "point {i} ({phase}): expected exactly the four services, got {ids:?}"
         );
         let nets = docker(&[
             "network",
@@ -107,18 +144,19 @@ fn interrupted_up_always_converges() {
             "--filter",
             "label=com.docker.compose.project=irisctl-test-interrupt",
         ]);
-        assert_eq!(nets.lines().count(), 1, "point {i}: networks {nets}");
+        assert_eq!(
+            nets.lines().count(),
+            1,
+            "point {i} ({phase}): networks {nets}"
+        );
+        run(p.irisctl().arg("status")).ok();
     }
     // Interrupted builds leave no intermediate container behind (the engine removes them).
-    let leftovers: Vec<String> = unlabelled_stopped_containers()
-        .into_iter()
-        .filter(|c| !before_leftovers.contains(c))
-        .collect();
     assert!(
         common::eventually(15, || unlabelled_stopped_containers()
             .iter()
             .all(|c| before_leftovers.contains(c))),
-        "leftover containers: {leftovers:?}"
+        "leftover containers: {:?}",
+        unlabelled_stopped_containers()
     );
-    eprintln!("interruption points by phase: {phases:?}");
 }

@@ -5,6 +5,7 @@
 
 pub mod docker;
 pub mod images;
+pub mod owner;
 pub mod plan;
 pub mod swarm;
 
@@ -60,6 +61,8 @@ pub struct ServiceStatus {
 pub struct Observation {
     pub services: Vec<ServiceStatus>,
     pub orphans: Vec<String>,
+    /// The project directory the stack's objects were made from, when they say.
+    pub managed_from: Option<String>,
 }
 
 impl Target {

@@ -69,6 +69,12 @@ fn build_override_path(file: &Path) -> PathBuf {
 }
 
 pub fn run(ctx: &Ctx, output: Option<&Path>, check: Option<&Path>, target: Target) -> Result<Exit> {
+    if check.is_none() {
+        // What the file publishes is what `up` would: say so the same way.
+        if let Some(w) = target.exposure_warning(ctx.settings.bind) {
+            ctx.printer.warn(w);
+        }
+    }
     if let Some(file) = check {
         let file = absolute(file);
         let dir = file.parent().unwrap_or(Path::new("/"));

@@ -16,6 +16,12 @@ pub struct DownOptions {
 pub async fn run(ctx: &Ctx, opts: DownOptions) -> Result<()> {
     let backend = Backend::connect(opts.target).await?;
     let stack = backend.form(&Stack::from_settings(&ctx.settings));
+    // A project directory that does not exist has nothing to serialise with (and is not made).
+    let _lock = if ctx.settings.project_dir.is_dir() {
+        Some(ctx.lock_project().await?)
+    } else {
+        None
+    };
     let printer = &ctx.printer;
     let mut down = backend.down(&stack, opts.volumes).await?;
     if opts.rmi {

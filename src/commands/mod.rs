@@ -99,14 +99,67 @@ impl Ctx {
     }
 }
 
-/// Write a secret file for a bind mount. The folders above it are private to this user (0700);
-/// the file itself is world-readable (0644) because the container reads it as its own user
-/// (Grafana: uid 472), which sees only the file, not the folders.
-fn write_secret(path: &Path, value: &str) -> Result<()> {
-    use std::os::unix::fs::PermissionsExt;
-    if std::fs::read_to_string(path).is_ok_and(|v| v == value) {
-        return Ok(());
+/// Held while a verb changes the project: two `up`s (or an `up` and a `down`) of one project
+/// directory run one after the other, never interleaved. An advisory `flock` on
+/// `.irisctl/lock`, released by the kernel when the process ends, however it ends.
+pub struct ProjectLock {
+    _file: std::fs::File,
+}
+
+impl Ctx {
+    /// Take the project's lock, waiting (and saying so) while another irisctl holds it.
+    pub async fn lock_project(&self) -> Result<ProjectLock> {
+        use std::os::unix::fs::OpenOptionsExt;
+        use std::os::unix::io::AsRawFd;
+        let dir = self.settings.project_dir.join(".irisctl");
+        private_dirs(&dir.join("lock"))?;
+        let path = dir.join("lock");
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .read(true)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+            .with_context(|| format!("cannot open the project lock `{}`", path.display()))?;
+        let fd = file.as_raw_fd();
+        // SAFETY: flock on a file descriptor this function owns.
+        if unsafe { libc::flock(fd, libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            let holder = std::fs::read_to_string(&path).unwrap_or_default();
+            self.printer.info(format!(
+                "waiting for another irisctl{} working on project `{}` in {}",
+                match holder.trim() {
+                    "" => String::new(),
+                    pid => format!(" (pid {pid})"),
+                },
+                self.settings.project,
+                self.settings.project_dir.display()
+            ));
+            let waited = tokio::task::spawn_blocking(move || {
+                // SAFETY: as above; the descriptor outlives the call (the file moves back).
+                let rc = unsafe { libc::flock(fd, libc::LOCK_EX) };
+                (rc, file)
+            })
+            .await
+            .context("the lock task failed")?;
+            if waited.0 != 0 {
+                return Err(anyhow::anyhow!(
+                    "cannot lock `{}`: {}",
+                    path.display(),
+                    std::io::Error::last_os_error()
+                ));
+            }
+            file = waited.1;
+        }
+        file.set_len(0).ok();
+        let _ = write!(file, "{}", std::process::id());
+        Ok(ProjectLock { _file: file })
     }
+}
+
+/// Create the private folders (`.irisctl`, `.irisctl/secrets`) above `path`, mode 0700.
+fn private_dirs(path: &Path) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
     let mut dirs = Vec::new();
     let mut dir = path.parent();
     while let Some(d) = dir {
@@ -124,6 +177,18 @@ fn write_secret(path: &Path, value: &str) -> Result<()> {
         std::fs::set_permissions(d, std::fs::Permissions::from_mode(0o700))
             .with_context(|| format!("cannot make `{}` private (mode 0700)", d.display()))?;
     }
+    Ok(())
+}
+
+/// Write a secret file for a bind mount. The folders above it are private to this user (0700);
+/// the file itself is world-readable (0644) because the container reads it as its own user
+/// (Grafana: uid 472), which sees only the file, not the folders.
+fn write_secret(path: &Path, value: &str) -> Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    if std::fs::read_to_string(path).is_ok_and(|v| v == value) {
+        return Ok(());
+    }
+    private_dirs(path)?;
     let tmp = path.with_extension("tmp");
     std::fs::write(&tmp, value).with_context(|| format!("cannot write `{}`", tmp.display()))?;
     std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644))

@@ -19,6 +19,8 @@ use crate::stack::Stack;
 #[derive(Debug, Serialize)]
 pub struct Report {
     pub project: String,
+    /// The project directory the stack was made from (its objects' label).
+    pub managed_from: Option<String>,
     pub services: Vec<ServiceStatus>,
     pub orphans: Vec<String>,
     pub prometheus_targets: Vec<ScrapeTarget>,
@@ -95,7 +97,9 @@ pub async fn collect(ctx: &Ctx, backend: &Backend) -> Result<Report> {
         let probes: Vec<_> = remapped.iter().collect();
         row.probes = probe::run_all(&client, &host, &probes).await;
     }
-    finish(ctx, stack.project, services, observed.orphans).await
+    let mut report = finish(ctx, stack.project, services, observed.orphans).await?;
+    report.managed_from = observed.managed_from;
+    Ok(report)
 }
 
 /// Prometheus's targets and Grafana's dashboards, the same for both targets.
@@ -107,18 +111,20 @@ async fn finish(
 ) -> Result<Report> {
     let host = ctx.settings.client_host();
     let client = probe::client(Duration::from_secs(2));
-    // Where Prometheus really is (its row's URL), else where the settings put it.
+    // Only the project's own Prometheus, where it really publishes: never an address the
+    // project does not hold (another stack's Prometheus on the default port).
     let prom = services
         .iter()
-        .find(|s| s.name == "prometheus")
-        .and_then(|s| s.url.as_deref())
-        .map(|u| u.trim_end_matches('/').to_string())
-        .unwrap_or_else(|| format!("http://{host}:{}", ctx.settings.ports.prometheus));
-    let (prometheus_targets, prometheus_error) =
-        match probe::prometheus_targets(&client, &prom).await {
+        .find(|s| s.name == "prometheus" && s.state == "running")
+        .and_then(|s| s.probe_port)
+        .map(|port| format!("http://{host}:{port}"));
+    let (prometheus_targets, prometheus_error) = match prom {
+        None => (vec![], Some("prometheus is not running".to_string())),
+        Some(url) => match probe::prometheus_targets(&client, &url).await {
             Ok(t) => (t, None),
             Err(e) => (vec![], Some(e)),
-        };
+        },
+    };
     let grafana_running = services
         .iter()
         .any(|s| s.name == "grafana" && s.state == "running");
@@ -132,6 +138,7 @@ async fn finish(
     };
     Ok(Report {
         project,
+        managed_from: None,
         services,
         orphans,
         prometheus_targets,
@@ -212,7 +219,10 @@ pub fn render_table(r: &Report) -> String {
     }
     let mut t = b.build();
     t.with(tabled::settings::Style::blank());
-    let mut out = format!("project {}\n{t}\n", r.project);
+    let mut out = match &r.managed_from {
+        Some(dir) => format!("project {} (managed from {dir})\n{t}\n", r.project),
+        None => format!("project {}\n{t}\n", r.project),
+    };
     out.push_str("\nprometheus targets\n");
     if let Some(e) = &r.prometheus_error {
         out.push_str(&format!("  unavailable: {e}\n"));
@@ -279,6 +289,7 @@ mod tests {
         };
         let report = Report {
             project: "iris".into(),
+            managed_from: None,
             services: vec![
                 svc(
                     "api",

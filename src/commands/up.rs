@@ -37,12 +37,14 @@ pub async fn run(ctx: &Ctx, opts: UpOptions) -> Result<()> {
     }
     let backend = Backend::connect(opts.target).await?;
     let stack = backend.form(&Stack::from_settings(&ctx.settings));
-    printer.set_phase("checking host ports");
+    // Concurrent `up`s of this project run one after the other.
+    let _lock = ctx.lock_project().await?;
+    printer.enter("checking host ports").await;
     backend.preflight(&stack).await?;
     // Nothing is written before the engine has been reached and the preflight passed.
     ctx.ensure_stack_files()?;
     let password = ctx.ensure_grafana_password()?;
-    printer.set_phase("building images");
+    printer.enter("building images").await;
     let (built, image_ids) = images::ensure(backend.engine(), &stack, printer).await?;
     let known = image_ids
         .iter()
@@ -69,11 +71,11 @@ pub async fn run(ctx: &Ctx, opts: UpOptions) -> Result<()> {
         .await?;
 
     // The engine says healthy; check the published endpoints from this host too.
-    printer.set_phase("probing the published endpoints");
+    printer.enter("probing the published endpoints").await;
     probe_published(ctx, &stack).await?;
 
     if opts.provision {
-        printer.set_phase("provisioning Grafana");
+        printer.enter("provisioning Grafana").await;
         let outcomes = super::grafana::provision(
             ctx,
             &super::grafana::ProvisionOptions {

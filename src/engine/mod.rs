@@ -442,6 +442,38 @@ impl Engine {
         }
     }
 
+    /// Networks named exactly `name` (Docker allows several of one name).
+    pub async fn networks_named(&self, name: &str) -> Result<Vec<Listed>> {
+        let filters = Some(HashMap::from([(
+            "name".to_string(),
+            vec![name.to_string()],
+        )]));
+        let list = self
+            .docker
+            .list_networks(Some(bollard::query_parameters::ListNetworksOptions {
+                filters,
+            }))
+            .await
+            .map_err(|e| anyhow::anyhow!("failed to list networks: {}", root_message(&e)))?;
+        let mut out: Vec<(String, Listed)> = list
+            .into_iter()
+            .filter(|n| n.name.as_deref() == Some(name))
+            .map(|n| {
+                (
+                    n.created.clone().unwrap_or_default(),
+                    Listed {
+                        id: n.id.unwrap_or_default(),
+                        name: n.name.unwrap_or_default(),
+                        labels: n.labels.unwrap_or_default(),
+                    },
+                )
+            })
+            .collect();
+        // Oldest first: the one to keep when there are duplicates.
+        out.sort_by(|a, b| a.0.cmp(&b.0).then(a.1.id.cmp(&b.1.id)));
+        Ok(out.into_iter().map(|(_, n)| n).collect())
+    }
+
     pub async fn inspect_volume(&self, name: &str) -> Result<Option<bollard::models::Volume>> {
         match self.docker.inspect_volume(name).await {
             Ok(v) => Ok(Some(v)),

@@ -16,6 +16,7 @@ use bollard::models::{
 use futures_util::future::try_join_all;
 
 use super::images::ImageIds;
+use super::owner::{owner, Owner};
 use super::plan::{Kind, Op, Plan, Verb};
 use super::{Down, Observation, ServiceStatus};
 use crate::engine::{labels, Engine, Object};
@@ -38,6 +39,10 @@ fn project_label(stack: &Stack) -> String {
 fn object_labels(stack: &Stack, kind_label: &str, key: &str) -> HashMap<String, String> {
     HashMap::from([
         (labels::PROJECT.to_string(), stack.project.clone()),
+        (
+            labels::WORKING_DIR.to_string(),
+            stack.project_dir.display().to_string(),
+        ),
         (kind_label.to_string(), key.to_string()),
         (
             labels::VERSION.to_string(),
@@ -103,45 +108,73 @@ impl Docker {
                 volumes.push(v.name.clone());
             }
         }
+        let networks = self
+            .engine
+            .networks_named(&stack.network.name)
+            .await?
+            .into_iter()
+            .filter(|n| owner(&n.labels, &stack.project, &stack.project_dir) == Owner::Ours)
+            .map(|n| n.id)
+            .collect();
         Ok(Observed {
             containers: self.containers(stack).await?,
-            network_exists: self
-                .engine
-                .inspect_network(&stack.network.name)
-                .await?
-                .is_some(),
+            networks,
             volumes,
         })
     }
 
-    /// Refuse a network that is not the project's, and host ports another program or project
-    /// holds, before anything is built or touched.
+    /// Refuse what is not the project's — a network or volume of its names that another
+    /// project (or the same project name in another directory) made, containers of the project
+    /// made from another directory — and host ports another program or project holds, before
+    /// anything is built or touched.
     pub async fn preflight(&self, stack: &Stack) -> Result<()> {
-        let net = &stack.network;
-        if let Some(existing) = self.engine.inspect_network(&net.name).await? {
-            let owner = existing
-                .labels
-                .as_ref()
-                .and_then(|l| l.get(labels::PROJECT))
-                .cloned();
-            if owner.as_deref() != Some(stack.project.as_str()) {
-                return Err(hinted(
-                    format!(
-                        "network `{}` exists but does not belong to project `{}` ({})",
-                        net.name,
-                        stack.project,
-                        owner.map_or("it has no project label".to_string(), |o| format!(
-                            "it belongs to `{o}`"
-                        ))
-                    ),
-                    format!(
-                        "remove it (`docker network rm {}`) or use another project name with -p",
-                        net.name
-                    ),
+        self.check_ownership(stack).await?;
+        preflight_ports(&self.engine, stack).await
+    }
+
+    /// The project's containers, network and volumes must all be this directory's.
+    async fn check_ownership(&self, stack: &Stack) -> Result<()> {
+        let label = project_label(stack);
+        for c in self.engine.list_labelled(Object::Container, &label).await? {
+            if let Owner::OtherDir(dir) = owner(&c.labels, &stack.project, &stack.project_dir) {
+                return Err(managed_elsewhere(
+                    stack,
+                    &dir,
+                    &format!("container `{}`", c.name),
                 ));
             }
         }
-        preflight_ports(&self.engine, stack).await
+        let mut objects = Vec::new();
+        for n in self.engine.networks_named(&stack.network.name).await? {
+            objects.push((format!("network `{}`", n.name), n.labels, n.name));
+        }
+        for v in &stack.volumes {
+            if let Some(found) = self.engine.inspect_volume(&v.name).await? {
+                objects.push((format!("volume `{}`", v.name), found.labels, v.name.clone()));
+            }
+        }
+        for (what, object_labels, name) in objects {
+            match owner(&object_labels, &stack.project, &stack.project_dir) {
+                Owner::Ours => {}
+                Owner::OtherDir(dir) => return Err(managed_elsewhere(stack, &dir, &what)),
+                Owner::OtherProject(other) => {
+                    let kind = what.split(' ').next().unwrap_or("object");
+                    return Err(hinted(
+                        format!(
+                            "{what} exists but does not belong to project `{}` ({})",
+                            stack.project,
+                            other.map_or("it has no project label".to_string(), |o| format!(
+                                "it belongs to `{o}`"
+                            ))
+                        ),
+                        format!(
+                            "remove it (`docker {kind} rm {name}`) or use another project name with -p"
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 
     /// What each service should run: its record, from its definition, image and mounted files.
@@ -234,6 +267,14 @@ impl Docker {
                         })
                         .await?;
                 }
+                (Kind::Network, Verb::Remove) => {
+                    let dup = crate::engine::Listed {
+                        id: op.id.clone().unwrap_or_default(),
+                        name: op.object.clone(),
+                        ..Default::default()
+                    };
+                    self.engine.remove(Object::Network, &dup).await?;
+                }
                 (Kind::Volume, Verb::Create) => {
                     let key = stack
                         .volumes
@@ -266,17 +307,21 @@ impl Docker {
                     if let (Condition::Healthy, Some(d)) =
                         (dep.condition, stack.service(&dep.service))
                     {
-                        printer.set_phase(format!(
-                            "waiting for `{}` to be healthy before starting `{}`",
-                            d.name, s.name
-                        ));
+                        printer
+                            .enter(format!(
+                                "waiting for `{}` to be healthy before starting `{}`",
+                                d.name, s.name
+                            ))
+                            .await;
                         wait_healthy(&self.engine, &d.container_name, &d.name, deadline, timeout)
                             .await?;
                     }
                 }
             }
             let names: Vec<&str> = wave.iter().map(|s| s.name.as_str()).collect();
-            printer.set_phase(format!("creating and starting {}", names.join(", ")));
+            printer
+                .enter(format!("creating and starting {}", names.join(", ")))
+                .await;
             let wave_done = try_join_all(wave.iter().map(|s| {
                 let record = record_of(&s.name);
                 async move {
@@ -315,7 +360,9 @@ impl Docker {
             .await?;
             done.extend(wave_done.into_iter().flatten());
         }
-        printer.set_phase("waiting for every service to be healthy");
+        printer
+            .enter("waiting for every service to be healthy")
+            .await;
         try_join_all(
             stack
                 .services
@@ -332,6 +379,7 @@ impl Docker {
         let observed = self.containers(stack).await?;
         let now = std::time::SystemTime::now();
         let mut services = Vec::new();
+        let mut managed_from = None;
         for s in &stack.services {
             let configured: Vec<String> = s
                 .ports
@@ -358,6 +406,14 @@ impl Docker {
                 continue;
             };
             let detail = self.engine.inspect_container(&o.id).await?;
+            managed_from = managed_from.or_else(|| {
+                detail
+                    .config
+                    .as_ref()
+                    .and_then(|c| c.labels.as_ref())
+                    .and_then(|l| l.get(labels::WORKING_DIR))
+                    .cloned()
+            });
             let state = detail.state.clone().unwrap_or_default();
             let running = state.running.unwrap_or(false);
             let uptime = running
@@ -416,13 +472,31 @@ impl Docker {
             .filter(|o| stack.service(&o.service).is_none())
             .map(|o| o.name.clone())
             .collect();
-        Ok(Observation { services, orphans })
+        Ok(Observation {
+            services,
+            orphans,
+            managed_from,
+        })
     }
 
-    /// Remove the project's containers and network, and its volumes when asked.
+    /// Remove the project's containers and networks, and its volumes when asked. A project of
+    /// the same name managed from another directory is refused; objects of the name that are
+    /// not the project's are left and reported.
     pub async fn down(&self, stack: &Stack, volumes: bool) -> Result<Down> {
         let label = project_label(stack);
         let mut out = Down::default();
+        for c in self.engine.list_labelled(Object::Container, &label).await? {
+            if let Owner::OtherDir(dir) = owner(&c.labels, &stack.project, &stack.project_dir) {
+                return Err(managed_elsewhere(
+                    stack,
+                    &dir,
+                    &format!("container `{}`", c.name),
+                ));
+            }
+        }
+        let ours = |o: &crate::engine::Listed| {
+            owner(&o.labels, &stack.project, &stack.project_dir) == Owner::Ours
+        };
         let containers = self.containers(stack).await?;
         try_join_all(
             containers
@@ -434,19 +508,42 @@ impl Docker {
             .extend(containers.iter().map(|c| format!("container {}", c.name)));
         let nets = self
             .engine
-            .remove_labelled(Object::Network, &label, |_| true, Duration::ZERO)
+            .remove_labelled(Object::Network, &label, ours, Duration::ZERO)
             .await?;
         out.removed
             .extend(nets.removed.iter().map(|n| format!("network {n}")));
+        out.kept.extend(
+            nets.refused
+                .iter()
+                .map(|n| format!("network {n}: not this directory's project")),
+        );
         if volumes {
             let vols = self
                 .engine
-                .remove_labelled(Object::Volume, &label, |_| true, Duration::ZERO)
+                .remove_labelled(Object::Volume, &label, ours, Duration::ZERO)
                 .await?;
             out.deleted_volumes = vols.removed;
+            out.kept.extend(
+                vols.refused
+                    .iter()
+                    .map(|v| format!("volume {v}: not this directory's project")),
+            );
         }
         Ok(out)
     }
+}
+
+fn managed_elsewhere(stack: &Stack, dir: &str, what: &str) -> anyhow::Error {
+    hinted(
+        format!(
+            "project `{}` is managed from `{dir}` ({what} was made there), not from this project directory `{}`",
+            stack.project,
+            stack.project_dir.display()
+        ),
+        format!(
+            "run irisctl in `{dir}` (or with --project-dir {dir}) to change that stack, or give this one its own name with -p NAME"
+        ),
+    )
 }
 
 /// Health as a word: `healthy`, `unhealthy`, `starting`, or `-` when there is no check.

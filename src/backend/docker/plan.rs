@@ -38,7 +38,9 @@ pub struct Container {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Observed {
     pub containers: Vec<Container>,
-    pub network_exists: bool,
+    /// IDs of the project's networks of the stack's network name, oldest first (Docker allows
+    /// several networks of one name; all but the first are duplicates).
+    pub networks: Vec<String>,
     /// Names of the project's volumes that exist.
     pub volumes: Vec<String>,
 }
@@ -59,8 +61,18 @@ impl Desired {
 
 pub fn plan(stack: &Stack, desired: &[Desired], observed: &Observed, remove_orphans: bool) -> Plan {
     let mut plan = Plan::default();
-    if !observed.network_exists {
-        plan.push(Op::new(Verb::Create, Kind::Network, &stack.network.name).because("not present"));
+    match observed.networks.split_first() {
+        None => plan
+            .push(Op::new(Verb::Create, Kind::Network, &stack.network.name).because("not present")),
+        Some((_, duplicates)) => {
+            for id in duplicates {
+                plan.push(
+                    Op::new(Verb::Remove, Kind::Network, &stack.network.name)
+                        .id(id)
+                        .because("a duplicate of the project's network (same name)"),
+                );
+            }
+        }
     }
     for v in &stack.volumes {
         if !observed.volumes.contains(&v.name) {
@@ -200,7 +212,7 @@ mod tests {
     fn converged(st: &Stack, d: &[Desired]) -> Observed {
         Observed {
             containers: d.iter().map(|d| container(d, RunState::Running)).collect(),
-            network_exists: true,
+            networks: vec!["net1".into()],
             volumes: st.volumes.iter().map(|v| v.name.clone()).collect(),
         }
     }
@@ -353,12 +365,26 @@ mod tests {
     }
 
     #[test]
+    fn duplicate_networks_of_the_project_are_removed_keeping_the_oldest() {
+        let st = stack();
+        let d = desired(&st);
+        let mut o = converged(&st, &d);
+        o.networks = vec!["old".into(), "dup".into()];
+        let p = plan(&st, &d, &o, false);
+        assert_eq!(
+            p.text(),
+            "remove network iris-network: a duplicate of the project's network (same name)\n"
+        );
+        assert_eq!(p.ops[0].id.as_deref(), Some("dup"));
+    }
+
+    #[test]
     fn a_missing_volume_or_network_alone_is_planned() {
         let st = stack();
         let d = desired(&st);
         let mut o = converged(&st, &d);
         o.volumes.retain(|v| v != "iris_grafana-data");
-        o.network_exists = false;
+        o.networks.clear();
         assert_eq!(
             plan(&st, &d, &o, false).text(),
             "create network iris-network: not present\ncreate volume iris_grafana-data: not present\n"

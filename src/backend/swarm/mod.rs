@@ -155,7 +155,7 @@ impl Swarm {
             if let (Some(registry), Some(s)) = (&stack.swarm.registry, service) {
                 if s.build.is_some() && op.changes() {
                     let remote = format!("{registry}/{}", s.image);
-                    printer.set_phase(format!("pushing {remote}"));
+                    printer.enter(format!("pushing {remote}")).await;
                     self.engine.push_image(&s.image, &remote).await.map_err(|msg| {
                         hinted(
                             format!("pushing `{remote}` failed: {msg}"),
@@ -201,7 +201,9 @@ impl Swarm {
                         .map(|(_, id)| id.clone());
                 }
             }
-            printer.set_phase(format!("deploying service {}", op.object));
+            printer
+                .enter(format!("deploying service {}", op.object))
+                .await;
             match (op.verb, current.iter().find(|c| c.service == d.service)) {
                 (Verb::Update, Some(cur)) => {
                     // The image tag may be unchanged while its content is new: force new tasks.
@@ -217,7 +219,9 @@ impl Swarm {
             }
             done.push(op.clone());
         }
-        printer.set_phase("waiting for the Swarm services to converge");
+        printer
+            .enter("waiting for the Swarm services to converge")
+            .await;
         wait_converged(&self.engine, stack, &updated, since, timeout).await?;
         Ok(done)
     }
@@ -268,7 +272,11 @@ impl Swarm {
             .filter(|st| stack.service(&st.service).is_none())
             .map(|st| st.name.clone())
             .collect();
-        Ok(Observation { services, orphans })
+        Ok(Observation {
+            services,
+            orphans,
+            managed_from: None,
+        })
     }
 
     /// Remove the stack's services, then its configs, secrets and network (and volumes if asked).

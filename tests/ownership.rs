@@ -1,0 +1,193 @@
+//! Whose objects irisctl touches, on the real engine: two `up`s at once serialise (one
+//! network, one password); a stack is changed only from the directory it is managed from
+//! (`up` and `down` elsewhere are refused, `status` says where); a foreign container or volume
+//! of the same project name is refused or kept, never deleted; a duplicate of the project's
+//! network (Docker allows two of one name) is repaired instead of wedging `up` and `down`.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::process::Stdio;
+
+use common::{docker, run, Project};
+
+const NAME: &str = "irisctl-test-own";
+const PORTS: [u16; 4] = [22400, 22401, 22402, 22403];
+
+fn networks() -> Vec<String> {
+    docker(&[
+        "network",
+        "ls",
+        "-q",
+        "--filter",
+        &format!("label=com.docker.compose.project={NAME}"),
+    ])
+    .lines()
+    .map(str::to_string)
+    .collect()
+}
+
+/// A second network of the project's name, as only the Engine API makes one
+/// (`CheckDuplicate: false`; the docker CLI refuses).
+fn duplicate_network(dir: &std::path::Path) {
+    let body = serde_json::json!({
+        "Name": format!("{NAME}-network"),
+        "CheckDuplicate": false,
+        "Driver": "bridge",
+        "Labels": {
+            "com.docker.compose.project": NAME,
+            "com.docker.compose.network": "iris-network",
+            "com.docker.compose.project.working_dir": dir.display().to_string(),
+        },
+    })
+    .to_string();
+    let mut s = std::os::unix::net::UnixStream::connect("/var/run/docker.sock").unwrap();
+    write!(
+        s,
+        "POST /networks/create HTTP/1.0\r\nHost: docker\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut answer = String::new();
+    s.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.0 201"), "{answer}");
+}
+
+#[test]
+fn ownership_locking_and_duplicate_networks() {
+    if !common::engine_available() {
+        return;
+    }
+    let p = Project::new(NAME, PORTS);
+
+    // Two `up`s at once: the second waits for the first; one network, one password.
+    let spawn = || {
+        p.irisctl()
+            .arg("up")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (spawn(), spawn());
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    let (ea, eb) = (
+        String::from_utf8_lossy(&a.stderr),
+        String::from_utf8_lossy(&b.stderr),
+    );
+    assert!(a.status.success() && b.status.success(), "{ea}\n---\n{eb}");
+    assert!(
+        ea.contains("waiting for another irisctl") || eb.contains("waiting for another irisctl"),
+        "neither waited:\n{ea}\n---\n{eb}"
+    );
+    assert_eq!(networks().len(), 1, "{:?}", networks());
+    let env = std::fs::read_to_string(p.path().join(".env")).unwrap();
+    assert_eq!(
+        env.matches("GRAFANA_ADMIN_PASSWORD=").count(),
+        1,
+        "two passwords"
+    );
+    let ids = p.container_ids();
+    assert_eq!(ids.len(), 4);
+
+    // Another directory with the same project name: refused, nothing changed.
+    let q = Project::new(NAME, PORTS);
+    q.irisctl().args(["up"]).output().unwrap();
+    let elsewhere = run(q.irisctl().arg("up"));
+    elsewhere.user_error(&format!(
+        "project `{NAME}` is managed from `{}`",
+        p.path().display()
+    ));
+    let down = run(q.irisctl().arg("down"));
+    down.user_error("is managed from");
+    assert_eq!(
+        p.container_ids(),
+        ids,
+        "another directory changed the stack"
+    );
+    let st = run(q.irisctl().args(["status", "--format", "json"]));
+    let report: serde_json::Value = serde_json::from_str(&st.stdout).unwrap();
+    assert_eq!(report["managed_from"], p.path().display().to_string());
+
+    // A container of the project name made from elsewhere (another Compose file): refused,
+    // not removed as an orphan.
+    docker(&[
+        "run",
+        "-d",
+        "--name",
+        &format!("{NAME}-worker-1"),
+        "--label",
+        &format!("com.docker.compose.project={NAME}"),
+        "--label",
+        "com.docker.compose.service=worker",
+        "--label",
+        "com.docker.compose.project.working_dir=/srv/someone-else",
+        "irisctl-offline/python:3.11",
+        "sleep",
+        "600",
+    ]);
+    let orphans = run(p.irisctl().args(["up", "--remove-orphans"]));
+    orphans.user_error("is managed from `/srv/someone-else`");
+    assert_eq!(
+        docker(&["ps", "-q", "--filter", &format!("name={NAME}-worker-1")])
+            .lines()
+            .count(),
+        1,
+        "the foreign container was removed"
+    );
+    docker(&["rm", "-f", &format!("{NAME}-worker-1")]);
+
+    // A foreign volume carrying the project label: kept by `down --volumes`, and said so.
+    docker(&[
+        "volume",
+        "create",
+        "--label",
+        &format!("com.docker.compose.project={NAME}"),
+        "--label",
+        "com.docker.compose.project.working_dir=/srv/someone-else",
+        &format!("{NAME}_theirs"),
+    ]);
+
+    // A duplicate of the project's network: planned, repaired by `up`.
+    duplicate_network(p.path());
+    assert_eq!(networks().len(), 2);
+    let plan = run(p.irisctl().args(["up", "--dry-run"]));
+    plan.ok();
+    assert!(
+        plan.stdout.contains(&format!(
+            "remove network {NAME}-network: a duplicate of the project's network (same name)"
+        )),
+        "{}",
+        plan.stdout
+    );
+    run(p.irisctl().arg("up")).ok();
+    assert_eq!(networks().len(), 1, "{:?}", networks());
+    assert_eq!(
+        p.container_ids(),
+        ids,
+        "repairing the network recreated containers"
+    );
+
+    // `down` with a duplicate present removes both; the foreign volume stays.
+    duplicate_network(p.path());
+    let gone = run(p.irisctl().args(["down", "--volumes"]));
+    gone.ok();
+    assert!(
+        gone.stderr.contains(&format!("kept volume {NAME}_theirs")),
+        "{}",
+        gone.stderr
+    );
+    assert!(networks().is_empty(), "{:?}", networks());
+    assert_eq!(
+        docker(&[
+            "volume",
+            "ls",
+            "-q",
+            "--filter",
+            &format!("name={NAME}_theirs")
+        ])
+        .trim(),
+        format!("{NAME}_theirs")
+    );
+    docker(&["volume", "rm", &format!("{NAME}_theirs")]);
+}

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
 MODEL_FORMAT = "iris-logreg/1"
 # Column order of the model's input, and the API's field names.
@@ -21,6 +22,32 @@ N_FEATURES = len(FEATURES)
 
 class ModelError(Exception):
     """The model file is missing or not a usable model."""
+
+
+class Metadata(BaseModel):
+    """What the API reads from a model file's `metadata` (anything else is passed through to /model).
+
+    Strict: a version that is a number, say, is refused at load instead of failing /health later.
+    """
+
+    model_config = ConfigDict(strict=True, extra="allow")
+
+    model: str = Field(min_length=1)
+    version: str = Field(min_length=1)
+    accuracy: float = Field(ge=0, le=1, allow_inf_nan=False)
+    classes: list[str] = Field(min_length=2)
+    features: list[str]
+    trained_at: AwareDatetime = Field(strict=False)
+
+
+def _describe(err: ValidationError) -> str:
+    """A pydantic error as one line: `metadata.version: Input should be a valid string (got 3)`."""
+    problems = []
+    for error in err.errors():
+        where = ".".join(str(part) for part in ("metadata", *error["loc"]))
+        got = repr(error.get("input"))
+        problems.append(f"{where}: {error['msg']} (got {got if len(got) <= 40 else got[:37] + '...'})")
+    return "; ".join(problems)
 
 
 @dataclass(frozen=True)
@@ -38,7 +65,18 @@ class IrisModel:
             raise ModelError(f"not an `{MODEL_FORMAT}` model file")
         try:
             params, metadata = data["params"], dict(data["metadata"])
-            classes = tuple(str(name) for name in metadata["classes"])
+        except (KeyError, TypeError, ValueError) as err:
+            raise ModelError(f"malformed model file: {err!r}") from err
+        try:
+            checked = Metadata.model_validate(metadata)
+        except ValidationError as err:
+            raise ModelError(f"bad model metadata: {_describe(err)}") from err
+        if tuple(checked.features) != FEATURES:
+            raise ModelError(f"metadata.features is {checked.features}, expected {list(FEATURES)}")
+        if len(set(checked.classes)) != len(checked.classes):
+            raise ModelError(f"metadata.classes has duplicates: {checked.classes}")
+        classes = tuple(checked.classes)
+        try:
             arrays = {key: np.asarray(params[key], dtype=np.float64) for key in ("mean", "scale", "coef", "intercept")}
         except (KeyError, TypeError, ValueError) as err:
             raise ModelError(f"malformed model file: {err!r}") from err
@@ -78,4 +116,7 @@ def load_model(path: Path) -> IrisModel:
         data = json.loads(text)
     except (ValueError, RecursionError) as err:
         raise ModelError(f"model file `{path}` is not valid JSON: {err}") from err
-    return IrisModel.from_dict(data)
+    try:
+        return IrisModel.from_dict(data)
+    except ModelError as err:
+        raise ModelError(f"model file `{path}`: {err}") from err

@@ -15,11 +15,14 @@ import socket
 from collections import Counter
 from pathlib import Path
 
+import fastapi_offline
 import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -31,6 +34,8 @@ from app.schemas import ErrorBody, Health, ModelMetadata, Prediction, PredictReq
 DEFAULT_MODEL_PATH = "/opt/iris/model.json"
 MAX_BODY_BYTES = 1 << 20
 MAX_LISTED_ERRORS = 20
+# Swagger UI's and ReDoc's files, shipped by the fastapi-offline package: /docs works air-gapped.
+DOCS_ASSETS = Path(fastapi_offline.__file__).parent / "static"
 
 # uvicorn configures this logger, so messages land in the container log in its format.
 log = logging.getLogger("uvicorn.error")
@@ -57,6 +62,9 @@ def create_app(model_path: str | os.PathLike | None = None, replica: str | None 
         title="Iris API",
         version="1.0.0",
         description="Classifies Iris flowers from sepal and petal measurements (cm).",
+        # Replaced below by pages that load their scripts from this app, not from a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     # add_middleware puts each new one outermost: the replica header goes on every
     # answer, and metrics see the 413s of the body limit.
@@ -112,6 +120,33 @@ def create_app(model_path: str | os.PathLike | None = None, replica: str | None 
     @app.get("/model", response_model=ModelMetadata)
     async def model_metadata() -> ModelMetadata:
         return model.metadata
+
+    # Relative URLs: the same page works at /docs and behind the web UI's proxy at /api/docs
+    # (where /docs-assets/... would be the UI's own path, and /openapi.json not the API's).
+    app.mount("/docs-assets", StaticFiles(directory=DOCS_ASSETS), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="openapi.json",
+            title=f"{app.title} - Swagger UI",
+            swagger_js_url="docs-assets/swagger-ui-bundle.js",
+            swagger_css_url="docs-assets/swagger-ui.css",
+            swagger_favicon_url="docs-assets/favicon.png",
+            oauth2_redirect_url=None,
+            # No "valid" badge fetched from validator.swagger.io.
+            swagger_ui_parameters={"validatorUrl": None},
+        )
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc() -> HTMLResponse:
+        return get_redoc_html(
+            openapi_url="openapi.json",
+            title=f"{app.title} - ReDoc",
+            redoc_js_url="docs-assets/redoc.standalone.js",
+            redoc_favicon_url="docs-assets/favicon.png",
+            with_google_fonts=False,
+        )
 
     @app.get("/metrics", response_class=Response, responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}})
     async def prometheus_metrics() -> Response:

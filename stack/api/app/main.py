@@ -55,7 +55,7 @@ def create_app(model_path: str | os.PathLike | None = None, replica: str | None 
     replica = replica or socket.gethostname()
     model = load_model(path)
     metrics = Metrics()
-    metrics.set_model(model.metadata, model.classes)
+    metrics.set_model(model)
     log.info("loaded model %s %s from %s", model.metadata["model"], model.metadata["version"], path)
 
     app = FastAPI(
@@ -115,6 +115,7 @@ def create_app(model_path: str | os.PathLike | None = None, replica: str | None 
         ]
         for species, count in Counter(p.species for p in predictions).items():
             metrics.predictions.labels(species=species).inc(count)
+        metrics.monitoring.observe(x, probabilities, indices)
         return PredictResponse(model_version=model.metadata["version"], predictions=predictions)
 
     @app.get("/model", response_model=ModelMetadata)

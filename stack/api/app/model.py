@@ -9,10 +9,10 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 MODEL_FORMAT = "iris-logreg/1"
 # Column order of the model's input, and the API's field names.
@@ -22,6 +22,43 @@ N_FEATURES = len(FEATURES)
 
 class ModelError(Exception):
     """The model file is missing or not a usable model."""
+
+
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+
+
+class FeatureStats(BaseModel):
+    """One feature's training distribution, for the API's input monitoring (see train.py)."""
+
+    model_config = ConfigDict(strict=True, extra="forbid")
+
+    mean: Finite
+    std: Annotated[float, Field(gt=0, allow_inf_nan=False)]
+    buckets: list[Finite] = Field(min_length=1, max_length=30)
+    training_cumulative: list[Annotated[float, Field(ge=0, le=1)]]
+
+    @model_validator(mode="after")
+    def consistent(self) -> FeatureStats:
+        if any(a >= b for a, b in zip(self.buckets, self.buckets[1:], strict=False)):
+            raise ValueError("buckets must be strictly increasing")
+        if len(self.training_cumulative) != len(self.buckets):
+            raise ValueError("training_cumulative needs one fraction per bucket")
+        if any(a > b for a, b in zip(self.training_cumulative, self.training_cumulative[1:], strict=False)):
+            raise ValueError("training_cumulative must not decrease")
+        return self
+
+
+class Training(BaseModel):
+    model_config = ConfigDict(strict=True, extra="allow")
+
+    duration_seconds: Annotated[float, Field(ge=0, allow_inf_nan=False)]
+    features: dict[str, FeatureStats]
+
+    @model_validator(mode="after")
+    def every_feature(self) -> Training:
+        if tuple(self.features) != FEATURES:
+            raise ValueError(f"features must be {list(FEATURES)} in that order, got {list(self.features)}")
+        return self
 
 
 class Metadata(BaseModel):
@@ -38,6 +75,7 @@ class Metadata(BaseModel):
     classes: list[str] = Field(min_length=2)
     features: list[str]
     trained_at: AwareDatetime = Field(strict=False)
+    training: Training
 
 
 def _describe(err: ValidationError) -> str:
@@ -58,6 +96,7 @@ class IrisModel:
     intercept: np.ndarray  # (classes,)
     classes: tuple[str, ...]
     metadata: dict[str, Any]
+    checked: Metadata  # the metadata as checked and typed (trained_at a datetime, training stats)
 
     @classmethod
     def from_dict(cls, data: Any) -> IrisModel:
@@ -94,7 +133,7 @@ class IrisModel:
                 raise ModelError(f"`{key}` holds non-finite numbers")
         if n_classes < 2 or np.any(arrays["scale"] <= 0):
             raise ModelError("model needs at least 2 classes and positive scales")
-        return cls(classes=classes, metadata=metadata, **arrays)
+        return cls(classes=classes, metadata=metadata, checked=checked, **arrays)
 
     def predict_proba(self, x: np.ndarray) -> np.ndarray:
         """Class probabilities for rows of (sepal_length, sepal_width, petal_length, petal_width)."""

@@ -7,6 +7,7 @@ import re
 from pathlib import Path
 
 import pytest
+import yaml
 from fastapi.testclient import TestClient
 
 from tests.exposition import series
@@ -123,3 +124,72 @@ def test_prometheus_scrapes_the_api_and_itself():
         r"job_name: iris-api\n\s+metrics_path: /metrics\n\s+static_configs:\n\s+- targets: \[\"api:8000\"\]", config
     )
     assert "job_name: prometheus" in config
+
+
+ALERTS = MONITORING / "alerts.yml"
+# Series Prometheus makes itself for every target.
+PROMETHEUS_SERIES = {"up"}
+
+
+@pytest.fixture(scope="module")
+def alert_rules() -> list[dict]:
+    groups = yaml.safe_load(ALERTS.read_text())["groups"]
+    return [rule for group in groups for rule in group["rules"]]
+
+
+def test_every_alert_has_a_severity_a_summary_and_a_one_line_runbook(alert_rules: list[dict]):
+    names = [rule["alert"] for rule in alert_rules]
+    assert len(set(names)) == len(names)
+    for rule in alert_rules:
+        assert rule["labels"]["severity"] in {"critical", "warning"}, rule["alert"]
+        assert rule["annotations"]["summary"].strip(), rule["alert"]
+        runbook = rule["annotations"]["runbook"]
+        assert runbook.strip(), rule["alert"]
+        assert "\n" not in runbook.strip(), rule["alert"]
+
+
+def test_the_alerts_the_issue_asks_for_exist(alert_rules: list[dict]):
+    exprs = {rule["alert"]: " ".join(rule["expr"].split()) for rule in alert_rules}
+    assert exprs["IrisApiTargetMissing"] == 'absent(up{job="iris-api"})'
+    assert 'up{job="iris-api"} == 0' in exprs["IrisApiDown"]
+    assert "iris_model_loaded" in exprs["IrisModelNotLoaded"]
+    assert 'status="5xx"' in exprs["IrisApiHigh5xxRatio"]
+    assert 'status="4xx"' in exprs["IrisApiHigh4xxRatio"]
+    for quantile, alert in (("0.95", "IrisPredictLatencyP95High"), ("0.99", "IrisPredictLatencyP99High")):
+        assert f"histogram_quantile({quantile}," in exprs[alert]
+        assert 'handler="/predict"' in exprs[alert]
+    assert "avg_over_time(up[" in exprs["IrisScrapesFailing"]
+    drift = exprs["IrisInputDrift"]
+    for name in (
+        "_sum",
+        "_count",
+        "iris_training_feature_mean_centimeters",
+        "iris_training_feature_stddev_centimeters",
+    ):
+        assert name in drift
+
+
+def test_prometheus_loads_the_rules_from_where_they_are_mounted():
+    config = yaml.safe_load((MONITORING / "prometheus.yml").read_text())
+    assert config["rule_files"] == ["/etc/prometheus/alerts.yml"]
+
+
+def test_every_metric_and_label_in_the_alert_rules_is_exported(client: TestClient, alert_rules: list[dict]):
+    client.post("/predict", json={"items": [SETOSA]})
+    client.post("/predict", json={"items": []})
+    exposition = client.get("/metrics").text
+    for rule in alert_rules:
+        expr = rule["expr"]
+        names = metric_names(expr)
+        assert names, f"no metric in {rule['alert']}"
+        exported = [labels for name in names - PROMETHEUS_SERIES for labels, _ in series(exposition, name)]
+        for name in names - PROMETHEUS_SERIES:
+            assert series(exposition, name), f"{rule['alert']}: {name} is not in the API's /metrics output"
+        label_names = {label for labels in exported for label in labels} | TARGET_LABELS
+        grouped, matchers = label_uses(expr)
+        assert grouped | {name for name, _, _ in matchers} <= label_names, rule["alert"]
+        for label, op, value in matchers:
+            if label == "status":
+                assert re.fullmatch(r"[2-5]xx|499", value), rule["alert"]
+            elif op == "=" and label not in TARGET_LABELS:
+                assert any(labels.get(label) == value for labels in exported), rule["alert"]

@@ -98,6 +98,11 @@ class Metrics:
             ["handler", "method", "status"],
             registry=self.registry,
         )
+        # Zero series for the main route from the start: an error ratio is then 0 while all is
+        # well, not "no data", and dashboards need no `or vector(0)` (which would show a dead
+        # target as "0 errors").
+        for status in ("2xx", "4xx", "5xx", "499"):
+            self.requests.labels(handler="/predict", method="POST", status=status)
         self.latency = Histogram(
             "iris_http_request_duration_seconds",
             "HTTP request duration by route template and method",

@@ -102,10 +102,12 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive_and_watch, send_and_record)
         finally:
-            self.metrics.latency.labels(handler=handler, method=method).observe(time.perf_counter() - start)
-            self.metrics.requests.labels(
-                handler=handler, method=method, status=status_label(status, disconnected)
-            ).inc()
+            label = status_label(status, disconnected)
+            # A 499 lasted as long as the client took to give up: no latency of ours, and one
+            # slow client would otherwise raise /predict's p99.
+            if label != "499":
+                self.metrics.latency.labels(handler=handler, method=method).observe(time.perf_counter() - start)
+            self.metrics.requests.labels(handler=handler, method=method, status=label).inc()
 
 
 class BodyLimitMiddleware:

@@ -78,6 +78,14 @@ class Metadata(BaseModel):
     training: Training
 
 
+def _non_finite(value: Any, where: str = "metadata") -> str | None:
+    """Where in `value` a NaN or infinity is (JSON answers cannot carry one: /model would fail)."""
+    if isinstance(value, float) and not np.isfinite(value):
+        return where
+    items = value.items() if isinstance(value, dict) else enumerate(value) if isinstance(value, list) else ()
+    return next((found for key, item in items if (found := _non_finite(item, f"{where}.{key}"))), None)
+
+
 def _describe(err: ValidationError) -> str:
     """A pydantic error as one line: `metadata.version: Input should be a valid string (got 3)`."""
     problems = []
@@ -106,6 +114,8 @@ class IrisModel:
             params, metadata = data["params"], dict(data["metadata"])
         except (KeyError, TypeError, ValueError) as err:
             raise ModelError(f"malformed model file: {err!r}") from err
+        if where := _non_finite(metadata):
+            raise ModelError(f"{where} is not a finite number")
         try:
             checked = Metadata.model_validate(metadata)
         except ValidationError as err:

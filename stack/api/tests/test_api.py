@@ -189,6 +189,9 @@ def test_a_model_whose_version_is_not_a_string_is_refused_at_load(model_file: Pa
         ({"model": 7}, "metadata.model: Input should be a valid string"),
         ({"classes": ["a", "a", "b"]}, "metadata.classes has duplicates"),
         ({"features": ["a", "b", "c", "d"]}, "metadata.features is ['a', 'b', 'c', 'd']"),
+        # /model could not answer these (JSON has no NaN): refused at load too.
+        ({"notes": {"loss": [0.5, float("nan")]}}, "metadata.notes.loss.1 is not a finite number"),
+        ({"train_samples": float("inf")}, "metadata.train_samples is not a finite number"),
     ],
 )
 def test_bad_metadata_is_refused_at_load_with_the_field_named(model_file: Path, tmp_path: Path, changes, problem):

@@ -94,7 +94,7 @@ impl Settings {
             },
             images: Images {
                 python: "python:3.11-slim".into(),
-                node: "node:20-alpine".into(),
+                node: "node:24-alpine".into(),
                 nginx: "nginx:1.27-alpine".into(),
                 prometheus: "prom/prometheus:v2.53.2".into(),
                 grafana: "grafana/grafana:11.4.0".into(),

@@ -32,6 +32,9 @@ from app.model import FEATURES, MODEL_FORMAT, IrisModel
 
 SEED = 42
 TEST_SIZE = 0.3
+# Histogram bounds of the API's input monitoring: the training data's deciles, with its minimum and
+# maximum, so each bucket holds about a tenth of the training inputs and drift shows as a shift.
+BUCKET_QUANTILES = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0)
 
 
 def split_data():
@@ -53,7 +56,34 @@ def random_forest() -> RandomForestClassifier:
     return RandomForestClassifier(n_estimators=200, random_state=SEED)
 
 
-def export(pipeline: Pipeline, *, accuracy: float, classes: list[str], n_train: int, n_test: int) -> dict:
+def feature_stats(x_train: np.ndarray) -> dict:
+    """Per feature: the training mean and standard deviation, histogram bounds for the live inputs,
+    and the fraction of training inputs at or below each bound (what the live histogram is compared to).
+    """
+    stats = {}
+    for column, name in enumerate(FEATURES):
+        values = x_train[:, column]
+        # Rounded to 0.001 cm (the data has 0.1 cm resolution); ties collapse to one bound.
+        bounds = np.unique(np.round(np.quantile(values, BUCKET_QUANTILES), 3))
+        stats[name] = {
+            "mean": round(float(values.mean()), 6),
+            "std": round(float(values.std()), 6),
+            "buckets": bounds.tolist(),
+            "training_cumulative": [round(float(np.mean(values <= bound)), 6) for bound in bounds],
+        }
+    return stats
+
+
+def export(
+    pipeline: Pipeline,
+    *,
+    accuracy: float,
+    classes: list[str],
+    n_train: int,
+    n_test: int,
+    x_train: np.ndarray,
+    fit_seconds: float,
+) -> dict:
     scaler: StandardScaler = pipeline[0]
     logreg: LogisticRegression = pipeline[-1]
     params = {
@@ -79,16 +109,28 @@ def export(pipeline: Pipeline, *, accuracy: float, classes: list[str], n_train: 
             "numpy": np.__version__,
             "scikit-learn": sklearn.__version__,
         },
+        # For monitoring (the API exports these; its histograms use the buckets).
+        "training": {"duration_seconds": round(fit_seconds, 6), "features": feature_stats(x_train)},
     }
     return {"format": MODEL_FORMAT, "metadata": metadata, "params": params}
 
 
 def train() -> dict:
     iris, x_train, x_test, y_train, y_test = split_data()
+    start = time.perf_counter()
     pipeline = logistic_regression().fit(x_train, y_train)
+    fit_seconds = time.perf_counter() - start
     accuracy = float(pipeline.score(x_test, y_test))
     classes = [str(name) for name in iris.target_names]
-    return export(pipeline, accuracy=accuracy, classes=classes, n_train=len(y_train), n_test=len(y_test))
+    return export(
+        pipeline,
+        accuracy=accuracy,
+        classes=classes,
+        n_train=len(y_train),
+        n_test=len(y_test),
+        x_train=x_train,
+        fit_seconds=fit_seconds,
+    )
 
 
 def _seconds_per_call(fn, repeat: int) -> float:

@@ -1,9 +1,10 @@
 """The FastAPI application: /health, /predict, /model, /metrics (plus /docs).
 
-Run with `uvicorn --factory app.main:create_app`. The model file comes from
-IRIS_MODEL_PATH (default: where the image's build trains it) and is loaded at
-startup; without a usable model the app still serves /health (503 with the
-reason) so that the container's health check can say what is wrong.
+Run with `uvicorn --factory app.main:create_app_or_exit`. The model file comes
+from IRIS_MODEL_PATH (default: where the image's build trains it) and is loaded
+and checked when the app is made: a missing or bad model file stops the process
+at startup with exit code 1 and a one-line reason, so no request ever meets a
+half-usable model.
 """
 
 from __future__ import annotations
@@ -12,74 +13,64 @@ import logging
 import os
 import socket
 from collections import Counter
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 
+import fastapi_offline
 import numpy as np
-from fastapi import FastAPI, HTTPException, Request
+from fastapi import FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse, Response
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from app.metrics import Metrics
 from app.middleware import BodyLimitMiddleware, MetricsMiddleware, ReplicaHeaderMiddleware
-from app.model import FEATURES, IrisModel, ModelError, load_model
+from app.model import FEATURES, ModelError, load_model
 from app.schemas import ErrorBody, Health, ModelMetadata, Prediction, PredictRequest, PredictResponse, describe_error
 
 DEFAULT_MODEL_PATH = "/opt/iris/model.json"
 MAX_BODY_BYTES = 1 << 20
 MAX_LISTED_ERRORS = 20
+# Swagger UI's and ReDoc's files, shipped by the fastapi-offline package: /docs works air-gapped.
+DOCS_ASSETS = Path(fastapi_offline.__file__).parent / "static"
 
 # uvicorn configures this logger, so messages land in the container log in its format.
 log = logging.getLogger("uvicorn.error")
 
 
-class ModelSlot:
-    """The loaded model, or why there is none."""
-
-    def __init__(self) -> None:
-        self.model: IrisModel | None = None
-        self.reason = "model is still loading"
+def create_app_or_exit() -> FastAPI:
+    """uvicorn's factory: the app, or exit code 1 with one line on stderr saying what is wrong."""
+    try:
+        return create_app()
+    except ModelError as err:
+        raise SystemExit(f"iris-api: cannot start: {err}") from None
 
 
 def create_app(model_path: str | os.PathLike | None = None, replica: str | None = None) -> FastAPI:
+    """The app serving the model file at `model_path`; raises ModelError when it is not usable."""
     path = Path(model_path or os.environ.get("IRIS_MODEL_PATH") or DEFAULT_MODEL_PATH)
     replica = replica or socket.gethostname()
+    model = load_model(path)
     metrics = Metrics()
-    slot = ModelSlot()
-
-    @asynccontextmanager
-    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
-        try:
-            slot.model = load_model(path)
-        except ModelError as err:
-            slot.reason = str(err)
-            log.error("no model loaded: %s", err)
-        else:
-            metrics.set_model(slot.model.metadata, slot.model.classes)
-            meta = slot.model.metadata
-            log.info("loaded model %s %s from %s", meta.get("model"), meta.get("version"), path)
-        yield
+    metrics.set_model(model)
+    log.info("loaded model %s %s from %s", model.metadata["model"], model.metadata["version"], path)
 
     app = FastAPI(
         title="Iris API",
         version="1.0.0",
         description="Classifies Iris flowers from sepal and petal measurements (cm).",
-        lifespan=lifespan,
+        # Replaced below by pages that load their scripts from this app, not from a CDN.
+        docs_url=None,
+        redoc_url=None,
     )
     # add_middleware puts each new one outermost: the replica header goes on every
     # answer, and metrics see the 413s of the body limit.
     app.add_middleware(BodyLimitMiddleware, max_bytes=MAX_BODY_BYTES)
     app.add_middleware(MetricsMiddleware, metrics=metrics, routes=app.router.routes)
     app.add_middleware(ReplicaHeaderMiddleware, replica=replica)
-
-    def loaded_model() -> IrisModel:
-        if slot.model is None:
-            raise HTTPException(503, detail=f"no model loaded: {slot.reason}")
-        return slot.model
 
     @app.exception_handler(RequestValidationError)
     async def validation_failed(_: Request, exc: RequestValidationError) -> JSONResponse:
@@ -100,21 +91,17 @@ def create_app(model_path: str | os.PathLike | None = None, replica: str | None 
             return JSONResponse({"detail": message, "errors": [message]}, status_code=422)
         return await http_exception_handler(request, exc)
 
-    @app.get("/health", response_model=Health, responses={503: {"model": Health}})
+    # Checked at load (app.model.Metadata), so building this answer cannot fail.
+    health_body = Health(status="ok", model_loaded=True, model_version=model.metadata["version"], replica=replica)
+
+    @app.get("/health", response_model=Health)
     async def health() -> JSONResponse:
-        if slot.model is None:
-            body = Health(status="unavailable", model_loaded=False, reason=slot.reason, replica=replica)
-            return JSONResponse(body.model_dump(exclude_none=True), status_code=503)
-        body = Health(status="ok", model_loaded=True, model_version=slot.model.metadata.get("version"), replica=replica)
-        return JSONResponse(body.model_dump(exclude_none=True))
+        return JSONResponse(health_body.model_dump(exclude_none=True))
 
     @app.post(
-        "/predict",
-        response_model=PredictResponse,
-        responses={413: {"model": ErrorBody}, 422: {"model": ErrorBody}, 503: {"model": ErrorBody}},
+        "/predict", response_model=PredictResponse, responses={413: {"model": ErrorBody}, 422: {"model": ErrorBody}}
     )
     async def predict(request: PredictRequest) -> PredictResponse:
-        model = loaded_model()
         x = np.array([[getattr(item, name) for name in FEATURES] for item in request.items], dtype=np.float64)
         probabilities = model.predict_proba(x)
         indices = probabilities.argmax(axis=1)
@@ -128,11 +115,39 @@ def create_app(model_path: str | os.PathLike | None = None, replica: str | None 
         ]
         for species, count in Counter(p.species for p in predictions).items():
             metrics.predictions.labels(species=species).inc(count)
-        return PredictResponse(model_version=str(model.metadata.get("version", "")), predictions=predictions)
+        metrics.monitoring.observe(x, probabilities, indices)
+        return PredictResponse(model_version=model.metadata["version"], predictions=predictions)
 
-    @app.get("/model", response_model=ModelMetadata, responses={503: {"model": ErrorBody}})
+    @app.get("/model", response_model=ModelMetadata)
     async def model_metadata() -> ModelMetadata:
-        return loaded_model().metadata
+        return model.metadata
+
+    # Relative URLs: the same page works at /docs and behind the web UI's proxy at /api/docs
+    # (where /docs-assets/... would be the UI's own path, and /openapi.json not the API's).
+    app.mount("/docs-assets", StaticFiles(directory=DOCS_ASSETS), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    async def swagger_ui() -> HTMLResponse:
+        return get_swagger_ui_html(
+            openapi_url="openapi.json",
+            title=f"{app.title} - Swagger UI",
+            swagger_js_url="docs-assets/swagger-ui-bundle.js",
+            swagger_css_url="docs-assets/swagger-ui.css",
+            swagger_favicon_url="docs-assets/favicon.png",
+            oauth2_redirect_url=None,
+            # No "valid" badge fetched from validator.swagger.io.
+            swagger_ui_parameters={"validatorUrl": None},
+        )
+
+    @app.get("/redoc", include_in_schema=False)
+    async def redoc() -> HTMLResponse:
+        return get_redoc_html(
+            openapi_url="openapi.json",
+            title=f"{app.title} - ReDoc",
+            redoc_js_url="docs-assets/redoc.standalone.js",
+            redoc_favicon_url="docs-assets/favicon.png",
+            with_google_fonts=False,
+        )
 
     @app.get("/metrics", response_class=Response, responses={200: {"content": {CONTENT_TYPE_LATEST: {}}}})
     async def prometheus_metrics() -> Response:

@@ -18,6 +18,19 @@ from app.metrics import Metrics
 STANDARD_METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "CONNECT", "TRACE"})
 
 
+def status_label(status: int | None, disconnected: bool) -> str:
+    """The `status` label: the class of the answer (2xx ... 5xx), or 499 for a client that left.
+
+    499 (nginx's "client closed request"): the client disconnected before any answer
+    started, e.g. in the middle of sending its body. That is no server error, and not
+    the client's mistake either, so it is counted apart from 4xx and 5xx. Without an
+    answer and without a disconnect, the app failed: the server answers 500.
+    """
+    if status is None:
+        return "499" if disconnected else "5xx"
+    return f"{status // 100}xx"
+
+
 class ReplicaHeaderMiddleware:
     """Names the answering container, so a client can tell replicas apart."""
 
@@ -42,7 +55,8 @@ class MetricsMiddleware:
     """Counts and times every request except scrapes of /metrics itself.
 
     The `handler` label is the matched route's template (never the raw path,
-    which a client could make unbounded); unmatched paths count as "other".
+    which a client could make unbounded); unmatched paths count as "other";
+    `status` is one of 2xx, 3xx, 4xx, 5xx and 499 (see status_label).
     So every label has a bounded set of values.
     """
 
@@ -66,7 +80,15 @@ class MetricsMiddleware:
         if handler == "/metrics":
             await self.app(scope, receive, send)
             return
-        status = 500  # what the client gets if the app raises before answering
+        status: int | None = None
+        disconnected = False
+
+        async def receive_and_watch() -> Message:
+            nonlocal disconnected
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                disconnected = True
+            return message
 
         async def send_and_record(message: Message) -> None:
             nonlocal status
@@ -78,10 +100,14 @@ class MetricsMiddleware:
         method = scope["method"] if scope["method"] in STANDARD_METHODS else "other"
         start = time.perf_counter()
         try:
-            await self.app(scope, receive, send_and_record)
+            await self.app(scope, receive_and_watch, send_and_record)
         finally:
-            self.metrics.latency.labels(handler=handler, method=method).observe(time.perf_counter() - start)
-            self.metrics.requests.labels(handler=handler, method=method, status=f"{status // 100}xx").inc()
+            label = status_label(status, disconnected)
+            # A 499 lasted as long as the client took to give up: no latency of ours, and one
+            # slow client would otherwise raise /predict's p99.
+            if label != "499":
+                self.metrics.latency.labels(handler=handler, method=method).observe(time.perf_counter() - start)
+            self.metrics.requests.labels(handler=handler, method=method, status=label).inc()
 
 
 class BodyLimitMiddleware:

@@ -57,8 +57,7 @@ class PredictResponse(BaseModel):
 class Health(BaseModel):
     status: str
     model_loaded: bool
-    model_version: str | None = None
-    reason: str | None = None
+    model_version: str
     replica: str
 
 

@@ -38,9 +38,3 @@ def client(model_file: Path) -> Iterator[TestClient]:
     # The context manager runs the lifespan, which is where the model loads.
     with TestClient(create_app(model_file, replica="test-replica")) as test_client:
         yield test_client
-
-
-@pytest.fixture
-def client_without_model(tmp_path: Path) -> Iterator[TestClient]:
-    with TestClient(create_app(tmp_path / "absent.json", replica="test-replica")) as test_client:
-        yield test_client

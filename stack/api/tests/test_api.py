@@ -3,12 +3,17 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
 
 from app.main import MAX_BODY_BYTES, create_app
+from app.model import ModelError
 from tests.flowers import SETOSA, VERSICOLOR, VIRGINICA
 
 
@@ -136,25 +141,16 @@ def test_replica_defaults_to_the_hostname(model_file: Path, monkeypatch: pytest.
         assert client.get("/health").headers["x-iris-replica"] == "api-7f3c"
 
 
-def test_without_a_model_health_and_predict_answer_503(client_without_model: TestClient):
-    health = client_without_model.get("/health")
-    assert health.status_code == 503
-    assert health.json()["model_loaded"] is False
-    assert "absent.json` does not exist" in health.json()["reason"]
-    predict = client_without_model.post("/predict", json={"items": [SETOSA]})
-    assert predict.status_code == 503
-    assert predict.json()["detail"].startswith("no model loaded: model file")
-    assert client_without_model.get("/model").status_code == 503
-    assert "iris_model_loaded 0.0" in client_without_model.get("/metrics").text
+def test_without_a_model_file_the_app_is_not_made(tmp_path: Path):
+    with pytest.raises(ModelError, match=r"absent.json` does not exist"):
+        create_app(tmp_path / "absent.json")
 
 
 def test_a_corrupt_model_file_is_reported(tmp_path: Path):
     path = tmp_path / "model.json"
     path.write_text("{not json")
-    with TestClient(create_app(path)) as client:
-        health = client.get("/health")
-    assert health.status_code == 503
-    assert "is not valid JSON" in health.json()["reason"]
+    with pytest.raises(ModelError, match="is not valid JSON"):
+        create_app(path)
 
 
 def test_model_path_comes_from_the_environment(model_file: Path, monkeypatch: pytest.MonkeyPatch):
@@ -162,8 +158,67 @@ def test_model_path_comes_from_the_environment(model_file: Path, monkeypatch: py
     with TestClient(create_app()) as client:
         assert client.get("/health").status_code == 200
     monkeypatch.setenv("IRIS_MODEL_PATH", str(model_file.with_name("other.json")))
-    with TestClient(create_app()) as client:
-        assert "other.json" in client.get("/health").json()["reason"]
+    with pytest.raises(ModelError, match=re.escape("other.json")):
+        create_app()
+
+
+def _with_metadata(model_file: Path, tmp_path: Path, **changes) -> Path:
+    data = json.loads(model_file.read_text())
+    data["metadata"].update(changes)
+    path = tmp_path / "changed.json"
+    path.write_text(json.dumps(data))
+    return path
+
+
+def test_a_model_whose_version_is_not_a_string_is_refused_at_load(model_file: Path, tmp_path: Path):
+    # Issue 16: such a file used to load, then every /health answered 500 while /predict worked.
+    path = _with_metadata(model_file, tmp_path, version=20260101)
+    with pytest.raises(ModelError, match=r"metadata.version: Input should be a valid string \(got 20260101\)"):
+        create_app(path)
+
+
+@pytest.mark.parametrize(
+    ("changes", "problem"),
+    [
+        ({"version": ""}, "metadata.version: String should have at least 1 character"),
+        ({"version": None}, "metadata.version: Input should be a valid string"),
+        ({"accuracy": "0.9"}, "metadata.accuracy: Input should be a valid number"),
+        ({"accuracy": 1.5}, "metadata.accuracy: Input should be less than or equal to 1"),
+        ({"trained_at": "yesterday"}, "metadata.trained_at: Input should be a valid datetime"),
+        ({"trained_at": "2026-01-01T00:00:00"}, "metadata.trained_at: Input should have timezone info"),
+        ({"model": 7}, "metadata.model: Input should be a valid string"),
+        ({"classes": ["a", "a", "b"]}, "metadata.classes has duplicates"),
+        ({"features": ["a", "b", "c", "d"]}, "metadata.features is ['a', 'b', 'c', 'd']"),
+        # /model could not answer these (JSON has no NaN): refused at load too.
+        ({"notes": {"loss": [0.5, float("nan")]}}, "metadata.notes.loss.1 is not a finite number"),
+        ({"train_samples": float("inf")}, "metadata.train_samples is not a finite number"),
+    ],
+)
+def test_bad_metadata_is_refused_at_load_with_the_field_named(model_file: Path, tmp_path: Path, changes, problem):
+    with pytest.raises(ModelError, match=re.escape(problem)):
+        create_app(_with_metadata(model_file, tmp_path, **changes))
+
+
+def _serve(env_model_path: Path) -> subprocess.CompletedProcess:
+    """Start the API as the image does, with a 10 s cap: a good model would keep it running."""
+    command = [sys.executable, "-m", "uvicorn", "--factory", "app.main:create_app_or_exit", "--port", "0"]
+    env = {**os.environ, "IRIS_MODEL_PATH": str(env_model_path)}
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=10, check=False)
+
+
+def test_the_server_exits_at_startup_with_one_line_naming_the_bad_field(model_file: Path, tmp_path: Path):
+    result = _serve(_with_metadata(model_file, tmp_path, version=3))
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith("iris-api: cannot start: model file `")
+    assert "metadata.version: Input should be a valid string (got 3)" in result.stderr
+
+
+def test_the_server_exits_at_startup_without_a_model_file(tmp_path: Path):
+    result = _serve(tmp_path / "absent.json")
+    assert (result.returncode, result.stderr.count("\n")) == (1, 1)
+    assert "absent.json` does not exist" in result.stderr
 
 
 def test_docs_and_openapi_are_served(client: TestClient):

@@ -82,13 +82,8 @@ def test_hardened_container_serves_predictions_as_uid_10001(run_api):
     assert meta["accuracy"] >= 0.9
 
 
-def test_without_a_model_the_container_never_becomes_healthy(run_api):
-    name, url = run_api("--env", "IRIS_MODEL_PATH=/nonexistent/model.json")
-    wait_for(lambda: bool(health_state(name)["Log"]), "the first health check")
-    assert health_state(name)["Log"][0]["ExitCode"] != 0
-    assert health_state(name)["Status"] != "healthy"
-    status, health = http(f"{url}/health")
-    assert status == 503
-    assert "/nonexistent/model.json` does not exist" in health["reason"]
-    status, _ = http(f"{url}/predict", {"items": [SETOSA]})
-    assert status == 503
+def test_without_a_model_the_container_exits_at_once_with_one_line():
+    command = ["docker", "run", "--rm", *HARDENED, "--env", "IRIS_MODEL_PATH=/nonexistent/model.json", IMAGE]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 1
+    assert result.stderr == "iris-api: cannot start: model file `/nonexistent/model.json` does not exist\n"

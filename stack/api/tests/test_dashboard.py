@@ -7,8 +7,10 @@ import re
 from pathlib import Path
 
 import pytest
+import yaml
 from fastapi.testclient import TestClient
 
+from app.metrics import LOW_CONFIDENCE
 from tests.exposition import series
 from tests.flowers import SETOSA
 
@@ -17,6 +19,8 @@ DASHBOARD = MONITORING / "dashboards" / "grafana-fastapi-dashboard.json"
 DATASOURCE = {"type": "prometheus", "uid": "iris-prometheus"}
 # Labels Prometheus adds to every scraped series; the API does not export them.
 TARGET_LABELS = {"instance", "job"}
+# Series Prometheus makes itself for every target.
+PROMETHEUS_SERIES = {"up"}
 PROMQL_WORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and", "or", "unless", "offset"}
 
 
@@ -63,7 +67,20 @@ def test_dashboard_is_a_plain_model_with_a_fixed_uid(dashboard: dict):
     assert "__inputs" not in dashboard
     assert (dashboard["uid"], dashboard["title"]) == ("iris-api", "Iris API")
     titles = " | ".join(panel["title"] for panel in dashboard["panels"])
-    for wanted in ("Request rate", "Error rate", "p50 / p95 / p99", "Predictions per species", "Model info"):
+    for wanted in (
+        "Request rate",
+        "Error rate",
+        "p50 / p95 / p99",
+        "Predictions per species",
+        "Model info",
+        "5xx ratio",
+        "API target up",
+        "Confidence distribution",
+        "Low-confidence rate",
+        "Input drift",
+        "Input vs training distribution",
+        "Model accuracy",
+    ):
         assert wanted in titles
     assert len({panel["id"] for panel in dashboard["panels"]}) == len(dashboard["panels"])
 
@@ -99,21 +116,102 @@ def test_every_metric_and_label_in_the_dashboard_is_exported(client: TestClient,
         assert names, f"no metric in {expr!r}"
         used |= names
         grouped, matchers = label_uses(expr)
-        exported = [labels for name in names for labels, _ in series(exposition, name)]
-        assert exported, f"{sorted(names)} not in the API's /metrics output (query {expr!r})"
+        exported = [labels for name in names - PROMETHEUS_SERIES for labels, _ in series(exposition, name)]
+        assert exported or names <= PROMETHEUS_SERIES, f"{sorted(names)} not in the API's /metrics output ({expr!r})"
+        for name in names - PROMETHEUS_SERIES:
+            assert series(exposition, name), f"{name} is not in the API's /metrics output (query {expr!r})"
         label_names = {label for labels in exported for label in labels} | TARGET_LABELS
         assert grouped | {name for name, _, _ in matchers} <= label_names, expr
         for label, op, value in matchers:
             if label == "status":  # a 5xx may not have happened yet, but it is a value the API uses
-                assert all(re.fullmatch(r"[2-5]xx", v) for v in value.split("|")), expr
-            elif op == "=":
+                assert all(re.fullmatch(r"[2-5]xx|499", v) for v in value.split("|")), expr
+            elif op == "=" and label not in TARGET_LABELS and not value.startswith("$"):
                 assert any(labels.get(label) == value for labels in exported), expr
+            elif value.startswith("$"):
+                assert value[1:] in variables(dashboard), f"{expr}: no template variable {value}"
     assert used >= {
         "iris_http_requests_total",
         "iris_http_request_duration_seconds_bucket",
         "iris_predictions_total",
         "iris_model_info",
+        "iris_input_centimeters_bucket",
+        "iris_training_feature_cumulative_ratio",
+        "iris_training_feature_mean_centimeters",
+        "iris_training_feature_stddev_centimeters",
+        "iris_prediction_confidence_bucket",
+        "iris_model_accuracy",
+        "up",
     }
+
+
+def variables(dashboard: dict) -> dict[str, dict]:
+    return {variable["name"]: variable for variable in dashboard["templating"]["list"]}
+
+
+def panel(dashboard: dict, title_part: str) -> dict:
+    found = [panel for panel in dashboard["panels"] if title_part in panel["title"]]
+    assert len(found) == 1, f"{len(found)} panels titled like {title_part!r}"
+    return found[0]
+
+
+def exprs(panel: dict) -> list[str]:
+    return [target["expr"] for target in panel["targets"]]
+
+
+def test_job_and_instance_variables_filter_every_query(dashboard: dict):
+    found = variables(dashboard)
+    assert found["job"]["current"]["value"] == "iris-api"
+    assert found["instance"]["includeAll"]
+    assert found["instance"]["allValue"] == ".+"
+    for variable in found.values():
+        assert variable["datasource"] == DATASOURCE
+    for target in targets(dashboard):
+        selectors = re.findall(r"[a-zA-Z_:][\w:]*\{([^}]*)\}", target["expr"])
+        assert selectors, target["expr"]
+        for selector in selectors:
+            assert 'job="$job"' in selector, target["expr"]
+            assert 'instance=~"$instance"' in selector, target["expr"]
+
+
+def test_predict_latency_is_apart_from_the_other_handlers(dashboard: dict):
+    for expr in exprs(panel(dashboard, "p50 / p95 / p99")):
+        assert 'handler="/predict"' in expr
+    others = exprs(panel(dashboard, "Latency of other handlers"))
+    assert all('handler!="/predict"' in expr and "by (le, handler)" in expr for expr in others)
+
+
+def test_the_5xx_ratio_and_error_panels_show_a_dead_target_as_no_data(dashboard: dict):
+    (ratio,) = exprs(panel(dashboard, "5xx ratio"))
+    assert 'status="5xx"' in ratio
+    assert " / sum(rate(iris_http_requests_total{" in ratio
+    for expr in [ratio, *exprs(panel(dashboard, "Error rate"))]:
+        assert "vector(0)" not in expr
+    assert any('status="499"' in expr for expr in exprs(panel(dashboard, "Error rate")))
+
+
+def test_the_up_panel_tells_up_down_and_missing_apart(dashboard: dict):
+    up = panel(dashboard, "API target up")
+    assert exprs(up) == ['up{job="$job",instance=~"$instance"}']
+    assert up["fieldConfig"]["defaults"]["noValue"] == "MISSING"
+    (mapping,) = up["fieldConfig"]["defaults"]["mappings"]
+    assert {value: shown["text"] for value, shown in mapping["options"].items()} == {"0": "DOWN", "1": "UP"}
+
+
+def test_model_monitoring_panels(dashboard: dict):
+    assert LOW_CONFIDENCE == 0.6
+    (low,) = exprs(panel(dashboard, "Low-confidence rate (confidence ≤ 0.6)"))
+    assert 'iris_prediction_confidence_bucket{job="$job",instance=~"$instance",le="0.6"}' in low
+    assert "iris_prediction_confidence_count" in low
+    assert "iris_prediction_confidence_bucket" in exprs(panel(dashboard, "Confidence distribution"))[0]
+    distribution = panel(dashboard, "Input vs training distribution")
+    assert distribution["repeat"] == "feature"
+    assert "feature" in variables(dashboard)
+    live, training = exprs(distribution)
+    assert 'iris_input_centimeters_bucket{job="$job",instance=~"$instance",feature="$feature"}' in live
+    assert 'iris_training_feature_cumulative_ratio{job="$job",instance=~"$instance",feature="$feature"}' in training
+    (drift,) = exprs(panel(dashboard, "Input drift"))
+    for name in ("iris_input_centimeters_sum", "iris_input_centimeters_count"):
+        assert f'{name}{{job="$job",instance=~"$instance"}}[30m]' in drift
 
 
 def test_prometheus_scrapes_the_api_and_itself():
@@ -123,3 +221,70 @@ def test_prometheus_scrapes_the_api_and_itself():
         r"job_name: iris-api\n\s+metrics_path: /metrics\n\s+static_configs:\n\s+- targets: \[\"api:8000\"\]", config
     )
     assert "job_name: prometheus" in config
+
+
+ALERTS = MONITORING / "alerts.yml"
+
+
+@pytest.fixture(scope="module")
+def alert_rules() -> list[dict]:
+    groups = yaml.safe_load(ALERTS.read_text())["groups"]
+    return [rule for group in groups for rule in group["rules"]]
+
+
+def test_every_alert_has_a_severity_a_summary_and_a_one_line_runbook(alert_rules: list[dict]):
+    names = [rule["alert"] for rule in alert_rules]
+    assert len(set(names)) == len(names)
+    for rule in alert_rules:
+        assert rule["labels"]["severity"] in {"critical", "warning"}, rule["alert"]
+        assert rule["annotations"]["summary"].strip(), rule["alert"]
+        runbook = rule["annotations"]["runbook"]
+        assert runbook.strip(), rule["alert"]
+        assert "\n" not in runbook.strip(), rule["alert"]
+
+
+def test_the_alerts_the_issue_asks_for_exist(alert_rules: list[dict]):
+    exprs = {rule["alert"]: " ".join(rule["expr"].split()) for rule in alert_rules}
+    assert exprs["IrisApiTargetMissing"] == 'absent(up{job="iris-api"})'
+    assert 'up{job="iris-api"} == 0' in exprs["IrisApiDown"]
+    assert "iris_model_loaded" in exprs["IrisModelNotLoaded"]
+    assert 'status="5xx"' in exprs["IrisApiHigh5xxRatio"]
+    assert 'status="4xx"' in exprs["IrisApiHigh4xxRatio"]
+    for quantile, alert in (("0.95", "IrisPredictLatencyP95High"), ("0.99", "IrisPredictLatencyP99High")):
+        assert f"histogram_quantile({quantile}," in exprs[alert]
+        assert 'handler="/predict"' in exprs[alert]
+    assert "avg_over_time(up[" in exprs["IrisScrapesFailing"]
+    drift = exprs["IrisInputDrift"]
+    for name in (
+        "_sum",
+        "_count",
+        "iris_training_feature_mean_centimeters",
+        "iris_training_feature_stddev_centimeters",
+    ):
+        assert name in drift
+
+
+def test_prometheus_loads_the_rules_from_where_they_are_mounted():
+    config = yaml.safe_load((MONITORING / "prometheus.yml").read_text())
+    assert config["rule_files"] == ["/etc/prometheus/alerts.yml"]
+
+
+def test_every_metric_and_label_in_the_alert_rules_is_exported(client: TestClient, alert_rules: list[dict]):
+    client.post("/predict", json={"items": [SETOSA]})
+    client.post("/predict", json={"items": []})
+    exposition = client.get("/metrics").text
+    for rule in alert_rules:
+        expr = rule["expr"]
+        names = metric_names(expr)
+        assert names, f"no metric in {rule['alert']}"
+        exported = [labels for name in names - PROMETHEUS_SERIES for labels, _ in series(exposition, name)]
+        for name in names - PROMETHEUS_SERIES:
+            assert series(exposition, name), f"{rule['alert']}: {name} is not in the API's /metrics output"
+        label_names = {label for labels in exported for label in labels} | TARGET_LABELS
+        grouped, matchers = label_uses(expr)
+        assert grouped | {name for name, _, _ in matchers} <= label_names, rule["alert"]
+        for label, op, value in matchers:
+            if label == "status":
+                assert re.fullmatch(r"[2-5]xx|499", value), rule["alert"]
+            elif op == "=" and label not in TARGET_LABELS:
+                assert any(labels.get(label) == value for labels in exported), rule["alert"]

@@ -2,8 +2,19 @@
 
 from __future__ import annotations
 
-from fastapi.testclient import TestClient
+import asyncio
+from datetime import datetime
+from pathlib import Path
 
+import pytest
+from fastapi.testclient import TestClient
+from prometheus_client.utils import floatToGoString
+from starlette.types import Message, Receive, Scope, Send
+
+from app.main import create_app
+from app.metrics import CONFIDENCE_BUCKETS, LOW_CONFIDENCE, Metrics
+from app.middleware import MetricsMiddleware, status_label
+from app.model import FEATURES
 from tests.exposition import sample, series
 from tests.flowers import SETOSA, VIRGINICA
 
@@ -66,3 +77,138 @@ def test_model_info_carries_the_metadata(client: TestClient):
     }
     assert sample(text, "iris_model_info", **labels) == 1
     assert sample(text, "iris_model_loaded") == 1
+
+
+def asgi_post(app, chunks: list[bytes]) -> list[Message]:
+    """POST /predict at the ASGI level: `chunks` arrive with more_body=True, then the client disconnects."""
+    scope = {
+        "type": "http",
+        "asgi": {"version": "3.0"},
+        "http_version": "1.1",
+        "method": "POST",
+        "scheme": "http",
+        "path": "/predict",
+        "raw_path": b"/predict",
+        "root_path": "",
+        "query_string": b"",
+        "headers": [(b"content-type", b"application/json")],
+        "client": ("127.0.0.1", 50000),
+        "server": ("testserver", 80),
+    }
+    incoming = [{"type": "http.request", "body": chunk, "more_body": True} for chunk in chunks]
+    sent: list[Message] = []
+
+    async def receive() -> Message:
+        return incoming.pop(0) if incoming else {"type": "http.disconnect"}
+
+    async def send(message: Message) -> None:
+        sent.append(message)
+
+    asyncio.run(app(scope, receive, send))
+    return sent
+
+
+def test_a_client_that_disconnects_mid_body_is_counted_as_499_not_5xx(model_file: Path):
+    app = create_app(model_file, replica="test-replica")
+    sent = asgi_post(app, [b'{"items": [{"sepal_length": 5.1,'])
+    assert sent == []  # nobody left to answer
+    text = TestClient(app).get("/metrics").text
+    requests = "iris_http_requests_total"
+    assert sample(text, requests, handler="/predict", method="POST", status="499") == 1
+    assert sample(text, requests, handler="/predict", method="POST", status="5xx") == 0
+    assert sample(text, requests, handler="/predict", method="POST", status="4xx") == 0
+    # Not timed: its duration is the client's, and would skew /predict's latency quantiles.
+    assert sample(text, "iris_http_request_duration_seconds_count", handler="/predict", method="POST") is None
+
+
+def test_an_app_that_fails_without_answering_is_still_a_5xx():
+    metrics = Metrics()
+
+    async def broken(scope: Scope, receive: Receive, send: Send) -> None:
+        raise RuntimeError("bug")
+
+    middleware = MetricsMiddleware(broken, metrics=metrics, routes=[])
+    with pytest.raises(RuntimeError):
+        asyncio.run(middleware({"type": "http", "method": "GET", "path": "/x"}, None, None))
+    assert metrics.requests.labels(handler="other", method="GET", status="5xx")._value.get() == 1
+
+
+@pytest.mark.parametrize(
+    ("status", "disconnected", "label"),
+    [(200, False, "2xx"), (413, True, "4xx"), (503, False, "5xx"), (None, True, "499"), (None, False, "5xx")],
+)
+def test_status_label(status, disconnected, label):
+    assert status_label(status, disconnected) == label
+
+
+def test_inputs_are_histogrammed_per_feature_on_the_training_bounds(client: TestClient):
+    training = client.get("/model").json()["training"]["features"]
+    client.post("/predict", json={"items": [SETOSA, VIRGINICA]})
+    client.post("/predict", json={"items": [{**SETOSA, "petal_length": 49.0}]})
+    text = client.get("/metrics").text
+    for feature in FEATURES:
+        buckets = [
+            (labels["le"], value)
+            for labels, value in series(text, "iris_input_centimeters_bucket")
+            if labels["feature"] == feature
+        ]
+        bounds = training[feature]["buckets"]
+        assert [le for le, _ in buckets] == [floatToGoString(b) for b in bounds] + ["+Inf"]
+        values = [SETOSA[feature], VIRGINICA[feature], 49.0 if feature == "petal_length" else SETOSA[feature]]
+        expected = [sum(v <= b for v in values) for b in bounds] + [3]
+        assert [count for _, count in buckets] == expected, feature
+        assert sample(text, "iris_input_centimeters_count", feature=feature) == 3
+        assert sample(text, "iris_input_centimeters_sum", feature=feature) == pytest.approx(sum(values))
+
+
+def test_confidence_is_histogrammed_by_predicted_species(client: TestClient):
+    answer = client.post("/predict", json={"items": [SETOSA, SETOSA, VIRGINICA]}).json()
+    text = client.get("/metrics").text
+    top = {p["species"]: max(p["probabilities"].values()) for p in answer["predictions"]}
+    for species, count in (("setosa", 2), ("virginica", 1), ("versicolor", 0)):
+        assert sample(text, "iris_prediction_confidence_count", species=species) == count
+        buckets = {
+            labels["le"]: v
+            for labels, v in series(text, "iris_prediction_confidence_bucket")
+            if labels["species"] == species
+        }
+        assert list(buckets) == [floatToGoString(b) for b in CONFIDENCE_BUCKETS] + ["+Inf"]
+        if count:
+            assert buckets["+Inf"] == count
+            assert buckets[floatToGoString(LOW_CONFIDENCE)] == (count if top[species] <= LOW_CONFIDENCE else 0)
+    assert sample(text, "iris_prediction_confidence_sum", species="setosa") == pytest.approx(2 * top["setosa"])
+
+
+def test_training_statistics_and_model_numbers_are_gauges(client: TestClient):
+    meta = client.get("/model").json()
+    text = client.get("/metrics").text
+    for feature, stats in meta["training"]["features"].items():
+        assert sample(text, "iris_training_feature_mean_centimeters", feature=feature) == stats["mean"]
+        assert sample(text, "iris_training_feature_stddev_centimeters", feature=feature) == stats["std"]
+        for bound, fraction in zip(stats["buckets"], stats["training_cumulative"], strict=True):
+            ratio = sample(text, "iris_training_feature_cumulative_ratio", feature=feature, le=floatToGoString(bound))
+            assert ratio == fraction
+    assert sample(text, "iris_model_accuracy") == meta["accuracy"]
+    trained = datetime.fromisoformat(meta["trained_at"]).timestamp()
+    assert sample(text, "iris_model_trained_timestamp_seconds") == trained
+    assert sample(text, "iris_model_training_duration_seconds") == meta["training"]["duration_seconds"]
+
+
+def test_monitoring_label_values_come_from_fixed_sets(client: TestClient):
+    odd = {"sepal_length": 0.001, "sepal_width": 50, "petal_length": 1e-9, "petal_width": 49.99}
+    client.post("/predict", json={"items": [odd, SETOSA, VIRGINICA] * 100})
+    client.post("/predict", json={"items": [{**SETOSA, "colour": "blue"}]})
+    text = client.get("/metrics").text
+    assert {labels["feature"] for labels, _ in series(text, "iris_input_centimeters_count")} == set(FEATURES)
+    assert {labels["species"] for labels, _ in series(text, "iris_prediction_confidence_count")} == {
+        "setosa",
+        "versicolor",
+        "virginica",
+    }
+    assert "colour" not in text
+
+
+def test_predict_has_zero_series_for_every_status_from_the_start(client: TestClient):
+    text = client.get("/metrics").text
+    for status in ("2xx", "4xx", "5xx", "499"):
+        assert sample(text, "iris_http_requests_total", handler="/predict", method="POST", status=status) == 0

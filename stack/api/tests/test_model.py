@@ -12,7 +12,7 @@ import pytest
 import sklearn
 
 import train
-from app.model import IrisModel, ModelError, load_model
+from app.model import FEATURES, IrisModel, ModelError, load_model
 
 
 def test_numpy_evaluator_matches_sklearn_on_every_flower():
@@ -92,3 +92,47 @@ def test_missing_and_corrupt_files_are_reported(tmp_path: Path):
         load_model(corrupt)
     with pytest.raises(ModelError, match="cannot read"):
         load_model(tmp_path)
+
+
+def test_training_stats_describe_the_training_split():
+    _, x_train, _, _, _ = train.split_data()
+    features = train.train()["metadata"]["training"]["features"]
+    assert tuple(features) == FEATURES
+    for column, name in enumerate(FEATURES):
+        values, stats = x_train[:, column], features[name]
+        assert stats["mean"] == pytest.approx(values.mean(), abs=1e-6)
+        assert stats["std"] == pytest.approx(values.std(), abs=1e-6)
+        bounds = stats["buckets"]
+        assert bounds == sorted(set(bounds))
+        assert (bounds[0], bounds[-1]) == (values.min(), values.max())
+        assert 6 <= len(bounds) <= len(train.BUCKET_QUANTILES)
+        assert stats["training_cumulative"] == pytest.approx([np.mean(values <= b) for b in bounds], abs=1e-6)
+        assert stats["training_cumulative"][-1] == 1
+
+
+def test_training_time_is_recorded():
+    duration = train.train()["metadata"]["training"]["duration_seconds"]
+    assert 0 < duration < 60
+
+
+def _with_training(change) -> dict:
+    data = train.train()
+    change(data["metadata"]["training"])
+    return data
+
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (_with_training(lambda t: t.pop("features")), "metadata.training.features: Field required"),
+        (_with_training(lambda t: t.update(duration_seconds="1s")), "metadata.training.duration_seconds"),
+        (_with_training(lambda t: t["features"].pop("sepal_width")), "features must be ['sepal_length', 'sepal_w"),
+        (_with_training(lambda t: t["features"]["petal_width"].update(std=0.0)), "std: Input should be greater than 0"),
+        (_with_training(lambda t: t["features"]["petal_width"].update(buckets=[2.0, 1.0])), "strictly increasing"),
+        (_with_training(lambda t: t["features"]["petal_width"]["buckets"].pop()), "one fraction per bucket"),
+        (_with_training(lambda t: t["features"]["petal_width"].update(mean=float("nan"))), "mean is not a finite"),
+    ],
+)
+def test_unusable_training_stats_are_rejected_with_a_reason(data, message):
+    with pytest.raises(ModelError, match=re.escape(message)):
+        IrisModel.from_dict(data)

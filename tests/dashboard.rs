@@ -52,11 +52,15 @@ fn query(expr: &str) -> Vec<(BTreeMap<String, String>, f64)> {
         .collect()
 }
 
-/// Grafana's macros, as Grafana would expand them for a recent time range.
+/// Grafana's macros, as Grafana would expand them for a recent time range, and the dashboard's
+/// variables at their defaults (`$feature`: one of its values, as a repeated panel gets it).
 fn expand(expr: &str) -> String {
     expr.replace("$__rate_interval", "1m")
         .replace("$__interval", "15s")
         .replace("$__range", "5m")
+        .replace("$job", "iris-api")
+        .replace("$instance", ".+")
+        .replace("$feature", "petal_length")
 }
 
 fn predict(items: &[[f64; 4]]) -> u16 {
@@ -170,7 +174,45 @@ fn every_panel_query_answers_truthfully() {
                 ),
                 ("Error rate", "4xx") => assert!(single > 0.0, "{title} 4xx: {result:?}"),
                 ("Error rate", "5xx") => assert_eq!(single, 0.0, "{title} 5xx: {result:?}"),
-                ("Latency (p50 / p95 / p99)", q) => {
+                ("Error rate", "client left (499)") => {
+                    assert_eq!(single, 0.0, "{title} 499: {result:?}")
+                }
+                ("5xx ratio", _) => assert_eq!(single, 0.0, "{title}: {result:?}"),
+                ("API target up", _) => assert_eq!(single, 1.0, "{title}: {result:?}"),
+                ("Latency of other handlers (p95 by handler)", _) => assert!(
+                    by("handler", "/predict").is_none()
+                        && result.iter().all(|(_, v)| v.is_nan() || *v > 0.0),
+                    "{title}: {result:?}"
+                ),
+                ("Model accuracy", _) => assert!(single >= 0.9, "{title}: {result:?}"),
+                ("Model age", _) => assert!(single >= 0.0, "{title}: {result:?}"),
+                ("Confidence distribution (share of predictions at or below)", _) => {
+                    assert_eq!(by("le", "+Inf"), Some(1.0), "{title}: {result:?}")
+                }
+                ("Low-confidence rate (confidence ≤ 0.6)", _) => {
+                    for species in ["setosa", "versicolor", "virginica"] {
+                        assert!(
+                            by("species", species).is_some_and(|v| (0.0..=1.0).contains(&v)),
+                            "{title} {species}: {result:?}"
+                        );
+                    }
+                }
+                ("Input drift: live mean vs training mean (training standard deviations)", _) => {
+                    for feature in ["sepal_length", "sepal_width", "petal_length", "petal_width"] {
+                        assert!(
+                            by("feature", feature).is_some_and(f64::is_finite),
+                            "{title} {feature}: {result:?}"
+                        );
+                    }
+                }
+                ("Input vs training distribution: $feature", "live ≤ {{le}} cm") => {
+                    assert_eq!(by("le", "+Inf"), Some(1.0), "{title}: {result:?}")
+                }
+                ("Input vs training distribution: $feature", "training ≤ {{le}} cm") => assert!(
+                    result.len() >= 6 && result.iter().any(|(_, v)| *v == 1.0),
+                    "{title}: {result:?}"
+                ),
+                ("/predict latency (p50 / p95 / p99)", q) => {
                     assert!(
                         single.is_finite() && single > 0.0,
                         "{title} {q}: {result:?}"

@@ -107,8 +107,14 @@ mod tests {
             dir.path().to_path_buf(),
         ));
         let files = mounted_files(st.service("prometheus").unwrap()).unwrap();
-        assert_eq!(files.len(), 1);
-        assert_eq!(files[0].target, "/etc/prometheus/prometheus.yml");
+        let targets: Vec<&str> = files.iter().map(|f| f.target.as_str()).collect();
+        assert_eq!(
+            targets,
+            [
+                "/etc/prometheus/prometheus.yml",
+                "/etc/prometheus/alerts.yml"
+            ]
+        );
         std::fs::create_dir_all(dir.path().join(".irisctl/secrets")).unwrap();
         std::fs::write(super::super::grafana_secret_path(dir.path()), "pw").unwrap();
         let g = mounted_files(st.service("grafana").unwrap()).unwrap();

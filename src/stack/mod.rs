@@ -322,6 +322,10 @@ impl Stack {
                 source: dir.join("monitoring/prometheus.yml"),
                 target: "/etc/prometheus/prometheus.yml".into(),
             },
+            Mount::Bind {
+                source: dir.join("monitoring/alerts.yml"),
+                target: "/etc/prometheus/alerts.yml".into(),
+            },
             Mount::Volume {
                 key: "prometheus-data".into(),
                 target: "/prometheus".into(),

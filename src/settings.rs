@@ -112,9 +112,16 @@ impl Settings {
     /// Apply one `KEY=value` setting (KEY without the `IRISCTL_` prefix). `origin` names the
     /// source in errors, e.g. "`.env` line 3" or "flag --api-port".
     pub fn apply(&mut self, key: &str, value: &str, origin: &str) -> Result<()> {
+        // Name the input as the user wrote it: a flag or a file key is in `origin` already; in
+        // `.env` the variable is `IRISCTL_<KEY>`.
+        let wrote = if origin.contains("` line ") {
+            format!("IRISCTL_{key}=")
+        } else {
+            String::new()
+        };
         let bad = |what: &str, hint: &str| {
             hinted(
-                format!("{origin}: {key}={value:?} is not {what}"),
+                format!("{origin}: {wrote}{value:?} is not {what}"),
                 hint.to_string(),
             )
         };
@@ -122,6 +129,9 @@ impl Settings {
             "PROJECT_NAME" => {
                 validate_project(value).map_err(|why| bad(&format!("a valid project name ({why})"), "use lowercase letters, digits, '-' and '_', starting with a letter or digit, e.g. `iris-test`"))?;
                 self.project = value.to_string();
+            }
+            "BIND" if value.trim() == "localhost" => {
+                self.bind = IpAddr::from([127, 0, 0, 1]);
             }
             "BIND" => {
                 self.bind = value.trim().parse().map_err(|_| {
@@ -153,7 +163,7 @@ impl Settings {
                 *slot = value.to_string();
             }
             "HEALTH_TIMEOUT" | "WAIT_TIMEOUT" => {
-                self.health_timeout = parse_duration_secs(&format!("{origin}: {key}="), value)?;
+                self.health_timeout = parse_duration_secs(&format!("{origin}: {wrote}"), value)?;
             }
             "API_REPLICAS" => {
                 self.api_replicas = value
@@ -206,9 +216,14 @@ impl Settings {
             FileLayer::default()
         } else {
             serde_yaml::from_str(text).map_err(|e| {
+                // serde names the Rust types; say what the user wrote instead.
+                let mut why = e.to_string();
+                for layer in ["File", "Ports", "Images", "Build", "Timeouts", "Grafana", "Swarm"] {
+                    why = why.replace(&format!("struct {layer}Layer"), "a mapping of keys");
+                }
                 hinted(
-                    format!("settings file `{shown}` is not valid: {e}"),
-                    "see examples/irisctl.yaml for every key; remove or fix the one named above",
+                    format!("settings file `{shown}` is not valid: {why}"),
+                    "templates/irisctl.yaml (written by `irisctl init`) documents every key; remove or fix the one named above",
                 )
             })?
         };
@@ -387,6 +402,7 @@ pub const KNOWN_KEYS: &[&str] = &[
 const BUILDABLE: &[&str] = &["prometheus", "grafana"];
 
 #[derive(Debug, Default, Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
 #[serde(deny_unknown_fields)]
 struct FileLayer {
     project: Option<String>,
@@ -400,6 +416,7 @@ struct FileLayer {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
 #[serde(deny_unknown_fields)]
 struct SwarmLayer {
     api_replicas: Option<serde_yaml::Value>,
@@ -407,6 +424,7 @@ struct SwarmLayer {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
 #[serde(deny_unknown_fields)]
 struct PortsLayer {
     api: Option<serde_yaml::Value>,
@@ -416,6 +434,7 @@ struct PortsLayer {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
 #[serde(deny_unknown_fields)]
 struct ImagesLayer {
     python: Option<String>,
@@ -426,6 +445,7 @@ struct ImagesLayer {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
 #[serde(deny_unknown_fields)]
 struct BuildLayer {
     context: PathBuf,
@@ -434,12 +454,14 @@ struct BuildLayer {
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
 #[serde(deny_unknown_fields)]
 struct TimeoutsLayer {
     health: Option<serde_yaml::Value>,
 }
 
 #[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
 #[serde(deny_unknown_fields)]
 struct GrafanaLayer {
     admin_user: Option<String>,
@@ -1012,7 +1034,7 @@ mod tests {
             .unwrap_err(),
         );
         assert!(
-            e.contains("flag --wait-timeout: HEALTH_TIMEOUT=") && e.contains("24 hours"),
+            e.contains("flag --wait-timeout: \"18446744073709551615\"") && e.contains("24 hours"),
             "{e}"
         );
         s.apply("HEALTH_TIMEOUT", "7200", "t").unwrap();
@@ -1252,6 +1274,78 @@ mod tests {
                     );
                 }
             }
+        }
+    }
+
+    /// Every key a settings file accepts is documented (as a commented line) in
+    /// templates/irisctl.yaml, and the template names no key the parser refuses.
+    #[test]
+    fn the_template_documents_every_key() {
+        let template = include_str!("../templates/irisctl.yaml");
+        let start = template.find("# project:").expect("a `project:` line");
+        let uncommented: String = template[start..]
+            .lines()
+            .map(|l| l.strip_prefix("# ").unwrap_or(l))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let parsed: FileLayer = serde_yaml::from_str(&uncommented).expect("the template parses");
+        let documented = serde_yaml::to_value(&parsed).unwrap();
+        let v = |s: &str| Some(serde_yaml::Value::String(s.into()));
+        let full = FileLayer {
+            project: Some("p".into()),
+            bind: Some("b".into()),
+            ports: Some(PortsLayer {
+                api: v("1"),
+                frontend: v("1"),
+                prometheus: v("1"),
+                grafana: v("1"),
+            }),
+            images: Some(ImagesLayer {
+                python: Some("i".into()),
+                node: Some("i".into()),
+                nginx: Some("i".into()),
+                prometheus: Some("i".into()),
+                grafana: Some("i".into()),
+            }),
+            build: Some(BTreeMap::from([(
+                "grafana".to_string(),
+                BuildLayer {
+                    context: "c".into(),
+                    dockerfile: Some("d".into()),
+                    args: Some(BTreeMap::new()),
+                },
+            )])),
+            timeouts: Some(TimeoutsLayer { health: v("1") }),
+            grafana: Some(GrafanaLayer {
+                admin_user: Some("a".into()),
+            }),
+            swarm: Some(SwarmLayer {
+                api_replicas: v("1"),
+                registry: Some("r".into()),
+            }),
+        };
+        fn paths(v: &serde_yaml::Value, prefix: &str, out: &mut Vec<String>) {
+            if let serde_yaml::Value::Mapping(m) = v {
+                for (k, v) in m {
+                    let key = format!("{prefix}{}", k.as_str().unwrap_or("?"));
+                    if v.is_mapping() && !v.as_mapping().is_some_and(|m| m.is_empty()) {
+                        paths(v, &format!("{key}."), out);
+                    } else {
+                        out.push(key);
+                    }
+                }
+            }
+        }
+        let (mut want, mut have) = (Vec::new(), Vec::new());
+        paths(&serde_yaml::to_value(&full).unwrap(), "", &mut want);
+        paths(&documented, "", &mut have);
+        for key in &want {
+            assert!(have.contains(key), "templates/irisctl.yaml does not document `{key}`");
+        }
+        // And every IRISCTL_ variable is named beside its key.
+        for key in KNOWN_KEYS {
+            let var = format!("IRISCTL_{key}");
+            assert!(template.contains(&var), "{var} is not documented");
         }
     }
 }

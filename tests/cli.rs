@@ -79,7 +79,7 @@ fn bad_inputs_get_clear_errors() {
             &["status", "--api-port", "http"],
             &[],
             &[],
-            "flag --api-port: API_PORT=\"http\" is not a port number",
+            "flag --api-port: \"http\" is not a port number",
         ),
         (
             "port zero",
@@ -297,7 +297,7 @@ fn bad_inputs_get_clear_errors() {
             &["up", "--wait-timeout", "18446744073709551615"],
             &[],
             &[],
-            "flag --wait-timeout: HEALTH_TIMEOUT=\"18446744073709551615\" is not a number of seconds",
+            "flag --wait-timeout: \"18446744073709551615\" is not a number of seconds",
         ),
         (
             "overflowing grafana wait timeout",
@@ -344,14 +344,14 @@ fn bad_inputs_get_clear_errors() {
             &["status"],
             &[],
             &[("IRISCTL_API_PORT", " ")],
-            "API_PORT=\" \" is not a port number",
+            "environment variable IRISCTL_API_PORT: \" \" is not a port number",
         ),
         (
             "empty bind",
             &["status", "--bind", ""],
             &[],
             &[],
-            "flag --bind: BIND=\"\" is not an IP address",
+            "flag --bind: \"\" is not an IP address",
         ),
         (
             "empty project name",
@@ -387,14 +387,14 @@ fn bad_inputs_get_clear_errors() {
             &["-p", "a\nb", "status"],
             &[],
             &[],
-            "PROJECT_NAME=\"a\\nb\" is not a valid project name",
+            "flag --project-name: \"a\\nb\" is not a valid project name",
         ),
         (
             "escaped newline in a .env value",
             &["status"],
             &[(".env", "IRISCTL_BIND=\"127.0.0.1\\nhost\"\n")],
             &[],
-            ".env` line 1: BIND=\"127.0.0.1\\\\nhost\" is not an IP address",
+            ".env` line 1: IRISCTL_BIND=\"127.0.0.1\\\\nhost\" is not an IP address",
         ),
         // A `.env` line that does not parse is never echoed: it may be a pasted secret.
         (

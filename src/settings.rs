@@ -335,6 +335,9 @@ impl Settings {
                 if matches!(short, "CONFIG" | "PROJECT_DIR") {
                     continue; // consumed before settings are read
                 }
+                if crate::commands::grafana::ENV_KEYS.contains(&short) {
+                    continue; // read by `grafana provision` (commands::grafana::apply_env_precedence)
+                }
                 self.apply(short, value, &origin)?;
             }
         }

@@ -29,6 +29,14 @@ pub fn to_anyhow(e: GrafanaError) -> anyhow::Error {
     hinted(grafana::redact_urls(&e.to_string()), hint)
 }
 
+/// `IRISCTL_<key>` variables that are `grafana provision`'s, not settings.
+pub const ENV_KEYS: [&str; 4] = [
+    "GRAFANA_URL",
+    "GRAFANA_USER",
+    "GRAFANA_PASSWORD",
+    "GRAFANA_TOKEN",
+];
+
 /// The `IRISCTL_`-prefixed names win over the plain ones that other tools set too:
 /// flag > `IRISCTL_GRAFANA_*` > `GRAFANA_*`. clap has already read the flag or the plain variable
 /// into `opts`; a value equal to the plain variable's is taken as coming from it.

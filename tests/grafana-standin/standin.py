@@ -4,7 +4,8 @@
 A stand-in for the small part of Grafana's HTTP API that irisctl's Grafana client uses, so that the
 client can be tested on hosts where no Grafana image or package can be obtained. It imitates Grafana
 11.x's behaviour as its source shows it (status codes, message bodies, version locking, auth, file
-provisioning, persistence; 12.x's dashboard schema migration with STANDIN_SCHEMA_VERSION); it renders no UI, queries no data source and must never be deployed as a monitoring tool.
+provisioning, persistence; 12.x's dashboard schema migration with STANDIN_SCHEMA_VERSION); it renders
+no UI, queries no data source and must never be deployed as a monitoring tool.
 
 Run:  python3 standin.py [--host 0.0.0.0] [--port 3000] [--data DIR]
 Prints "grafana-standin listening on HOST:PORT" once it accepts connections (--port 0: a free port).

@@ -1,5 +1,14 @@
 //! Grafana HTTP API client and the idempotent provisioning built on it: upsert the Prometheus
 //! datasource by a fixed uid, import dashboards into a folder, skip what is already current.
+//!
+//! Supported: Grafana 11.x and 12.x. Endpoints used: `GET /api/health`, `GET /api/datasources/uid/:uid`,
+//! `GET /api/datasources/name/:name`, `POST /api/datasources`, `PUT /api/datasources/uid/:uid`,
+//! `GET /api/dashboards/uid/:uid`, `POST /api/dashboards/db`, `GET /api/search`,
+//! `GET /api/folders`, `GET /api/folders/:uid`, `POST /api/folders`.
+//!
+//! One truth for where the dashboards live: the file provider in
+//! `monitoring/grafana/provisioning/dashboards/iris.yaml` and this importer both use folder uid
+//! [`FOLDER_UID`] titled [`FOLDER_TITLE`] (a unit test reads the YAML to keep them agreeing).
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -13,6 +22,9 @@ pub const DATASOURCE_UID: &str = "iris-prometheus";
 pub const DATASOURCE_NAME: &str = "Prometheus";
 pub const FOLDER_UID: &str = "iris";
 pub const FOLDER_TITLE: &str = "Iris";
+/// Where, under the project directory, the resolved copy of the dashboards for Grafana's file
+/// provider is written ([`write_resolved_dashboards`]); mounted at `/etc/grafana/dashboards`.
+pub const RESOLVED_DASHBOARDS_DIR: &str = ".irisctl/grafana-dashboards";
 
 #[derive(Debug, Clone)]
 pub enum Auth {
@@ -56,8 +68,26 @@ pub enum GrafanaError {
     },
     #[error("datasource `{uid}` is read-only (file-provisioned) and differs from what irisctl would set: {diff}")]
     ReadOnlyDatasource { uid: String, diff: String },
-    #[error("dashboard `{uid}` is provisioned from a file in Grafana, which refuses to save `{path}` over it")]
-    ProvisionedDashboard { uid: String, path: String },
+    #[error("dashboard `{uid}` is provisioned from the file `{external}` in Grafana (its provider does not set allowUiUpdates), and it differs from `{path}`: Grafana refuses to save over it")]
+    ProvisionedDashboard {
+        uid: String,
+        path: String,
+        external: String,
+    },
+    #[error("folder `{title}` already exists in Grafana with uid `{uid}`, but irisctl and the stack's file provisioning keep the dashboards in the folder of uid `{wanted}`; Grafana allows one folder of that title")]
+    FolderTitleTaken {
+        title: String,
+        uid: String,
+        wanted: String,
+    },
+    #[error("dashboard `{title}` (file `{path}`, uid `{wanted}`) cannot be saved: folder `{folder}` already holds a dashboard of that title with uid `{uid}`, and Grafana would save over that one instead, keeping its uid")]
+    DashboardTitleTaken {
+        title: String,
+        path: String,
+        folder: String,
+        uid: String,
+        wanted: String,
+    },
     #[error("`{call}` was refused because the object changed meanwhile ({status}): {message}")]
     Changed {
         call: String,
@@ -80,14 +110,16 @@ impl GrafanaError {
     pub fn hint(&self) -> String {
         match self {
             GrafanaError::Unreachable { .. } | GrafanaError::NotReady { .. } => {
-                "check the URL (--url or GRAFANA_URL) and that Grafana runs (`irisctl status`)".into()
+                "check the URL (--url, IRISCTL_GRAFANA_URL or GRAFANA_URL) and that Grafana runs (`irisctl status`)".into()
             }
-            GrafanaError::Unauthorized { .. } => "check --user/--password or --token (GRAFANA_USER, GRAFANA_PASSWORD, GRAFANA_TOKEN); note that GF_SECURITY_ADMIN_PASSWORD only applies on Grafana's first start: a Grafana data volume older than the password in .env keeps its old one".into(),
+            GrafanaError::Unauthorized { .. } => "check --user/--password or --token (IRISCTL_GRAFANA_USER, IRISCTL_GRAFANA_PASSWORD, IRISCTL_GRAFANA_TOKEN, or the same without IRISCTL_); note that GF_SECURITY_ADMIN_PASSWORD only applies on Grafana's first start: a Grafana data volume older than the password in .env keeps its old one".into(),
             GrafanaError::Forbidden { .. } => "use an admin user or a service-account token with the Admin role".into(),
             GrafanaError::NameTaken { .. } => "rename or delete that datasource in Grafana (Connections → Data sources), then run `irisctl grafana provision` again".into(),
             GrafanaError::ReadOnlyDatasource { .. } | GrafanaError::ProvisionedDashboard { .. } => {
-                "change the provisioning file mounted into Grafana (monitoring/grafana/provisioning) instead, and restart Grafana".into()
+                "change the provisioning file mounted into Grafana (monitoring/grafana/provisioning, or the dashboard file it loads) instead, and restart Grafana".into()
             }
+            GrafanaError::FolderTitleTaken { .. } => "rename or delete that folder in Grafana (Dashboards → the folder → Folder actions), then run `irisctl grafana provision` again".into(),
+            GrafanaError::DashboardTitleTaken { .. } => "rename or delete that dashboard in Grafana, or give the file's dashboard another title, then run `irisctl grafana provision` again".into(),
             GrafanaError::Changed { .. } => "someone changed it at the same time; run `irisctl grafana provision` again".into(),
             GrafanaError::InvalidDashboard { .. } => "fix the JSON at the position named, or remove the file from the dashboards folder".into(),
             GrafanaError::DashboardsDir { .. } => "pass an existing folder with --dashboards".into(),
@@ -119,7 +151,11 @@ fn message_of(body: &Value) -> String {
 }
 
 impl Client {
+    /// A client for `base`. Credentials embedded in `base` (`https://user:pw@host`) are dropped
+    /// (pass them as `auth`, see [`split_userinfo`]), so no message or table ever shows them.
     pub fn new(base: &str, auth: Auth) -> Client {
+        let (base, _) = split_userinfo(base);
+        let base = base.as_str();
         let mut builder = reqwest::Client::builder()
             .timeout(Duration::from_secs(15))
             .connect_timeout(Duration::from_secs(5));
@@ -270,6 +306,79 @@ fn is_loopback_url(url: &str) -> bool {
             .is_ok_and(|ip| ip.is_loopback())
 }
 
+/// `https://user:pw@host/x` → (`https://host/x`, Some((user, pw))), percent-decoded; a URL
+/// without userinfo comes back unchanged with None.
+pub fn split_userinfo(url: &str) -> (String, Option<(String, String)>) {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return (url.to_string(), None);
+    };
+    let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(end);
+    let Some((userinfo, host)) = authority.rsplit_once('@') else {
+        return (url.to_string(), None);
+    };
+    let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
+    (
+        format!("{scheme}://{host}{path}"),
+        Some((percent_decode(user), percent_decode(password))),
+    )
+}
+
+fn percent_decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (
+            bytes[i],
+            bytes.get(i + 1).copied(),
+            bytes.get(i + 2).copied(),
+        ) {
+            (b'%', Some(h), Some(l)) if hex(h).is_some() && hex(l).is_some() => {
+                out.push((hex(h).unwrap_or(0) * 16 + hex(l).unwrap_or(0)) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Every `scheme://user:pw@host` in `text` with the userinfo replaced by `***`, for messages.
+pub fn redact_urls(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("://") {
+        let (head, tail) = rest.split_at(at + 3);
+        out.push_str(head);
+        let end = tail
+            .find(|c: char| {
+                c == '/'
+                    || c == '?'
+                    || c == '#'
+                    || c.is_whitespace()
+                    || c == '"'
+                    || c == '\''
+                    || c == ')'
+            })
+            .unwrap_or(tail.len());
+        match tail[..end].rfind('@') {
+            Some(at_sign) => {
+                out.push_str("***");
+                out.push_str(&tail[at_sign..end]);
+            }
+            None => out.push_str(&tail[..end]),
+        }
+        rest = &tail[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
 fn encode(segment: &str) -> String {
     segment
         .bytes()
@@ -289,6 +398,7 @@ fn error_text(e: &reqwest::Error) -> String {
         msg = format!("{msg}: {s}");
         src = s.source();
     }
+    let msg = redact_urls(&msg);
     if e.is_connect() {
         format!("connection refused or unreachable ({msg})")
     } else {
@@ -342,6 +452,51 @@ impl DatasourceSpec {
             // As in monitoring/grafana/provisioning/datasources/prometheus.yaml: the two paths agree.
             "jsonData": {"timeInterval": "5s"},
         })
+    }
+
+    /// The `PUT /api/datasources/uid/:uid` body: what Grafana holds with irisctl's fields set over
+    /// it. The PUT replaces the whole datasource (pkg/api/datasources.go UpdateDataSourceByUID), so
+    /// fields irisctl does not manage (`jsonData.httpMethod`, `basicAuth`, …) are sent back as they
+    /// are; secrets are not in the answer and Grafana keeps the stored ones when none are sent.
+    pub fn merged_body(&self, current: &Value) -> Value {
+        let want = self.body();
+        let mut body = match current {
+            Value::Object(o) => o.clone(),
+            _ => serde_json::Map::new(),
+        };
+        // Fields of the answer only (not part of the update command).
+        for key in [
+            "id",
+            "orgId",
+            "readOnly",
+            "secureJsonFields",
+            "typeLogoUrl",
+            "typeName",
+        ] {
+            body.remove(key);
+        }
+        let mut json_data = match body.remove("jsonData") {
+            Some(Value::Object(o)) => o,
+            _ => serde_json::Map::new(),
+        };
+        if let Some(Value::Object(ours)) = want.get("jsonData") {
+            for (k, v) in ours {
+                json_data.insert(k.clone(), v.clone());
+            }
+        }
+        if let Value::Object(ours) = want {
+            for (k, v) in ours {
+                if k != "jsonData" {
+                    body.insert(k, v);
+                }
+            }
+        }
+        body.insert("jsonData".into(), Value::Object(json_data));
+        body.insert(
+            "version".into(),
+            current.get("version").cloned().unwrap_or(json!(1)),
+        );
+        Value::Object(body)
     }
 
     /// Fields that differ between what Grafana has and what we want (empty: identical).
@@ -417,8 +572,7 @@ pub async fn upsert_datasource(client: &Client, spec: &DatasourceSpec) -> Result
                         diff: diff.join(", "),
                     });
                 }
-                let mut body = spec.body();
-                body["version"] = cur.get("version").cloned().unwrap_or(json!(1));
+                let body = spec.merged_body(&cur);
                 client
                     .write(
                         Method::PUT,
@@ -552,20 +706,208 @@ pub fn load_dashboards(dir: &Path, datasource_uid: &str) -> Result<Vec<Dashboard
         .collect()
 }
 
-/// A dashboard without the fields Grafana sets on save, for comparison.
-fn comparable(d: &Value) -> Value {
-    let mut d = d.clone();
-    if let Some(o) = d.as_object_mut() {
-        o.remove("id");
-        o.remove("version");
-    }
-    d
+/// The dashboards of `dir` as Grafana's *file* provider should read them: each file's
+/// dashboard with the same resolution the API path applies ([`load_dashboard`]: `${DS_*}` inputs
+/// resolved to `datasource_uid`, `__inputs`/`__requires`/`__elements` dropped, export wrapper
+/// unwrapped, a uid ensured). File provisioning resolves none of this itself (grafana/grafana#10786).
+/// Returns (file name, JSON bytes) sorted by name; pure apart from reading `dir`.
+pub fn resolved_dashboards(dir: &Path, datasource_uid: &str) -> Result<Vec<(String, Vec<u8>)>> {
+    load_dashboards(dir, datasource_uid)?
+        .into_iter()
+        .map(|d| {
+            let name = d
+                .path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| format!("{}.json", d.uid()));
+            let mut bytes = serde_json::to_vec_pretty(&d.dashboard).map_err(|e| {
+                GrafanaError::InvalidDashboard {
+                    path: d.path.display().to_string(),
+                    detail: e.to_string(),
+                }
+            })?;
+            bytes.push(b'\n');
+            Ok((name, bytes))
+        })
+        .collect()
 }
 
-/// Make sure the folder exists.
+/// Write [`resolved_dashboards`] of `dir` into `out` (created if needed): a file is only rewritten
+/// when its content changes (Grafana's provider then skips it, and a config hash over the folder
+/// stays put), and `*.json` files of `out` no longer in `dir` are removed. Returns the files written.
+pub fn write_resolved_dashboards(
+    dir: &Path,
+    out: &Path,
+    datasource_uid: &str,
+) -> Result<Vec<PathBuf>> {
+    let resolved = resolved_dashboards(dir, datasource_uid)?;
+    let failed = |e: std::io::Error| GrafanaError::DashboardsDir {
+        path: out.display().to_string(),
+        detail: e.to_string(),
+    };
+    std::fs::create_dir_all(out).map_err(failed)?;
+    let mut written = Vec::new();
+    for (name, bytes) in &resolved {
+        let target = out.join(name);
+        if std::fs::read(&target).ok().as_deref() != Some(bytes.as_slice()) {
+            let tmp = out.join(format!(".{name}.tmp"));
+            std::fs::write(&tmp, bytes).map_err(failed)?;
+            std::fs::rename(&tmp, &target).map_err(failed)?;
+            written.push(target);
+        }
+    }
+    for entry in std::fs::read_dir(out).map_err(failed)?.flatten() {
+        let path = entry.path();
+        let name = entry.file_name().to_string_lossy().into_owned();
+        if path.extension().is_some_and(|e| e == "json")
+            && !resolved.iter().any(|(n, _)| *n == name)
+        {
+            std::fs::remove_file(&path).map_err(failed)?;
+        }
+    }
+    Ok(written)
+}
+
+/// Whether a `GET /api/dashboards/uid/:uid` answer is a dashboard loaded from a provisioning file.
+/// `meta.provisioned` alone is not it: Grafana sets it only when the provider does not allow UI
+/// updates, while `meta.provisionedExternalId` names the file for every file-provisioned dashboard
+/// (pkg/api/dashboard.go `GetDashboard`).
+pub fn is_file_provisioned(answer: &Value) -> bool {
+    answer
+        .pointer("/meta/provisionedExternalId")
+        .and_then(Value::as_str)
+        .is_some_and(|s| !s.is_empty())
+        || refuses_api_saves(answer)
+}
+
+/// Whether Grafana refuses API saves of this dashboard (file-provisioned without `allowUiUpdates`).
+fn refuses_api_saves(answer: &Value) -> bool {
+    answer.pointer("/meta/provisioned").and_then(Value::as_bool) == Some(true)
+}
+
+/// Top-level keys Grafana sets or rewrites on every save, never compared: `id`, `uid` (compared
+/// separately), `version` (bumped; GetDashboard syncs it), `iteration` (the UI's timestamp).
+const SERVER_KEYS: [&str; 4] = ["id", "uid", "version", "iteration"];
+
+/// Seconds of a Grafana duration like `5s`, `1m`, `2h`, `1d`, `500ms` (gtime's plain forms).
+fn duration_secs(text: &str) -> Option<f64> {
+    let text = text.trim();
+    let digits = text.find(|c: char| !c.is_ascii_digit())?;
+    let (n, unit) = text.split_at(digits);
+    let n: f64 = n.parse().ok()?;
+    let unit = match unit {
+        "ms" => 0.001,
+        "s" => 1.0,
+        "m" => 60.0,
+        "h" => 3600.0,
+        "d" => 86400.0,
+        "w" => 604_800.0,
+        "M" => 2_592_000.0,
+        "y" => 31_536_000.0,
+        _ => return None,
+    };
+    Some(n * unit)
+}
+
+fn schema_version(v: Option<&Value>) -> i64 {
+    match v {
+        Some(Value::Number(n)) => n.as_f64().map_or(0, |f| f as i64),
+        Some(Value::String(s)) => s.trim().parse().unwrap_or(0),
+        _ => 0,
+    }
+}
+
+/// Does `stored` (what Grafana answers) hold what `wanted` (the file) says? Compared on what the
+/// user controls: every key the file sets must be in Grafana with an equal value, recursively
+/// (arrays element by element, same length); keys Grafana adds are ignored — its schema
+/// migrations (Grafana 12 migrates every saved dashboard to the latest `schemaVersion`, adding
+/// defaults such as v42's `hideFrom.tooltip`) only add or rewrite. Also ignored: [`SERVER_KEYS`], a
+/// `schemaVersion` Grafana raised, a `refresh` it raised to `min_refresh_interval` or turned into
+/// "" (v40). A key removed from the file is therefore not noticed until another change is made.
+pub fn dashboard_is_current(stored: &Value, wanted: &Value) -> bool {
+    let (Some(stored_obj), Some(wanted_obj)) = (stored.as_object(), wanted.as_object()) else {
+        return false;
+    };
+    if stored.get("uid") != wanted.get("uid") {
+        return false;
+    }
+    wanted_obj.iter().all(|(key, want)| {
+        let have = stored_obj.get(key);
+        match key.as_str() {
+            k if SERVER_KEYS.contains(&k) => true,
+            "schemaVersion" => schema_version(have) >= schema_version(Some(want)),
+            "refresh" => refresh_is_current(have, want),
+            _ => covers(have, want),
+        }
+    })
+}
+
+fn refresh_is_current(have: Option<&Value>, want: &Value) -> bool {
+    match (have, want) {
+        (Some(h), w) if covers(Some(h), w) => true,
+        // v40: a non-string refresh becomes "".
+        (Some(Value::String(h)), w) if !w.is_string() => h.is_empty(),
+        // Raised to min_refresh_interval on save (or an unparsable one replaced by it).
+        (Some(Value::String(h)), Value::String(w)) if w != "auto" && !w.is_empty() => {
+            match (duration_secs(h), duration_secs(w)) {
+                (Some(h), Some(w)) => h > w,
+                (Some(_), None) => true,
+                _ => false,
+            }
+        }
+        _ => false,
+    }
+}
+
+/// `have` holds `want`: equal scalars (numbers by value), objects with every wanted key covered
+/// (a wanted `null` also matches a missing key), arrays of the same length covered element-wise.
+fn covers(have: Option<&Value>, want: &Value) -> bool {
+    match (have, want) {
+        (None, Value::Null) => true,
+        (None, _) => false,
+        (Some(Value::Number(a)), Value::Number(b)) => a.as_f64() == b.as_f64(),
+        (Some(Value::Object(h)), Value::Object(w)) => w.iter().all(|(k, v)| covers(h.get(k), v)),
+        (Some(Value::Array(h)), Value::Array(w)) => {
+            h.len() == w.len() && h.iter().zip(w).all(|(a, b)| covers(Some(a), b))
+        }
+        (Some(h), w) => h == w,
+    }
+}
+
+fn slug(title: &str) -> String {
+    let mut out = String::new();
+    for c in title.to_lowercase().chars() {
+        if c.is_alphanumeric() {
+            out.push(c);
+        } else if !out.ends_with('-') {
+            out.push('-');
+        }
+    }
+    out.trim_matches('-').to_string()
+}
+
+/// Make sure the folder exists; a folder of that title with another uid is an error (Grafana
+/// allows one folder per title, so creating ours would fail with 409 and every save into it with
+/// "folder not found").
 pub async fn ensure_folder(client: &Client, uid: &str, title: &str) -> Result<Option<Outcome>> {
     if client.folder(uid).await?.is_some() {
         return Ok(None);
+    }
+    let taken = |other: &str| GrafanaError::FolderTitleTaken {
+        title: title.to_string(),
+        uid: other.to_string(),
+        wanted: uid.to_string(),
+    };
+    if let Some(Value::Array(folders)) = client.get_optional("/api/folders").await? {
+        if let Some(other) = folders.iter().find(|f| {
+            f.get("title")
+                .and_then(Value::as_str)
+                .is_some_and(|t| t.eq_ignore_ascii_case(title))
+        }) {
+            return Err(taken(
+                other.get("uid").and_then(Value::as_str).unwrap_or("?"),
+            ));
+        }
     }
     match client
         .write(
@@ -580,44 +922,113 @@ pub async fn ensure_folder(client: &Client, uid: &str, title: &str) -> Result<Op
             action: Action::Created,
             url: format!("{}/dashboards/f/{uid}/", client.base()),
         })),
+        Err(GrafanaError::Changed { message, .. }) if message.contains("same name") => {
+            Err(taken("?"))
+        }
         // Created meanwhile (or a dashboard holds that uid): the save below will say which.
         Err(GrafanaError::Changed { .. }) => Ok(None),
         Err(e) => Err(e),
     }
 }
 
-/// What importing a dashboard would do: nothing (it is current), create it or update it.
+/// What importing a dashboard needs.
+#[derive(Debug)]
+pub enum Plan {
+    /// Grafana holds it already.
+    Current(Outcome),
+    /// Save it (`action` Created or Updated) into `folder_uid`.
+    Save { action: Action, folder_uid: String },
+}
+
+/// What importing a dashboard would do: nothing (it is current), create it or update it, and
+/// where. A file-provisioned dashboard is compared wherever its provider put it and updated in
+/// place (never moved: its provider would move it back); one whose provider refuses UI updates is
+/// an error when it differs. A save that Grafana would turn into a takeover of another dashboard of
+/// the same title in the folder is an error too.
 pub async fn dashboard_plan(
     client: &Client,
     file: &DashboardFile,
     folder_uid: &str,
-) -> Result<std::result::Result<Outcome, Action>> {
-    let Some(cur) = client.dashboard_by_uid(file.uid()).await? else {
-        return Ok(Err(Action::Created));
+) -> Result<Plan> {
+    let cur = client.dashboard_by_uid(file.uid()).await?;
+    let (action, target) = match &cur {
+        None => (Action::Created, folder_uid.to_string()),
+        Some(cur) => {
+            let stored = cur.get("dashboard").cloned().unwrap_or(Value::Null);
+            let where_now = cur
+                .pointer("/meta/folderUid")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            let file_provisioned = is_file_provisioned(cur);
+            if dashboard_is_current(&stored, &file.dashboard)
+                && (file_provisioned || where_now == folder_uid)
+            {
+                let url = cur
+                    .pointer("/meta/url")
+                    .and_then(Value::as_str)
+                    .map(|u| format!("{}{u}", client.base()))
+                    .unwrap_or_default();
+                return Ok(Plan::Current(Outcome {
+                    object: format!("dashboard {}", file.title()),
+                    action: Action::Unchanged,
+                    url,
+                }));
+            }
+            if refuses_api_saves(cur) {
+                return Err(GrafanaError::ProvisionedDashboard {
+                    uid: file.uid().to_string(),
+                    path: file.path.display().to_string(),
+                    external: cur
+                        .pointer("/meta/provisionedExternalId")
+                        .and_then(Value::as_str)
+                        .unwrap_or("?")
+                        .to_string(),
+                });
+            }
+            let target = if file_provisioned {
+                where_now
+            } else {
+                folder_uid.to_string()
+            };
+            (Action::Updated, target)
+        }
     };
-    let stored = cur.get("dashboard").cloned().unwrap_or(Value::Null);
-    let same_folder = cur
-        .pointer("/meta/folderUid")
-        .and_then(Value::as_str)
-        .unwrap_or("")
-        == folder_uid;
-    let provisioned = cur.pointer("/meta/provisioned").and_then(Value::as_bool) == Some(true);
-    // A file-provisioned copy with the same content counts as current wherever its folder is.
-    if comparable(&stored) == comparable(&file.dashboard) && (same_folder || provisioned) {
-        let url = cur
-            .pointer("/meta/url")
-            .and_then(Value::as_str)
-            .map(|u| format!("{}{u}", client.base()))
-            .unwrap_or_default();
-        return Ok(Ok(Outcome {
-            object: format!("dashboard {}", file.title()),
-            action: Action::Unchanged,
-            url,
-        }));
+    check_title_free(client, file, &target).await?;
+    Ok(Plan::Save {
+        action,
+        folder_uid: target,
+    })
+}
+
+/// No other dashboard of the file's title in `folder_uid` (Grafana 11's store would save over it
+/// with `overwrite`, keeping *its* uid, so our uid would never exist and every run would "create"
+/// again: pkg/services/dashboards/database/database.go getExistingDashboardByTitleAndFolder).
+async fn check_title_free(client: &Client, file: &DashboardFile, folder_uid: &str) -> Result<()> {
+    let path = format!("/api/search?type=dash-db&query={}", encode(file.title()));
+    let Some(Value::Array(hits)) = client.get_optional(&path).await? else {
+        return Ok(());
+    };
+    let wanted = slug(file.title());
+    for hit in &hits {
+        let title = hit.get("title").and_then(Value::as_str).unwrap_or("");
+        let uid = hit.get("uid").and_then(Value::as_str).unwrap_or("");
+        let folder = hit.get("folderUid").and_then(Value::as_str).unwrap_or("");
+        if uid != file.uid() && folder == folder_uid && slug(title) == wanted {
+            return Err(GrafanaError::DashboardTitleTaken {
+                title: file.title().to_string(),
+                path: file.path.display().to_string(),
+                folder: hit
+                    .get("folderTitle")
+                    .and_then(Value::as_str)
+                    .unwrap_or(if folder.is_empty() { "General" } else { folder })
+                    .to_string(),
+                uid: uid.to_string(),
+                wanted: file.uid().to_string(),
+            });
+        }
     }
-    // A provisioned one may still accept the save (`allowUiUpdates`); `save_dashboard` reports
-    // Grafana's refusal clearly otherwise.
-    Ok(Err(Action::Updated))
+    Ok(())
 }
 
 /// Save a dashboard with `overwrite` (Grafana bumps its version on every save).
@@ -645,6 +1056,7 @@ pub async fn save_dashboard(
             return Err(GrafanaError::ProvisionedDashboard {
                 uid: file.uid().to_string(),
                 path: file.path.display().to_string(),
+                external: "?".into(),
             });
         }
         other => other?,
@@ -662,8 +1074,8 @@ pub async fn save_dashboard(
     })
 }
 
-/// The whole provisioning: datasource, then each dashboard not yet current (into a folder
-/// created on first need).
+/// The whole provisioning: datasource, then each dashboard not yet current (into the folder
+/// created on first need, or where its file provider keeps it).
 pub async fn provision(
     client: &Client,
     spec: &DatasourceSpec,
@@ -673,13 +1085,13 @@ pub async fn provision(
     let mut folder_ready = false;
     for d in dashboards {
         match dashboard_plan(client, d, FOLDER_UID).await? {
-            Ok(unchanged) => out.push(unchanged),
-            Err(action) => {
-                if !folder_ready {
+            Plan::Current(unchanged) => out.push(unchanged),
+            Plan::Save { action, folder_uid } => {
+                if !folder_ready && folder_uid == FOLDER_UID {
                     out.extend(ensure_folder(client, FOLDER_UID, FOLDER_TITLE).await?);
                     folder_ready = true;
                 }
-                out.push(save_dashboard(client, d, FOLDER_UID, action).await?);
+                out.push(save_dashboard(client, d, &folder_uid, action).await?);
             }
         }
     }
@@ -753,6 +1165,192 @@ mod tests {
         ] {
             assert!(!is_loopback_url(url), "{url}");
         }
+    }
+
+    #[test]
+    fn userinfo_is_split_off_and_redacted() {
+        assert_eq!(
+            split_userinfo("https://admin:p%40ss@grafana.example.com:3000/sub?x=1"),
+            (
+                "https://grafana.example.com:3000/sub?x=1".to_string(),
+                Some(("admin".to_string(), "p@ss".to_string()))
+            )
+        );
+        assert_eq!(
+            split_userinfo("http://h:3000"),
+            ("http://h:3000".into(), None)
+        );
+        let text = "cannot reach https://admin:hunter2@h/api (and http://u@x:1) nor http://plain/";
+        let red = redact_urls(text);
+        assert!(
+            !red.contains("hunter2") && !red.contains("admin") && !red.contains("u@"),
+            "{red}"
+        );
+        assert!(
+            red.contains("https://***@h/api") && red.contains("http://plain/"),
+            "{red}"
+        );
+        let c = Client::new(
+            "http://admin:hunter2@127.0.0.1:3000/",
+            Auth::Token("t".into()),
+        );
+        assert_eq!(c.base(), "http://127.0.0.1:3000");
+    }
+
+    #[test]
+    fn the_file_provider_and_the_importer_agree_on_the_folder() {
+        let yaml = include_str!("../monitoring/grafana/provisioning/dashboards/iris.yaml");
+        let setting = |key: &str| {
+            yaml.lines()
+                .map(str::trim)
+                .find_map(|l| l.strip_prefix(&format!("{key}:")))
+                .map(|v| {
+                    v.split('#')
+                        .next()
+                        .unwrap_or("")
+                        .trim()
+                        .trim_matches('"')
+                        .to_string()
+                })
+        };
+        assert_eq!(setting("folderUid").as_deref(), Some(FOLDER_UID));
+        assert_eq!(setting("folder").as_deref(), Some(FOLDER_TITLE));
+        assert_eq!(setting("path").as_deref(), Some("/etc/grafana/dashboards"));
+    }
+
+    #[test]
+    fn file_provisioned_is_told_by_the_external_id() {
+        let answer = |provisioned: bool, external: &str| json!({"meta": {"provisioned": provisioned, "provisionedExternalId": external}});
+        // allowUiUpdates: Grafana says provisioned=false, but names the file
+        assert!(is_file_provisioned(&answer(false, "iris.json")));
+        assert!(!refuses_api_saves(&answer(false, "iris.json")));
+        assert!(is_file_provisioned(&answer(true, "iris.json")));
+        assert!(refuses_api_saves(&answer(true, "iris.json")));
+        assert!(!is_file_provisioned(&answer(false, "")));
+        assert!(!is_file_provisioned(&json!({"meta": {}})));
+    }
+
+    #[test]
+    fn dashboards_are_compared_on_what_the_file_sets() {
+        let file = json!({"uid": "u", "id": null, "title": "T", "schemaVersion": 39, "refresh": "1s",
+            "panels": [{"id": 1, "fieldConfig": {"overrides": [{"properties": [
+                {"id": "custom.hideFrom", "value": {"viz": true}}]}]}, "gridPos": {"h": 8.0}}]});
+        // What Grafana 12 answers after a save: migrated, clamped, server keys set.
+        let mut stored = file.clone();
+        stored["id"] = json!(7);
+        stored["version"] = json!(3);
+        stored["iteration"] = json!(1_700_000_000_000_i64);
+        stored["schemaVersion"] = json!(41);
+        stored["refresh"] = json!("5s");
+        stored["panels"][0]["fieldConfig"]["overrides"][0]["properties"][0]["value"]["tooltip"] =
+            json!(true);
+        stored["panels"][0]["gridPos"]["h"] = json!(8);
+        stored["panels"][0]["options"] = json!({"legend": {"showLegend": true}});
+        assert!(dashboard_is_current(&stored, &file));
+
+        for (pointer, value) in [
+            ("/title", json!("T2")),
+            ("/uid", json!("other")),
+            ("/schemaVersion", json!(30)),
+            ("/refresh", json!("1s2")),
+            (
+                "/panels/0/fieldConfig/overrides/0/properties/0/value/viz",
+                json!(false),
+            ),
+        ] {
+            let mut changed = stored.clone();
+            *changed.pointer_mut(pointer).unwrap() = value;
+            assert!(!dashboard_is_current(&changed, &file), "{pointer}");
+        }
+        let mut fewer = stored.clone();
+        fewer["panels"] = json!([]);
+        assert!(!dashboard_is_current(&fewer, &file));
+        // a refresh Grafana did not raise but someone lowered by hand is a change
+        let mut lowered = file.clone();
+        lowered["refresh"] = json!("1m");
+        stored["refresh"] = json!("30s");
+        assert!(!dashboard_is_current(&stored, &lowered));
+        // v40: a non-string refresh becomes ""
+        let mut no_refresh = file.clone();
+        no_refresh["refresh"] = Value::Null;
+        stored["refresh"] = json!("");
+        assert!(dashboard_is_current(&stored, &no_refresh));
+    }
+
+    #[test]
+    fn datasource_update_keeps_what_irisctl_does_not_manage() {
+        let spec = DatasourceSpec {
+            uid: "u".into(),
+            name: "Prometheus".into(),
+            url: "http://p:9090".into(),
+        };
+        let mut cur = spec.body();
+        cur["id"] = json!(7);
+        cur["version"] = json!(3);
+        cur["readOnly"] = json!(false);
+        cur["secureJsonFields"] = json!({"basicAuthPassword": true});
+        cur["basicAuth"] = json!(true);
+        cur["basicAuthUser"] = json!("scraper");
+        cur["url"] = json!("http://old:9090");
+        cur["jsonData"] = json!({"httpMethod": "GET", "timeInterval": "1m"});
+        let body = spec.merged_body(&cur);
+        assert_eq!(body["url"], "http://p:9090");
+        assert_eq!(
+            body["jsonData"],
+            json!({"httpMethod": "GET", "timeInterval": "5s"})
+        );
+        assert_eq!(
+            (&body["basicAuth"], &body["basicAuthUser"]),
+            (&json!(true), &json!("scraper"))
+        );
+        assert_eq!(body["version"], 3);
+        for gone in ["id", "readOnly", "secureJsonFields"] {
+            assert!(body.get(gone).is_none(), "{gone}");
+        }
+    }
+
+    #[test]
+    fn resolved_copy_for_file_provisioning() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out");
+        std::fs::create_dir_all(dir.path().join("in")).unwrap();
+        std::fs::write(
+            dir.path().join("in/exported.json"),
+            r#"{"__inputs":[{"name":"DS_PROMETHEUS"}],"__requires":[],"dashboard":{"title":"Shared",
+               "panels":[{"datasource":{"type":"prometheus","uid":"${DS_PROMETHEUS}"}}]}}"#,
+        )
+        .unwrap();
+        let resolved = resolved_dashboards(&dir.path().join("in"), "iris-prometheus").unwrap();
+        assert_eq!(resolved.len(), 1);
+        assert_eq!(resolved[0].0, "exported.json");
+        let v: Value = serde_json::from_slice(&resolved[0].1).unwrap();
+        assert_eq!(v["panels"][0]["datasource"]["uid"], "iris-prometheus");
+        assert_eq!(v["uid"], "exported");
+        assert!(v.get("__inputs").is_none() && v.get("dashboard").is_none());
+
+        std::fs::create_dir_all(&out).unwrap();
+        std::fs::write(out.join("stale.json"), "{}").unwrap();
+        let written =
+            write_resolved_dashboards(&dir.path().join("in"), &out, "iris-prometheus").unwrap();
+        assert_eq!(written, vec![out.join("exported.json")]);
+        assert!(!out.join("stale.json").exists());
+        // Unchanged: nothing rewritten.
+        assert!(
+            write_resolved_dashboards(&dir.path().join("in"), &out, "iris-prometheus")
+                .unwrap()
+                .is_empty()
+        );
+        // The same dashboard as the API path sends.
+        let api = load_dashboards(&dir.path().join("in"), "iris-prometheus").unwrap();
+        let file: Value =
+            serde_json::from_slice(&std::fs::read(out.join("exported.json")).unwrap()).unwrap();
+        assert_eq!(file, api[0].dashboard);
+    }
+
+    #[test]
+    fn slugs_follow_grafana() {
+        assert_eq!(slug("  Iris -- API: Overview!! "), "iris-api-overview");
+        assert_eq!(slug("Iris API"), "iris-api");
     }
 
     #[test]

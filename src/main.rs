@@ -232,6 +232,7 @@ async fn run(cli: Cli, printer: Printer) -> Result<Exit> {
             if a.output.is_some() {
                 // A Compose-only user needs the secret file the emitted file mounts.
                 ctx.ensure_grafana_password()?;
+                ctx.write_derived_files()?;
             }
             commands::compose::run(
                 &ctx,

@@ -334,7 +334,10 @@ fn bad_inputs_get_clear_errors() {
         (
             "overflowing health timeout in file",
             &["status"],
-            &[("irisctl.yaml", "timeouts:\n  health: 18446744073709551615\n")],
+            &[(
+                "irisctl.yaml",
+                "timeouts:\n  health: 18446744073709551615\n",
+            )],
             &[],
             "key `timeouts.health`",
         ),
@@ -377,7 +380,10 @@ fn bad_inputs_get_clear_errors() {
         (
             "blank Grafana password",
             &["up"],
-            &[(".env", "GRAFANA_ADMIN_PASSWORD=s3cret-old\nGRAFANA_ADMIN_PASSWORD=\"   \"\n")],
+            &[(
+                ".env",
+                "GRAFANA_ADMIN_PASSWORD=s3cret-old\nGRAFANA_ADMIN_PASSWORD=\"   \"\n",
+            )],
             &[],
             ".env` line 2: GRAFANA_ADMIN_PASSWORD is empty",
         ),

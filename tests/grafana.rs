@@ -26,6 +26,30 @@ impl Drop for Standin {
 /// Start the stand-in with admin password `secret`, two tokens and an optional provisioning dir.
 fn standin(provisioning: Option<&Path>, extra_env: &[(&str, &str)]) -> Standin {
     let data = tempfile::tempdir().unwrap();
+    start_standin(provisioning, extra_env, data)
+}
+
+/// The same on the state an earlier stand-in left in `data` (a Grafana restart).
+fn standin_with_data(
+    provisioning: Option<&Path>,
+    extra_env: &[(&str, &str)],
+    data: &Path,
+) -> Standin {
+    let fresh = tempfile::tempdir().unwrap();
+    for entry in std::fs::read_dir(data).unwrap() {
+        let entry = entry.unwrap();
+        if entry.path().is_file() {
+            std::fs::copy(entry.path(), fresh.path().join(entry.file_name())).unwrap();
+        }
+    }
+    start_standin(provisioning, extra_env, fresh)
+}
+
+fn start_standin(
+    provisioning: Option<&Path>,
+    extra_env: &[(&str, &str)],
+    data: tempfile::TempDir,
+) -> Standin {
     let empty = data.path().join("no-provisioning");
     std::fs::create_dir_all(&empty).unwrap();
     let mut cmd = Command::new("python3");
@@ -398,4 +422,375 @@ fn the_cli_provisions_any_grafana_and_reports_a_table() {
             .env("XDG_DATA_HOME", dir.path()),
     )
     .user_error("broken.json` is not valid JSON: line 4");
+}
+
+// --- issue 14: agreeing with the stack's own file provisioning, Grafana 12, and clashes ----------
+
+/// A raw call to the stand-in as the admin (what a user or another tool does by hand).
+async fn raw(
+    s: &Standin,
+    method: reqwest::Method,
+    path: &str,
+    body: Option<serde_json::Value>,
+) -> (u16, serde_json::Value) {
+    let mut req = reqwest::Client::new()
+        .request(method, format!("{}{path}", s.url()))
+        .basic_auth("admin", Some("secret"));
+    if let Some(b) = body {
+        req = req.json(&b);
+    }
+    let resp = req.send().await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(serde_json::Value::Null))
+}
+
+/// The stack's own provisioning (the repo's YAML files), its dashboard provider reading the
+/// resolved copy of `boards` that irisctl writes, as `up` mounts it.
+fn stack_provisioning(boards: &Path, resolved: &Path) -> tempfile::TempDir {
+    grafana::write_resolved_dashboards(boards, resolved, DATASOURCE_UID).unwrap();
+    provisioning_dir("http://prometheus:9090", Some(resolved))
+}
+
+fn copy_dashboards(to: &Path) {
+    for entry in std::fs::read_dir(common::repo().join("monitoring/dashboards")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(entry.path(), to.join(entry.file_name())).unwrap();
+    }
+}
+
+const GRAFANA_12: &[(&str, &str)] = &[
+    ("STANDIN_SCHEMA_VERSION", "41"),
+    ("GF_DASHBOARDS_MIN_REFRESH_INTERVAL", "10s"),
+];
+
+fn the_stacks_own_grafana(env: &[(&str, &str)]) {
+    let work = tempfile::tempdir().unwrap();
+    let boards = work.path().join("dashboards");
+    let resolved = work.path().join("resolved");
+    std::fs::create_dir_all(&boards).unwrap();
+    copy_dashboards(&boards);
+    let prov = stack_provisioning(&boards, &resolved);
+    let s = standin(Some(prov.path()), env);
+    let c = s.admin();
+    let load = || grafana::load_dashboards(&boards, DATASOURCE_UID).unwrap();
+    rt().block_on(async {
+        // First run: file provisioning got there first; nothing to write, no folder made.
+        let out = grafana::provision(&c, &spec(), &load()).await.unwrap();
+        assert_eq!(
+            actions(&out),
+            vec![
+                ("datasource Prometheus".to_string(), Action::Unchanged),
+                ("dashboard Iris API".to_string(), Action::Unchanged),
+            ]
+        );
+        let got = c.dashboard_by_uid("iris-api").await.unwrap().unwrap();
+        assert_eq!(got["meta"]["folderUid"], "iris");
+        assert_eq!(got["meta"]["provisioned"], false, "allowUiUpdates: true");
+        assert!(grafana::is_file_provisioned(&got), "{}", got["meta"]);
+        let v1 = got["meta"]["version"].as_i64().unwrap();
+
+        // The dashboard JSON changes: updated once, in place, still file-provisioned.
+        let file = boards.join("grafana-fastapi-dashboard.json");
+        let text = std::fs::read_to_string(&file).unwrap();
+        std::fs::write(
+            &file,
+            text.replace("Iris classifier API", "Iris classifier API (v2)"),
+        )
+        .unwrap();
+        let out = grafana::provision(&c, &spec(), &load()).await.unwrap();
+        assert_eq!(out.last().unwrap().action, Action::Updated, "{out:?}");
+        assert!(
+            !out.iter().any(|o| o.object.starts_with("folder")),
+            "{out:?}"
+        );
+        let got = c.dashboard_by_uid("iris-api").await.unwrap().unwrap();
+        assert_eq!(got["meta"]["folderUid"], "iris", "not moved");
+        assert_eq!(got["meta"]["version"].as_i64().unwrap(), v1 + 1);
+        assert!(grafana::is_file_provisioned(&got));
+        let again = grafana::provision(&c, &spec(), &load()).await.unwrap();
+        assert!(
+            again.iter().all(|o| o.action == Action::Unchanged),
+            "{again:?}"
+        );
+        assert_eq!(
+            c.dashboard_by_uid("iris-api").await.unwrap().unwrap()["meta"]["version"],
+            v1 + 1
+        );
+    });
+    // The file provider catches up (Grafana restarted with the new resolved copy): it saves the
+    // file into the same folder, and irisctl still finds it current.
+    grafana::write_resolved_dashboards(&boards, &resolved, DATASOURCE_UID).unwrap();
+    let restarted = standin_with_data(Some(prov.path()), env, s._data.path());
+    drop(s);
+    let s = restarted;
+    let c = s.admin();
+    rt().block_on(async {
+        let out = grafana::provision(&c, &spec(), &load()).await.unwrap();
+        assert!(out.iter().all(|o| o.action == Action::Unchanged), "{out:?}");
+        let got = c.dashboard_by_uid("iris-api").await.unwrap().unwrap();
+        assert_eq!(got["meta"]["folderUid"], "iris");
+    });
+}
+
+#[test]
+fn the_stacks_own_grafana_is_current_on_the_first_run_and_updated_in_place() {
+    the_stacks_own_grafana(&[]);
+}
+
+#[test]
+fn the_stacks_own_grafana_12_with_schema_migration_too() {
+    the_stacks_own_grafana(GRAFANA_12);
+}
+
+#[test]
+fn a_no_change_run_writes_nothing_on_grafana_12() {
+    let s = standin(None, GRAFANA_12);
+    let c = s.admin();
+    rt().block_on(async {
+        let first = grafana::provision(&c, &spec(), &dashboards())
+            .await
+            .unwrap();
+        assert_eq!(first.last().unwrap().action, Action::Created);
+        let stored = c.dashboard_by_uid("iris-api").await.unwrap().unwrap();
+        assert_eq!(
+            stored["dashboard"]["schemaVersion"], 41,
+            "the stand-in migrated it"
+        );
+        assert_eq!(
+            stored["dashboard"]["refresh"], "10s",
+            "and raised its refresh"
+        );
+        for _ in 0..2 {
+            let out = grafana::provision(&c, &spec(), &dashboards())
+                .await
+                .unwrap();
+            assert!(out.iter().all(|o| o.action == Action::Unchanged), "{out:?}");
+        }
+        assert_eq!(
+            c.dashboard_by_uid("iris-api").await.unwrap().unwrap()["meta"]["version"],
+            stored["meta"]["version"]
+        );
+    });
+}
+
+#[test]
+fn a_datasource_update_keeps_fields_set_by_hand() {
+    let s = standin(None, &[]);
+    let c = s.admin();
+    rt().block_on(async {
+        grafana::upsert_datasource(&c, &spec()).await.unwrap();
+        // Someone sets the HTTP method and basic auth by hand.
+        let mut ds = c.datasource_by_uid(DATASOURCE_UID).await.unwrap().unwrap();
+        ds["jsonData"]["httpMethod"] = serde_json::json!("GET");
+        ds["basicAuth"] = serde_json::json!(true);
+        ds["basicAuthUser"] = serde_json::json!("scraper");
+        ds["secureJsonData"] = serde_json::json!({"basicAuthPassword": "pw"});
+        let (status, _) = raw(
+            &s,
+            reqwest::Method::PUT,
+            "/api/datasources/uid/iris-prometheus",
+            Some(ds),
+        )
+        .await;
+        assert_eq!(status, 200);
+        let moved = DatasourceSpec {
+            url: "http://prometheus.internal:9090".into(),
+            ..spec()
+        };
+        assert_eq!(
+            grafana::upsert_datasource(&c, &moved).await.unwrap().action,
+            Action::Updated
+        );
+        let ds = c.datasource_by_uid(DATASOURCE_UID).await.unwrap().unwrap();
+        assert_eq!(ds["url"], "http://prometheus.internal:9090");
+        assert_eq!(ds["jsonData"]["httpMethod"], "GET");
+        assert_eq!(ds["jsonData"]["timeInterval"], "5s");
+        assert_eq!(
+            (&ds["basicAuth"], &ds["basicAuthUser"]),
+            (&serde_json::json!(true), &serde_json::json!("scraper"))
+        );
+        assert_eq!(ds["secureJsonFields"]["basicAuthPassword"], true);
+    });
+}
+
+#[test]
+fn a_same_title_dashboard_with_another_uid_is_reported_before_writing() {
+    let s = standin(None, &[]);
+    let c = s.admin();
+    rt().block_on(async {
+        raw(&s, reqwest::Method::POST, "/api/folders", Some(serde_json::json!({"uid": "iris", "title": "Iris"}))).await;
+        let (status, _) = raw(
+            &s,
+            reqwest::Method::POST,
+            "/api/dashboards/db",
+            Some(serde_json::json!({"dashboard": {"uid": "someone", "title": "Iris API"}, "folderUid": "iris"})),
+        )
+        .await;
+        assert_eq!(status, 200);
+        let e = grafana::provision(&c, &spec(), &dashboards()).await.unwrap_err();
+        assert!(matches!(e, GrafanaError::DashboardTitleTaken { .. }), "{e:?}");
+        let text = e.to_string();
+        assert!(text.contains("uid `someone`") && text.contains("`iris-api`") && text.contains("folder `Iris`"), "{text}");
+        assert!(e.hint().contains("rename or delete that dashboard"));
+        // Nothing was written: the other dashboard is untouched, ours does not exist.
+        let theirs = c.dashboard_by_uid("someone").await.unwrap().unwrap();
+        assert_eq!(theirs["meta"]["version"], 1);
+        assert!(c.dashboard_by_uid("iris-api").await.unwrap().is_none());
+    });
+}
+
+#[test]
+fn a_folder_title_clash_is_reported() {
+    let s = standin(None, &[]);
+    let c = s.admin();
+    rt().block_on(async {
+        raw(
+            &s,
+            reqwest::Method::POST,
+            "/api/folders",
+            Some(serde_json::json!({"uid": "theirs", "title": "Iris"})),
+        )
+        .await;
+        let e = grafana::provision(&c, &spec(), &dashboards())
+            .await
+            .unwrap_err();
+        assert!(matches!(e, GrafanaError::FolderTitleTaken { .. }), "{e:?}");
+        assert!(
+            e.to_string().contains("uid `theirs`") && e.to_string().contains("`iris`"),
+            "{e}"
+        );
+        assert!(
+            e.hint().contains("rename or delete that folder"),
+            "{}",
+            e.hint()
+        );
+        assert!(c.dashboard_by_uid("iris-api").await.unwrap().is_none());
+    });
+}
+
+#[test]
+fn a_viewer_cannot_read_datasources() {
+    let s = standin(None, &[]);
+    rt().block_on(async {
+        let viewer = Client::new(&s.url(), Auth::Token("viewertoken".into()));
+        let e = viewer.datasource_by_uid(DATASOURCE_UID).await.unwrap_err();
+        assert!(
+            matches!(e, GrafanaError::Forbidden { .. })
+                && e.to_string().contains("datasources:read"),
+            "{e}"
+        );
+    });
+}
+
+/// A project directory whose `.env` holds the stack's generated Grafana password.
+fn project_with_password(extra: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join(".env"),
+        format!("GRAFANA_ADMIN_PASSWORD=secret\n{extra}"),
+    )
+    .unwrap();
+    dir
+}
+
+#[test]
+fn the_stack_password_goes_only_to_the_stacks_own_grafana() {
+    let s = standin(None, &[]);
+    let project = project_with_password("");
+    let boards = common::repo().join("monitoring/dashboards");
+    let provision = |args: &[&str], env: &[(&str, &str)]| {
+        let mut cmd = common::irisctl(project.path());
+        cmd.arg("--project-dir")
+            .arg(project.path())
+            .args(["grafana", "provision", "--dashboards"])
+            .arg(&boards)
+            .args(args)
+            .env("XDG_DATA_HOME", project.path());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        common::run(&mut cmd)
+    };
+    // Another Grafana (here: another port), by flag or by an ambient GRAFANA_URL: refused, nothing sent.
+    provision(&["--url", &s.url()], &[])
+        .user_error("no credentials for the Grafana at")
+        .user_error("--password or --token");
+    provision(&[], &[("GRAFANA_URL", &s.url())]).user_error("it is not this stack's Grafana");
+    provision(&[], &[("IRISCTL_GRAFANA_URL", &s.url())])
+        .user_error("it is not this stack's Grafana");
+    // With credentials given for it, fine.
+    provision(&["--url", &s.url(), "--password", "secret"], &[]).ok();
+    provision(
+        &[],
+        &[
+            ("IRISCTL_GRAFANA_URL", &s.url()),
+            ("IRISCTL_GRAFANA_PASSWORD", "secret"),
+        ],
+    )
+    .ok();
+    // The stack's own Grafana (its published port) gets the stack's password.
+    let own = project_with_password(&format!("IRISCTL_GRAFANA_PORT={}\n", s.port));
+    common::run(
+        common::irisctl(own.path())
+            .arg("--project-dir")
+            .arg(own.path())
+            .args(["grafana", "provision", "--dashboards"])
+            .arg(&boards)
+            .env("XDG_DATA_HOME", own.path()),
+    )
+    .ok();
+}
+
+#[test]
+fn credentials_in_the_url_are_used_and_never_echoed() {
+    let s = standin(None, &[]);
+    let dir = tempfile::tempdir().unwrap();
+    let boards = common::repo().join("monitoring/dashboards");
+    let with_userinfo = s.url().replace("http://", "http://admin:secret@");
+    let run = |url: &str, extra: &[&str]| {
+        common::run(
+            common::irisctl(dir.path())
+                .args(["grafana", "provision", "--url", url, "--dashboards"])
+                .arg(&boards)
+                .args(extra)
+                .env("XDG_DATA_HOME", dir.path()),
+        )
+    };
+    let out = run(&with_userinfo, &[]);
+    out.ok();
+    assert!(
+        out.stdout.contains("datasource Prometheus"),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        !out.stdout.contains("secret") && !out.stderr.contains("secret"),
+        "{}\n{}",
+        out.stdout,
+        out.stderr
+    );
+    // Wrong password in the URL: refused, and not echoed either.
+    let wrong = run(&s.url().replace("http://", "http://admin:hunter2@"), &[]);
+    wrong.user_error("Grafana refused the credentials");
+    assert!(!wrong.stderr.contains("hunter2"), "{}", wrong.stderr);
+    // Nothing listens there: the error names the URL without its userinfo.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let gone = run(
+        &format!("http://admin:hunter2@127.0.0.1:{port}"),
+        &["--wait-timeout", "1"],
+    );
+    gone.user_error(&format!("127.0.0.1:{port}"));
+    assert!(
+        !gone.stderr.contains("hunter2") && !gone.stdout.contains("hunter2"),
+        "{}",
+        gone.stderr
+    );
+    // A non-http URL with userinfo is refused without showing it.
+    let bad = run("ftp://admin:hunter2@h/", &[]);
+    bad.user_error("is not an http(s) URL");
+    assert!(!bad.stderr.contains("hunter2"), "{}", bad.stderr);
 }

@@ -53,6 +53,19 @@ impl Ctx {
         Ok(())
     }
 
+    /// Write the files irisctl derives from the stack's own (the dashboards with their inputs
+    /// resolved, for Grafana's file provider).
+    pub fn write_derived_files(&self) -> Result<()> {
+        let dir = &self.settings.project_dir;
+        crate::grafana::write_resolved_dashboards(
+            &dir.join("monitoring/dashboards"),
+            &dir.join(crate::grafana::RESOLVED_DASHBOARDS_DIR),
+            crate::grafana::DATASOURCE_UID,
+        )
+        .map_err(grafana::to_anyhow)?;
+        Ok(())
+    }
+
     /// Check, without writing anything, that the project directory holds the stack (for
     /// `--dry-run`).
     pub fn check_stack_files(&self) -> Result<()> {
@@ -78,11 +91,26 @@ impl Ctx {
     /// and the file Grafana reads it from, kept in step with `.env`. The settings stay as
     /// resolved: the password is returned.
     pub fn ensure_grafana_password(&self) -> Result<String> {
-        let pw = match &self.settings.grafana_admin_password {
-            Some(pw) => pw.clone(),
+        // Read `.env` again: another irisctl may have generated the password since the settings
+        // were resolved (callers hold the project lock, so none can do so now).
+        let path = self.settings.project_dir.join(".env");
+        let stored = match &self.settings.grafana_admin_password {
+            Some(pw) => Some(pw.clone()),
+            None => std::fs::read_to_string(&path)
+                .ok()
+                .and_then(|text| crate::settings::parse_dotenv(&text, &path).ok())
+                .and_then(|pairs| {
+                    pairs
+                        .into_iter()
+                        .rev()
+                        .find(|(k, v, _)| k == GRAFANA_PASSWORD_KEY && !v.trim().is_empty())
+                        .map(|(_, v, _)| v)
+                }),
+        };
+        let pw = match stored {
+            Some(pw) => pw,
             None => {
                 let pw = generate_password()?;
-                let path = self.settings.project_dir.join(".env");
                 append_dotenv(&path, GRAFANA_PASSWORD_KEY, &pw)?;
                 self.printer.info(format!(
                     "generated a Grafana admin password into {} (mode 0600; never printed)",

@@ -59,9 +59,7 @@ async fn grafana_dashboards(ctx: &Ctx) -> Result<Vec<DashboardStatus>, String> {
             present: found.is_some(),
             provisioned: found
                 .as_ref()
-                .and_then(|d| d.pointer("/meta/provisioned"))
-                .and_then(serde_json::Value::as_bool)
-                .unwrap_or(false),
+                .is_some_and(crate::grafana::is_file_provisioned),
         });
     }
     Ok(out)

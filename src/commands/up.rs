@@ -44,6 +44,7 @@ pub async fn run(ctx: &Ctx, opts: UpOptions) -> Result<()> {
     // Nothing is written before the engine has been reached and the preflight passed.
     ctx.ensure_stack_files()?;
     let password = ctx.ensure_grafana_password()?;
+    ctx.write_derived_files()?;
     printer.enter("building images").await;
     let (built, image_ids) = images::ensure(backend.engine(), &stack, printer).await?;
     let known = image_ids

@@ -26,7 +26,23 @@ pub fn mounted_files(service: &Service) -> Result<Vec<MountedFile>> {
         let Mount::Bind { source, target } = m else {
             continue;
         };
-        if source.is_dir() {
+        if source.ends_with(crate::grafana::RESOLVED_DASHBOARDS_DIR) {
+            // Derived from monitoring/dashboards: hashed from what it will hold, so a plan is
+            // right before the copy is (re)written.
+            let project_dir = source.ancestors().nth(2).unwrap_or(source);
+            let resolved = crate::grafana::resolved_dashboards(
+                &project_dir.join("monitoring/dashboards"),
+                crate::grafana::DATASOURCE_UID,
+            )
+            .map_err(crate::commands::grafana::to_anyhow)?;
+            for (name, data) in resolved {
+                out.push(MountedFile {
+                    source: source.join(&name),
+                    target: format!("{target}/{name}"),
+                    data,
+                });
+            }
+        } else if source.is_dir() {
             let mut found = Vec::new();
             walk(source, &mut found)?;
             found.sort();

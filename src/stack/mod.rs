@@ -373,8 +373,10 @@ impl Stack {
             },
             // Grafana's file provider reads every *.json below it. Only the dashboards: mounting all of
             // monitoring/ would tie Grafana's config hash to prometheus.yml.
+            // The dashboards with `${DS_*}` inputs resolved (Grafana's file provider does not
+            // resolve them): a copy irisctl writes from monitoring/dashboards.
             Mount::Bind {
-                source: dir.join("monitoring/dashboards"),
+                source: dir.join(crate::grafana::RESOLVED_DASHBOARDS_DIR),
                 target: "/etc/grafana/dashboards".into(),
             },
         ];

@@ -3,8 +3,9 @@
 
 A stand-in for the small part of Grafana's HTTP API that irisctl's Grafana client uses, so that the
 client can be tested on hosts where no Grafana image or package can be obtained. It imitates Grafana
-11.x's documented behaviour (status codes, message bodies, version locking, auth, file provisioning,
-persistence); it renders no UI, queries no data source and must never be deployed as a monitoring tool.
+11.x's behaviour as its source shows it (status codes, message bodies, version locking, auth, file
+provisioning, persistence; 12.x's dashboard schema migration with STANDIN_SCHEMA_VERSION); it renders
+no UI, queries no data source and must never be deployed as a monitoring tool.
 
 Run:  python3 standin.py [--host 0.0.0.0] [--port 3000] [--data DIR]
 Prints "grafana-standin listening on HOST:PORT" once it accepts connections (--port 0: a free port).
@@ -14,7 +15,10 @@ Environment, as Grafana reads it:
   GF_PATHS_PROVISIONING (default /etc/grafana/provisioning),
   GF_SECURITY_ADMIN_USER, GF_SECURITY_ADMIN_PASSWORD, GF_SECURITY_ADMIN_PASSWORD__FILE
   (the admin credentials apply only on the first start, when no stored user exists, as in Grafana).
+  GF_DASHBOARDS_MIN_REFRESH_INTERVAL (default 5s): a shorter dashboard `refresh` is raised to it on save.
 Stand-in knobs:
+  STANDIN_SCHEMA_VERSION=N        migrate every saved dashboard to schemaVersion N, like Grafana 12's
+                                  dashboard store (Grafana 11 stores the JSON as sent: leave unset)
   STANDIN_SERVICE_ACCOUNT_TOKENS  "token:Role,..." bearer tokens (Role: Admin, Editor or Viewer)
   STANDIN_HEALTH_FAIL=1           /api/health answers 503 with "database": "failing"
   STANDIN_STARTUP_DELAY=SECONDS   do not listen until then (Grafana's migrations)
@@ -234,6 +238,84 @@ def hash_password(password, salt):
     return hashlib.pbkdf2_hmac("sha256", password.encode(), salt.encode(), 10000).hex()
 
 
+_DURATION = re.compile(r"^(\d+)(ms|s|m|h|d|w|M|y)$")
+_UNIT_SECONDS = {
+    "ms": 0.001,
+    "s": 1,
+    "m": 60,
+    "h": 3600,
+    "d": 86400,
+    "w": 604800,
+    "M": 2592000,
+    "y": 31536000,
+}
+
+
+def parse_duration(text):
+    """Grafana's gtime.ParseDuration for the plain `<n><unit>` forms; None when it cannot parse."""
+    match = _DURATION.match(text.strip()) if isinstance(text, str) else None
+    return int(match.group(1)) * _UNIT_SECONDS[match.group(2)] if match else None
+
+
+def clamp_refresh(dash):
+    """A `refresh` below [dashboards] min_refresh_interval (or one Grafana cannot parse) is replaced
+    by the minimum on save, API and file provisioning alike; "" and "auto" are left alone
+    (pkg/services/dashboards/service/dashboard_service.go SaveDashboard, ImportDashboard and
+    SaveProvisionedDashboard with validateDashboardRefreshInterval)."""
+    minimum = os.environ.get("GF_DASHBOARDS_MIN_REFRESH_INTERVAL") or "5s"
+    refresh = dash.get("refresh")
+    if not isinstance(refresh, str) or refresh in ("", "auto"):
+        return
+    seconds = parse_duration(refresh)
+    if seconds is None or seconds < (parse_duration(minimum) or 0):
+        dash["refresh"] = minimum
+
+
+def _schema_version(dash):
+    """apps/dashboard/pkg/migration/schemaversion/migrations.go GetSchemaVersion: int, float or numeric string."""
+    value = dash.get("schemaVersion")
+    if isinstance(value, bool):
+        return 0
+    if isinstance(value, (int, float)):
+        return int(value)
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value)
+    return 0
+
+
+def _hide_from_tooltip(panel):
+    # v42.go: a field override hidden from the visualisation is hidden from tooltips too.
+    for override in (panel.get("fieldConfig") or {}).get("overrides") or []:
+        for prop in override.get("properties") or [] if isinstance(override, dict) else []:
+            value = (
+                prop.get("value") if isinstance(prop, dict) and prop.get("id") == "custom.hideFrom" else None
+            )
+            if isinstance(value, dict) and value.get("viz") is True:
+                value["tooltip"] = True
+    for nested in panel.get("panels") or []:
+        if isinstance(nested, dict):
+            _hide_from_tooltip(nested)
+
+
+def migrate_schema(dash):
+    """With STANDIN_SCHEMA_VERSION set, what Grafana 12's dashboard migrations do to a stored classic
+    dashboard older than the target (apps/dashboard/pkg/migration/schemaversion/: migrations.go runs
+    V<n> for every n above the stored version; each sets schemaVersion). Of the steps the stand-in
+    models: v40.go makes `refresh` a string ("" when missing or not a string), v42.go adds
+    hideFrom.tooltip. Never downgrades."""
+    target = int(os.environ.get("STANDIN_SCHEMA_VERSION") or 0)
+    current = _schema_version(dash)
+    if not target or current >= target:
+        return
+    if current < 40 <= target and not isinstance(dash.get("refresh"), str):
+        dash["refresh"] = ""
+    if current < 42 <= target:
+        for panel in dash.get("panels") or []:
+            if isinstance(panel, dict):
+                _hide_from_tooltip(panel)
+    dash["schemaVersion"] = target
+
+
 DS_STRINGS = ("name", "type", "access", "url", "uid", "user", "database", "basicAuthUser")
 DS_BOOLS = ("isDefault", "basicAuth", "withCredentials")
 
@@ -388,6 +470,12 @@ class Store:
         uid = body.get("uid") or new_uid()
         if uid in self.state["folders"] or uid in self.state["dashboards"]:
             raise ApiError(409, "a folder/dashboard with the same uid already exists")
+        # Folder titles are unique among siblings (all folders here are at the root): Grafana answers
+        # ErrFolderSameNameExists with 409 (pkg/api/folder.go; pkg/services/dashboards/errors.go).
+        if any(f["title"] == title for f in self.state["folders"].values()):
+            raise ApiError(
+                409, "a folder or dashboard in the general folder with the same name already exists"
+            )
         stamp = now()
         folder = {
             "id": self.next_id("dashboard"),
@@ -440,6 +528,22 @@ class Store:
         ):
             raise ApiError(400, "A dashboard with the same uid already exists")
         existing = existing or dashboards.get(uid)
+        # Same title (slug) in the target folder, another dashboard: with `overwrite`, Grafana 11's SQL
+        # store takes that one over -- its id, uid and version win, so the sent uid is dropped
+        # (pkg/services/dashboards/database/database.go getExistingDashboardByTitleAndFolder). Without
+        # `overwrite` the stand-in keeps 11.3+'s behaviour from /work/shared/reference: a new dashboard.
+        namesake = overwrite and next(
+            (
+                d
+                for d in dashboards.values()
+                if d is not existing
+                and d["folderUid"] == folder_uid
+                and slugify(d["json"]["title"]) == slugify(title)
+            ),
+            None,
+        )
+        if namesake:
+            existing, uid = namesake, namesake["uid"]
         if existing is not None:
             info = existing.get("provisioned")
             if provisioned is None and info and not info.get("allowUiUpdates"):
@@ -461,7 +565,10 @@ class Store:
             updated=now(),
             provisioned=provisioned if provisioned is not None else record.get("provisioned"),
         )
-        record["json"] = {**dash, "id": record["id"], "uid": uid, "version": record["version"]}
+        stored = {**dash, "id": record["id"], "uid": uid, "version": record["version"]}
+        clamp_refresh(stored)
+        migrate_schema(stored)
+        record["json"] = stored
         dashboards[uid] = record
         return record
 
@@ -490,8 +597,15 @@ class Store:
             "folderUid": record["folderUid"],
             "folderTitle": folder["title"] if folder else "General",
             "folderUrl": self.folder_dto(folder)["url"] if folder else "",
-            "provisioned": bool(info),
-            "provisionedExternalId": info.get("path", ""),
+            # pkg/api/dashboard.go GetDashboard: `provisioned` is true only when the provider does not
+            # allow UI updates; `provisionedExternalId` is set for every file-provisioned dashboard
+            # (the file's path relative to the provider's path).
+            "provisioned": bool(info) and not info.get("allowUiUpdates"),
+            "provisionedExternalId": os.path.relpath(
+                info["path"], info.get("root") or os.path.dirname(info["path"])
+            )
+            if info
+            else "",
         }
 
 
@@ -550,7 +664,16 @@ def _provision_provider(store, provider):
             if wanted_uid
             else next((f for f in store.state["folders"].values() if f["title"] == title), None)
         )
-        folder = folder or store.folder_add({"uid": wanted_uid or "", "title": title})
+        try:
+            folder = folder or store.folder_add({"uid": wanted_uid or "", "title": title})
+        except ApiError as err:
+            # file_reader.go storeDashboardsInFolder: "failed to get or create provisioning folder",
+            # logged; the provider's dashboards are not saved.
+            print(
+                f"grafana-standin: provider {name!r}: folder {title!r}: {err.body['message']}",
+                file=sys.stderr,
+            )
+            return
         folder_uid = folder["uid"]
     mine = {
         r["provisioned"]["path"]: r
@@ -576,6 +699,7 @@ def _provision_provider(store, provider):
         info = {
             "provider": name,
             "path": str(file),
+            "root": str(root),
             "checksum": checksum,
             "allowUiUpdates": bool(provider.get("allowUiUpdates")),
         }
@@ -721,7 +845,9 @@ def datasource_add(store, body, query):
     )
 
 
-@route("GET", "/api/datasources")
+# Reading data sources needs datasources:read, which only the fixed:datasources:reader role grants, and
+# only to Admin by default (pkg/api/roles.go declareFixedRoles); Editors and Viewers get 403.
+@route("GET", "/api/datasources", "datasources:read", "Admin")
 def datasource_list(store, body, query):
     listed = sorted(store.state["datasources"], key=lambda ds: ds["name"].lower())
     hidden = ("secureJsonData", "version", "basicAuthUser", "withCredentials")
@@ -746,12 +872,12 @@ def _existing_ds(store, uid=None, name=None):
     return ds
 
 
-@route("GET", "/api/datasources/uid/([^/]+)")
+@route("GET", "/api/datasources/uid/([^/]+)", "datasources:read", "Admin")
 def datasource_by_uid(store, body, query, uid):
     return 200, store.ds_dto(_existing_ds(store, uid=uid)), False
 
 
-@route("GET", "/api/datasources/name/([^/]+)")
+@route("GET", "/api/datasources/name/([^/]+)", "datasources:read", "Admin")
 def datasource_by_name(store, body, query, name):
     return 200, store.ds_dto(_existing_ds(store, name=name)), False
 
@@ -883,6 +1009,17 @@ def search(store, body, query):
 # --- start-up --------------------------------------------------------------------------------------
 
 
+def check_file_variables(environ):
+    """packaging/docker/run.sh: for every GF_*__FILE variable the image reads the file into GF_*, and
+    exits 1 when GF_* is set as well ("Both ... are set (but are exclusive)")."""
+    for name, value in environ.items():
+        if name.startswith("GF_") and name.endswith("__FILE") and value:
+            plain = name[: -len("__FILE")]
+            if environ.get(plain):
+                print(f"ERROR: Both {plain} and {name} are set (but are exclusive)", file=sys.stderr)
+                raise SystemExit(1)
+
+
 def admin_password():
     file = os.environ.get("GF_SECURITY_ADMIN_PASSWORD__FILE")
     if file:
@@ -914,6 +1051,7 @@ def main(argv=None):
     args = parser.parse_args(argv)
     provisioning = Path(os.environ.get("GF_PATHS_PROVISIONING") or "/etc/grafana/provisioning")
 
+    check_file_variables(os.environ)
     store = Store(args.data)
     store.ensure_admin(os.environ.get("GF_SECURITY_ADMIN_USER") or "admin", admin_password())
     provision_datasources(store, provisioning / "datasources")

@@ -209,7 +209,7 @@ def test_bad_bearer_token_401(standin):
 
 def test_service_account_roles(standin):
     assert standin.call("POST", "/api/datasources", prometheus(), token="adm-tok")[0] == 200
-    assert standin.call("GET", "/api/datasources/uid/prometheus", token="view-tok")[0] == 200
+    assert standin.call("GET", "/api/datasources/uid/prometheus", token="adm-tok")[0] == 200
     status, body = standin.call("POST", "/api/datasources", prometheus(name="x", uid="x"), token="view-tok")
     assert status == 403
     assert body["title"] == "Access denied" and body["accessErrorId"].startswith("ACE")
@@ -228,12 +228,49 @@ def test_admin_credentials_apply_only_on_first_start(standin):
     assert standin.call("GET", "/api/datasources", auth=("root", "changed-later"))[0] == 401
 
 
+@pytest.mark.parametrize("token", ["view-tok", "ed-tok"])
+def test_datasource_reads_are_admin_only(standin, token):
+    # pkg/api/roles.go: datasources:read comes with fixed:datasources:reader, granted to Admin only.
+    standin.call("POST", "/api/datasources", prometheus())
+    for path in ("/api/datasources", "/api/datasources/uid/prometheus", "/api/datasources/name/Prometheus"):
+        status, body = standin.call("GET", path, token=token)
+        assert status == 403, path
+        assert body["message"].endswith("Permissions needed: datasources:read")
+    assert (
+        standin.call("GET", "/api/dashboards/uid/nope", token="view-tok")[0] == 404
+    )  # dashboards stay readable
+
+
+def test_password_and_password_file_are_exclusive(tmp_path):
+    # packaging/docker/run.sh: both GF_X and GF_X__FILE set -> "ERROR: Both ... (but are exclusive)", exit 1.
+    secret = tmp_path / "pw"
+    secret.write_text("from-file\n")
+    proc = subprocess.run(
+        [sys.executable, str(SCRIPT), "--port", "0", "--data", str(tmp_path / "data")],
+        env={
+            **{k: v for k, v in os.environ.items() if not k.startswith("GF_")},
+            "GF_SECURITY_ADMIN_PASSWORD": "x",
+            "GF_SECURITY_ADMIN_PASSWORD__FILE": str(secret),
+        },
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=False,
+    )
+    assert proc.returncode == 1
+    assert (
+        "ERROR: Both GF_SECURITY_ADMIN_PASSWORD and GF_SECURITY_ADMIN_PASSWORD__FILE are set (but are exclusive)"
+        in proc.stderr
+    )
+
+
 def test_admin_from_env_user_and_password_file(tmp_path):
     secret = tmp_path / "pw"
     secret.write_text("from-file\n")
     server = Standin(
         tmp_path, {"GF_SECURITY_ADMIN_USER": "boss", "GF_SECURITY_ADMIN_PASSWORD__FILE": str(secret)}
     )
+    del server.env["GF_SECURITY_ADMIN_PASSWORD"]
     server.start()
     try:
         assert server.call("GET", "/api/folders", auth=("boss", "from-file"))[0] == 200
@@ -455,6 +492,73 @@ def test_dashboard_versions_and_overwrite(standin):
     assert standin.call("GET", "/api/dashboards/uid/d1")[1]["meta"]["version"] == 4
 
 
+def test_same_title_in_folder_is_taken_over_with_overwrite(standin):
+    # database.go getExistingDashboardByTitleAndFolder: the namesake's id, uid and version win.
+    theirs = standin.call("POST", "/api/dashboards/db", dashboard(uid="theirs"))[1]
+    saved = standin.call(
+        "POST", "/api/dashboards/db", {**dashboard(uid="iris-api", tags=["x"]), "overwrite": True}
+    )[1]
+    assert (saved["uid"], saved["id"], saved["version"]) == ("theirs", theirs["id"], 2)
+    assert standin.call("GET", "/api/dashboards/uid/iris-api")[0] == 404
+    assert standin.call("GET", "/api/dashboards/uid/theirs")[1]["dashboard"]["tags"] == ["x"]
+    # another folder is another namespace
+    standin.call("POST", "/api/folders", {"uid": "f", "title": "F"})
+    other = standin.call(
+        "POST", "/api/dashboards/db", {**dashboard(uid="iris-api"), "folderUid": "f", "overwrite": True}
+    )
+    assert other[1]["uid"] == "iris-api"
+
+
+def test_folder_title_clash_is_409(standin):
+    standin.call("POST", "/api/folders", {"uid": "theirs", "title": "Iris"})
+    assert standin.call("POST", "/api/folders", {"uid": "iris", "title": "Iris"}) == (
+        409,
+        {"message": "a folder or dashboard in the general folder with the same name already exists"},
+    )
+
+
+def test_refresh_is_raised_to_min_refresh_interval(tmp_path):
+    server = Standin(tmp_path, {"GF_DASHBOARDS_MIN_REFRESH_INTERVAL": "10s"}).start()
+    try:
+        for sent, stored in (("5s", "10s"), ("1m", "1m"), ("", ""), ("auto", "auto"), ("bogus", "10s")):
+            server.call("POST", "/api/dashboards/db", {**dashboard(uid="r", refresh=sent), "overwrite": True})
+            assert server.call("GET", "/api/dashboards/uid/r")[1]["dashboard"]["refresh"] == stored, sent
+    finally:
+        server.stop()
+
+
+def test_default_min_refresh_interval_is_5s(standin):
+    standin.call("POST", "/api/dashboards/db", dashboard(uid="r", refresh="1s"))
+    assert standin.call("GET", "/api/dashboards/uid/r")[1]["dashboard"]["refresh"] == "5s"
+
+
+HIDDEN = {"fieldConfig": {"overrides": [{"properties": [{"id": "custom.hideFrom", "value": {"viz": True}}]}]}}
+
+
+def test_schema_migration_switch(tmp_path):
+    server = Standin(tmp_path).start()
+    try:  # off (Grafana 11): stored as sent
+        server.call("POST", "/api/dashboards/db", dashboard(uid="m", schemaVersion=39, panels=[HIDDEN]))
+        assert server.call("GET", "/api/dashboards/uid/m")[1]["dashboard"]["schemaVersion"] == 39
+        server.restart(STANDIN_SCHEMA_VERSION="42")
+        body = {**dashboard(uid="m", schemaVersion=39, refresh=None, panels=[HIDDEN]), "overwrite": True}
+        server.call("POST", "/api/dashboards/db", body)
+        got = server.call("GET", "/api/dashboards/uid/m")[1]["dashboard"]
+        assert got["schemaVersion"] == 42 and got["refresh"] == ""
+        assert got["panels"][0]["fieldConfig"]["overrides"][0]["properties"][0]["value"] == {
+            "viz": True,
+            "tooltip": True,
+        }
+        server.call(
+            "POST",
+            "/api/dashboards/db",
+            {**dashboard(uid="new", title="Newer", schemaVersion=45), "overwrite": True},
+        )
+        assert server.call("GET", "/api/dashboards/uid/new")[1]["dashboard"]["schemaVersion"] == 45
+    finally:
+        server.stop()
+
+
 def test_dashboard_without_uid_duplicates(standin):
     first = standin.call("POST", "/api/dashboards/db", dashboard())[1]
     second = standin.call("POST", "/api/dashboards/db", dashboard())[1]
@@ -635,6 +739,55 @@ def test_file_provisioning(tmp_path):
         (boards / "iris.json").unlink()
         server.restart()
         assert server.call("GET", "/api/dashboards/uid/iris-prov")[0] == 404
+    finally:
+        server.stop()
+
+
+def test_allow_ui_updates_provisioned_meta(tmp_path):
+    # pkg/api/dashboard.go GetDashboard: provisioned only without allowUiUpdates; provisionedExternalId
+    # (the file relative to the provider's path) whenever a file provisioned it.
+    server = Standin(tmp_path)
+    boards = write_provisioning(server, tmp_path)
+    yaml = server.provisioning / "dashboards" / "iris.yml"
+    yaml.write_text(yaml.read_text().replace("allowUiUpdates: false", "allowUiUpdates: true"))
+    server.start()
+    try:
+        meta = server.call("GET", "/api/dashboards/uid/iris-prov")[1]["meta"]
+        assert meta["provisioned"] is False and meta["provisionedExternalId"] == "iris.json"
+        status, saved = server.call(
+            "POST",
+            "/api/dashboards/db",
+            {**dashboard(uid="iris-prov"), "folderUid": meta["folderUid"], "overwrite": True},
+        )
+        assert status == 200 and saved["version"] == 2
+        after = server.call("GET", "/api/dashboards/uid/iris-prov")[1]["meta"]
+        assert after["provisionedExternalId"] == "iris.json"  # an API save keeps the provisioning record
+        assert boards.is_dir()
+    finally:
+        server.stop()
+
+
+def test_provisioning_folder_uid_and_title_clash(tmp_path):
+    server = Standin(tmp_path)
+    write_provisioning(server, tmp_path)
+    yaml = server.provisioning / "dashboards" / "iris.yml"
+    provider = yaml.read_text().replace("folder: Iris", "folder: Iris\n    folderUid: iris")
+    yaml.unlink()
+    server.start()
+    try:  # someone else's "Iris" folder exists before the provider runs
+        server.call("POST", "/api/folders", {"uid": "theirs", "title": "Iris"})
+        yaml.write_text(provider)
+        server.restart()
+        # file_reader.go: the provider cannot get or create its folder, logs it and saves nothing
+        assert server.call("GET", "/api/dashboards/uid/iris-prov")[0] == 404
+        assert [f["uid"] for f in server.call("GET", "/api/folders")[1]] == ["theirs"]
+    finally:
+        server.stop()
+    server.data = tmp_path / "fresh"
+    server.start()
+    try:  # no clash: the provider's folder gets the configured uid and title
+        meta = server.call("GET", "/api/dashboards/uid/iris-prov")[1]["meta"]
+        assert (meta["folderUid"], meta["folderTitle"]) == ("iris", "Iris")
     finally:
         server.stop()
 

@@ -20,6 +20,7 @@ pub struct Cli {
 }
 
 #[derive(Debug, Args)]
+#[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
     /// Settings file (default: irisctl.yaml in the current directory, if present)
     #[arg(long, global = true, env = "IRISCTL_CONFIG", value_name = "FILE")]
@@ -42,8 +43,8 @@ pub struct GlobalArgs {
     #[arg(short, long, global = true)]
     pub verbose: bool,
 
-    /// Print the resolved settings as YAML and exit
-    #[arg(long, global = true, hide = true)]
+    /// Print the resolved settings (and where each came from) as YAML, and exit
+    #[arg(long, global = true)]
     pub print_settings: bool,
 }
 
@@ -112,7 +113,7 @@ pub struct UpArgs {
     #[arg(long)]
     pub remove_orphans: bool,
 
-    /// Seconds to wait for every service to become healthy
+    /// Seconds to wait for every service to become healthy [default: 180, or `timeouts.health`]
     #[arg(long, value_name = "SECS")]
     pub wait_timeout: Option<String>,
 

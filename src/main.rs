@@ -17,7 +17,14 @@ fn main() -> ExitCode {
         Ok(cli) => cli,
         Err(e) => {
             let _ = e.print();
-            return ExitCode::from(if e.use_stderr() { Exit::Usage as u8 } else { 0 });
+            if !e.use_stderr() {
+                return ExitCode::SUCCESS; // --help, --version
+            }
+            // Like every other error, a usage error ends with a next step.
+            Printer::new(Verbosity::Normal).hint(
+                "`irisctl --help` lists the verbs and global options, `irisctl VERB --help` a verb's own",
+            );
+            return ExitCode::from(Exit::Usage as u8);
         }
     };
     let verbosity = match (cli.global.quiet, cli.global.verbose) {
@@ -145,6 +152,12 @@ async fn run(cli: Cli, printer: Printer) -> Result<Exit> {
         _ => {}
     }
 
+    let stack_args = match &cli.command {
+        Command::Up(a) => Some(&a.stack),
+        Command::Status(a) => Some(&a.stack),
+        Command::Compose(a) => Some(&a.stack),
+        _ => None,
+    };
     let mut flags = match &cli.command {
         Command::Up(a) => stack_flags(&a.stack),
         Command::Status(a) => stack_flags(&a.stack),
@@ -169,6 +182,14 @@ async fn run(cli: Cli, printer: Printer) -> Result<Exit> {
         flags,
         data_home: data_home(),
     })?;
+    if let Some(a) = stack_args {
+        if a.api_replicas.is_some() && a.target != irisctl::cli::Target::Swarm {
+            return Err(irisctl::error::hinted(
+                "--api-replicas applies to the Swarm target only: on one engine the API runs one container",
+                "add `--target swarm` (to a Swarm manager), or leave --api-replicas out",
+            ));
+        }
+    }
     if cli.global.print_settings {
         printer.data(&settings::to_yaml(&settings)?);
         return Ok(Exit::Success);
@@ -221,26 +242,17 @@ async fn run(cli: Cli, printer: Printer) -> Result<Exit> {
                 dashboards: a.dashboards,
                 prometheus_url: a.prometheus_url,
                 wait_timeout: wait,
+                own_url: None,
             };
             commands::grafana::run(&ctx, &opts).await?;
             Ok(Exit::Success)
         }
-        Command::Compose(a) => {
-            if ctx.embedded && (a.output.is_some() || a.check.is_some()) {
-                ctx.ensure_stack_files()?;
-            }
-            if a.output.is_some() {
-                // A Compose-only user needs the secret file the emitted file mounts.
-                ctx.ensure_grafana_password()?;
-                ctx.write_derived_files()?;
-            }
-            commands::compose::run(
-                &ctx,
-                a.output.as_deref(),
-                a.check.as_deref(),
-                a.stack.target.into(),
-            )
-        }
+        Command::Compose(a) => commands::compose::run(
+            &ctx,
+            a.output.as_deref(),
+            a.check.as_deref(),
+            a.stack.target.into(),
+        ),
         Command::Completions { .. } | Command::Init(_) => Ok(Exit::Success),
     }
 }

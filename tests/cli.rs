@@ -104,7 +104,7 @@ fn bad_inputs_get_clear_errors() {
         ),
         (
             "bad bind",
-            &["status", "--bind", "localhost"],
+            &["status", "--bind", "here-and-there"],
             &[],
             &[],
             "is not an IP address",
@@ -581,6 +581,113 @@ fn usage_errors_exit_2() {
         "{}",
         r.stderr
     );
+    // Like every other error, a usage error ends with a hint.
+    assert_eq!(r.stderr.matches("\nhint: ").count(), 1, "{}", r.stderr);
+}
+
+/// What a new user hit (issue 18), each a bad input that now gets a clear answer.
+#[test]
+fn new_user_traps_get_clear_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    run(irisctl(dir.path()).args(["init", "-q"])).ok();
+    let no_engine = |args: &[&str]| {
+        run(irisctl(dir.path())
+            .args(args)
+            .env("DOCKER_HOST", "unix:///nonexistent/irisctl-test.sock"))
+    };
+    // --api-replicas without the Swarm target is not silently ignored.
+    no_engine(&["up", "--api-replicas", "3"])
+        .user_error("--api-replicas applies to the Swarm target only");
+    // localhost is a bind address.
+    let r = run(irisctl(dir.path()).args(["--print-settings", "status", "--bind", "localhost"]));
+    r.ok();
+    assert!(r.stdout.contains("bind: 127.0.0.1"), "{}", r.stdout);
+    // Errors name what the user wrote, not internal names.
+    let r = no_engine(&["up", "--api-port", "eighty"]);
+    r.user_error("flag --api-port: \"eighty\" is not a port number");
+    assert!(!r.stderr.contains("API_PORT="), "{}", r.stderr);
+    std::fs::write(dir.path().join("bad.yaml"), "ports: 5\n").unwrap();
+    let r = no_engine(&["--config", "bad.yaml", "status"]);
+    r.user_error("expected a mapping of keys");
+    assert!(!r.stderr.contains("Layer"), "{}", r.stderr);
+    assert!(r.stderr.contains("templates/irisctl.yaml"), "{}", r.stderr);
+    // compose -o into a folder that does not exist: an error, and no folder made.
+    let r = no_engine(&["compose", "-o", "/nonexistent-irisctl/dir/x.yml"]);
+    r.user_error("folder `/nonexistent-irisctl/dir` does not exist");
+    assert!(!std::path::Path::new("/nonexistent-irisctl").exists());
+    // ssh:// engines are said to be unsupported, with a way that works.
+    let r = run(irisctl(dir.path())
+        .arg("status")
+        .env("DOCKER_HOST", "ssh://someone@example.invalid"));
+    r.user_error("is an ssh:// engine, which irisctl does not support");
+    assert!(r.stderr.contains("ssh -nNT -L"), "{}", r.stderr);
+    // --print-settings is documented, and global options are apart from the verb's.
+    let help = run(irisctl(dir.path()).args(["up", "--help"]));
+    help.ok();
+    assert!(help.stdout.contains("--print-settings"), "{}", help.stdout);
+    assert!(help.stdout.contains("Global options:"), "{}", help.stdout);
+    assert!(help.stdout.contains("[default: 180"), "{}", help.stdout);
+}
+
+/// `irisctl compose` outside a project directory names the built-in copy's files absolutely.
+#[test]
+fn compose_outside_a_project_directory_names_files_absolutely() {
+    let cwd = tempfile::tempdir().unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let r = run(irisctl(cwd.path())
+        .arg("compose")
+        .env("XDG_DATA_HOME", data.path()));
+    r.ok();
+    let project = data.path().join("irisctl/projects/iris");
+    assert!(
+        r.stdout
+            .contains(&format!("context: {}", project.join("stack/api").display())),
+        "{}",
+        r.stdout
+    );
+    assert!(!r.stdout.contains("context: ./"), "{}", r.stdout);
+    assert!(
+        r.stderr.contains("names them by absolute path"),
+        "{}",
+        r.stderr
+    );
+    assert!(project.join("stack/api/Dockerfile").is_file());
+}
+
+/// Every repository file a message or hint names exists.
+#[test]
+fn every_file_a_hint_names_exists() {
+    let mut named = Vec::new();
+    let mut stack = vec![repo().join("src")];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = e.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if path.extension().is_some_and(|x| x == "rs") {
+                let text = std::fs::read_to_string(&path).unwrap();
+                for piece in text.split('`') {
+                    let piece = piece.trim_start_matches("./");
+                    if ["examples/", "templates/", "scripts/", "tests/ci.yaml"]
+                        .iter()
+                        .any(|p| piece.starts_with(p))
+                        && !piece.contains(' ')
+                        && !piece.contains('{')
+                    {
+                        named.push((path.clone(), piece.to_string()));
+                    }
+                }
+            }
+        }
+    }
+    assert!(!named.is_empty());
+    for (file, name) in named {
+        assert!(
+            repo().join(&name).exists(),
+            "{} names `{name}`, which does not exist",
+            file.display()
+        );
+    }
 }
 
 #[test]

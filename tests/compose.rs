@@ -153,9 +153,22 @@ fn compose_file_is_equivalent_to_up() {
     );
     assert!(all_healthy(A));
 
+    // Compose names its containers itself (no `container_name` in the file): find them by label.
+    let container_of = |project: &str, service: &str| {
+        docker(&[
+            "ps",
+            "-aq",
+            "--filter",
+            &format!("label=com.docker.compose.project={project}"),
+            "--filter",
+            &format!("label=com.docker.compose.service={service}"),
+        ])
+        .trim()
+        .to_string()
+    };
     for service in ["api", "frontend", "prometheus", "grafana"] {
-        let left = normalized(&format!("{A}-{service}-1"), A, a.path());
-        let right = normalized(&format!("{B}-{service}-1"), B, b.path());
+        let left = normalized(&container_of(A, service), A, a.path());
+        let right = normalized(&container_of(B, service), B, b.path());
         assert_eq!(
             left, right,
             "{service} differs between `irisctl up` (left) and docker-compose (right)"

@@ -168,6 +168,36 @@ fn ownership_locking_and_duplicate_networks() {
         "repairing the network recreated containers"
     );
 
+    // Ports come from the project's own containers, not from this run's settings.
+    run(p.irisctl().args(["up", "--grafana-port", "22413"])).ok();
+    let st = run(p.irisctl().args(["status", "--format", "json"]));
+    st.ok();
+    let report: serde_json::Value = serde_json::from_str(&st.stdout).unwrap();
+    assert_eq!(report["grafana_dashboards"][0]["present"], true, "{report}");
+    assert!(report["grafana_error"].is_null(), "{report}");
+    let prov = run(p.irisctl().args(["grafana", "provision"]));
+    prov.ok();
+    assert!(
+        prov.stderr.contains("http://127.0.0.1:22413"),
+        "{}",
+        prov.stderr
+    );
+    // A project with no containers probes nothing (not another stack's Prometheus).
+    let none = run(p
+        .irisctl()
+        .args(["-p", "irisctl-test-nosuch", "status", "--format", "json"]));
+    assert_eq!(none.code, 3, "{}", none.stderr);
+    let report: serde_json::Value = serde_json::from_str(&none.stdout).unwrap();
+    assert_eq!(
+        report["prometheus_targets"],
+        serde_json::json!([]),
+        "{report}"
+    );
+    assert_eq!(
+        report["prometheus_error"], "prometheus is not running",
+        "{report}"
+    );
+
     // `down` with a duplicate present removes both; the foreign volume stays.
     duplicate_network(p.path());
     let gone = run(p.irisctl().args(["down", "--volumes"]));

@@ -155,16 +155,39 @@ impl Backend {
         }
     }
 
-    /// Remove the images irisctl built for the stack (kept while a container uses one).
+    /// Remove the images irisctl built for the stack (kept while a container uses one): those
+    /// this run's settings build, and any other service's image of the project's built-image
+    /// name that irisctl made (a Grafana built under settings this run does not have).
     pub async fn remove_images(&self, stack: &Stack) -> Result<Down> {
         let mut out = Down::default();
-        for s in stack.services.iter().filter(|s| s.build.is_some()) {
-            match self.engine().remove_image(&s.image).await? {
-                ImageRemoval::Removed => out.removed.push(format!("image {}", s.image)),
+        let mut tags: Vec<String> = Vec::new();
+        for s in &stack.services {
+            let built_name = format!("{}-{}:dev", stack.project, s.name);
+            for tag in [s.build.as_ref().map(|_| s.image.clone()), Some(built_name)]
+                .into_iter()
+                .flatten()
+            {
+                if !tags.contains(&tag) {
+                    tags.push(tag);
+                }
+            }
+        }
+        for tag in tags {
+            let ours = self.engine().image_exists(&tag).await?.is_some_and(|i| {
+                i.config.and_then(|c| c.labels).is_some_and(|l| {
+                    l.get(crate::engine::labels::MANAGED_BY)
+                        .is_some_and(|v| v == "irisctl")
+                })
+            });
+            if !ours {
+                continue;
+            }
+            match self.engine().remove_image(&tag).await? {
+                ImageRemoval::Removed => out.removed.push(format!("image {tag}")),
                 ImageRemoval::Absent => {}
                 ImageRemoval::InUse => out
                     .kept
-                    .push(format!("image {}: another container uses it", s.image)),
+                    .push(format!("image {tag}: another container uses it")),
             }
         }
         Ok(out)

@@ -22,6 +22,9 @@ pub struct ProvisionOptions {
     pub dashboards: Option<PathBuf>,
     pub prometheus_url: Option<String>,
     pub wait_timeout: Duration,
+    /// Where the stack's own Grafana really is (its container's published port), when known;
+    /// else where the settings put it.
+    pub own_url: Option<String>,
 }
 
 pub fn to_anyhow(e: GrafanaError) -> anyhow::Error {
@@ -58,13 +61,37 @@ pub fn apply_env_precedence(opts: &mut ProvisionOptions, env: impl Fn(&str) -> O
     }
 }
 
-/// `http://127.0.0.1:3000`: the stack's Grafana as published on this host.
-pub fn own_url(ctx: &Ctx) -> String {
-    format!(
-        "http://{}:{}",
-        ctx.settings.client_host(),
-        ctx.settings.ports.grafana
+/// `http://127.0.0.1:3000`: the stack's Grafana as published on this host (its container's
+/// real port when the caller found it, else the settings' port).
+pub fn own_url(ctx: &Ctx, opts: &ProvisionOptions) -> String {
+    opts.own_url.clone().unwrap_or_else(|| {
+        format!(
+            "http://{}:{}",
+            ctx.settings.client_host(),
+            ctx.settings.ports.grafana
+        )
+    })
+}
+
+/// The stack's Grafana as its running container publishes it, if the engine answers and the
+/// container runs; a `grafana provision` that cannot ask the engine uses the settings.
+pub async fn published_url(ctx: &Ctx) -> Option<String> {
+    let backend = tokio::time::timeout(
+        Duration::from_secs(5),
+        crate::backend::Backend::connect(crate::backend::Target::Docker),
     )
+    .await
+    .ok()?
+    .ok()?;
+    let stack = crate::stack::Stack::from_settings(&ctx.settings);
+    let host = ctx.settings.client_host();
+    let seen = backend.observe(&stack, &host).await.ok()?;
+    let port = seen
+        .services
+        .iter()
+        .find(|s| s.name == "grafana")
+        .and_then(|s| s.probe_port)?;
+    Some(format!("http://{host}:{port}"))
 }
 
 /// Whether `url` (without userinfo) is the stack's own Grafana at `own` (its published URL):
@@ -112,7 +139,7 @@ pub fn is_own_grafana(url: &str, own: &str) -> bool {
 /// admin password only ever goes to the stack's own Grafana: any other URL needs credentials given
 /// for it (flags, variables, or the URL's own `user:password@`).
 pub fn client(ctx: &Ctx, opts: &ProvisionOptions) -> Result<Client> {
-    let own = own_url(ctx);
+    let own = own_url(ctx, opts);
     let raw = opts.url.clone().unwrap_or_else(|| own.clone());
     if !(raw.starts_with("http://") || raw.starts_with("https://")) {
         return Err(hinted(
@@ -208,6 +235,15 @@ pub fn render(outcomes: &[Outcome]) -> String {
 pub async fn run(ctx: &Ctx, opts: &ProvisionOptions) -> Result<()> {
     let mut opts = opts.clone();
     apply_env_precedence(&mut opts, |k| std::env::var(k).ok());
+    if opts.url.is_none() && opts.own_url.is_none() {
+        opts.own_url = published_url(ctx).await;
+    }
+    let target = opts.url.clone().unwrap_or_else(|| own_url(ctx, &opts));
+    ctx.printer.info(format!(
+        "provisioning the Grafana at {} (waiting up to {} s for it to be ready)",
+        grafana::redact_urls(&target),
+        opts.wait_timeout.as_secs()
+    ));
     let outcomes = provision(ctx, &opts).await?;
     ctx.printer.data(&render(&outcomes));
     let changed = outcomes

@@ -39,9 +39,12 @@ pub struct DashboardStatus {
     pub provisioned: bool,
 }
 
-async fn grafana_dashboards(ctx: &Ctx) -> Result<Vec<DashboardStatus>, String> {
-    let client = super::grafana::client(ctx, &super::grafana::ProvisionOptions::default())
-        .map_err(|e| format!("{e:#}"))?;
+async fn grafana_dashboards(ctx: &Ctx, own_url: String) -> Result<Vec<DashboardStatus>, String> {
+    let opts = super::grafana::ProvisionOptions {
+        own_url: Some(own_url),
+        ..Default::default()
+    };
+    let client = super::grafana::client(ctx, &opts).map_err(|e| format!("{e:#}"))?;
     let files = crate::grafana::load_dashboards(
         &ctx.settings.project_dir.join("monitoring/dashboards"),
         crate::grafana::DATASOURCE_UID,
@@ -127,7 +130,12 @@ async fn finish(
         .iter()
         .any(|s| s.name == "grafana" && s.state == "running");
     let (grafana_dashboards, grafana_error) = if grafana_running {
-        match grafana_dashboards(ctx).await {
+        let port = services
+            .iter()
+            .find(|s| s.name == "grafana")
+            .and_then(|s| s.probe_port)
+            .unwrap_or(ctx.settings.ports.grafana);
+        match grafana_dashboards(ctx, format!("http://{host}:{port}")).await {
             Ok(d) => (d, None),
             Err(e) => (vec![], Some(e)),
         }

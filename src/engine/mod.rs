@@ -95,6 +95,12 @@ pub fn docker_host() -> String {
 }
 
 fn unreachable(host: &str, detail: impl std::fmt::Display) -> anyhow::Error {
+    let detail = detail.to_string();
+    let detail = if detail.trim().is_empty() {
+        "no connection (refused, or nothing listens there)".to_string()
+    } else {
+        detail
+    };
     hinted(
         format!("cannot reach the Docker engine at `{host}`: {detail}"),
         "start the engine (`sudo systemctl start docker`, or `scripts/start-dockerd` in a checkout) or point DOCKER_HOST at a running one",
@@ -113,6 +119,12 @@ impl Engine {
     /// Connect through `DOCKER_HOST` or the local socket and negotiate the API version.
     pub async fn connect() -> Result<Engine> {
         let host = docker_host();
+        if host.starts_with("ssh://") {
+            return Err(hinted(
+                format!("DOCKER_HOST `{host}` is an ssh:// engine, which irisctl does not support"),
+                "forward the remote socket and point DOCKER_HOST at it: `ssh -nNT -L /tmp/docker.sock:/var/run/docker.sock USER@HOST &` then `DOCKER_HOST=unix:///tmp/docker.sock irisctl ...`",
+            ));
+        }
         let docker = Docker::connect_with_defaults().map_err(|e| unreachable(&host, e))?;
         let docker = docker.with_timeout(Duration::from_secs(600));
         let docker =

@@ -29,7 +29,8 @@ pub fn render(stack: &Stack, base: &Path, header: &str) -> String {
             m.push(("build", map(build)));
         }
         m.push(("image", s(svc.image.clone())));
-        m.push(("container_name", s(svc.container_name.clone())));
+        // No `container_name`: Compose names containers by project (`<project>-<service>-1`
+        // in v2, as irisctl does), so the file also runs under another project name.
         m.extend(runtime_keys(svc));
         if !svc.ports.is_empty() {
             // Short syntax: docker-compose 1.29 rejects `host_ip` in the long one.
@@ -153,6 +154,8 @@ mod tests {
         assert!(a.contains("context: ./stack/api"));
         assert!(a.contains("- ./monitoring/prometheus.yml:/etc/prometheus/prometheus.yml:ro"));
         assert!(!a.contains("/proj/"));
+        // Compose names the containers by project: the file runs under another project name.
+        assert!(!a.contains("container_name"), "{a}");
     }
 
     #[test]

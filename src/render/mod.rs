@@ -40,7 +40,11 @@ pub(crate) fn duration(d: std::time::Duration) -> String {
 }
 
 /// A path as the compose file should name it: `./rel` below `base`, absolute elsewhere.
+/// An empty `base` names every path absolutely.
 pub(crate) fn path_from(base: &Path, p: &Path) -> String {
+    if base.as_os_str().is_empty() {
+        return p.display().to_string();
+    }
     match p.strip_prefix(base) {
         Ok(rel) if rel.as_os_str().is_empty() => ".".into(),
         Ok(rel) => format!("./{}", rel.display()),

@@ -11,7 +11,15 @@ use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-const ROOTS: &[&str] = &["stack", "monitoring", "templates"];
+/// The stack's files, and what the offline path needs (`irisctl init` writes them out too).
+const ROOTS: &[&str] = &[
+    "stack",
+    "monitoring",
+    "templates",
+    "scripts/offline-base-images",
+    "scripts/offline",
+    "examples/offline.yaml",
+];
 /// Left out by the fallback walk (no git): build outputs and local tool folders.
 const SKIP: &[&str] = &[
     "node_modules",
@@ -106,7 +114,11 @@ fn main() {
             for root in ROOTS {
                 let dir = manifest.join(root);
                 println!("cargo:rerun-if-changed={}", dir.display());
-                walk(&dir, &mut files);
+                if dir.is_file() {
+                    files.push(dir);
+                } else {
+                    walk(&dir, &mut files);
+                }
             }
             files
         }

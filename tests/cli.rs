@@ -562,6 +562,21 @@ fn binding_every_interface_warns() {
     let compose = run(irisctl(dir.path()).args(["compose", "--bind", "0.0.0.0"]));
     compose.ok();
     assert!(
+        compose.stderr.contains("warning: publishing on 0.0.0.0"),
+        "{}",
+        compose.stderr
+    );
+    // The Swarm stack file publishes on every interface of the node: said as `up` says it.
+    let swarm = run(irisctl(dir.path()).args(["compose", "--target", "swarm"]));
+    swarm.ok();
+    assert!(
+        swarm
+            .stderr
+            .contains("warning: on Swarm, ports are published on every interface"),
+        "{}",
+        swarm.stderr
+    );
+    assert!(
         compose.stdout.contains("- 0.0.0.0:5174:8080"),
         "{}",
         compose.stdout

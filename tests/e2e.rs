@@ -121,6 +121,42 @@ fn stack_lifecycle_on_the_real_engine() {
         .mode()
         & 0o777;
     assert_eq!(mode, 0o600, ".env must be private");
+    // The password's value (not only the variable's name) is nowhere the engine shows: not in
+    // any container's inspect output, not in any log; its folders are private to this user.
+    let password = std::fs::read_to_string(p.path().join(".env"))
+        .unwrap()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("GRAFANA_ADMIN_PASSWORD=")
+                .map(str::to_string)
+        })
+        .expect("password in .env");
+    assert!(password.len() >= 16);
+    for service in ["api", "frontend", "prometheus", "grafana"] {
+        let name = format!("irisctl-test-e2e-{service}-1");
+        assert!(
+            !docker(&["inspect", &name]).contains(&password),
+            "{service}: the password is in `docker inspect`"
+        );
+        let logs = std::process::Command::new("docker")
+            .args(["logs", &name])
+            .output()
+            .unwrap();
+        assert!(
+            !String::from_utf8_lossy(&logs.stdout).contains(&password)
+                && !String::from_utf8_lossy(&logs.stderr).contains(&password),
+            "{service}: the password is in its log"
+        );
+    }
+    assert!(!up.stderr.contains(&password) && !up.stdout.contains(&password));
+    for (folder, want) in [(".irisctl", 0o700), (".irisctl/secrets", 0o700)] {
+        let mode = std::fs::metadata(p.path().join(folder))
+            .unwrap()
+            .permissions()
+            .mode()
+            & 0o777;
+        assert_eq!(mode, want, "{folder} must be private");
+    }
 
     // A second up changes nothing.
     let before = p.container_ids();

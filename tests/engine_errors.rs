@@ -28,17 +28,27 @@ fn unpullable_base_image_points_to_offline_mode() {
     }
     let p = Project::new("irisctl-test-noimage", [21000, 21001, 21002, 21003]);
     set_image(&p, "python", "irisctl-test-absent/python:0");
+    set_image(&p, "nginx", "irisctl-test-absent/nginx:0");
     let r = run(p.irisctl().arg("up"));
     r.user_error("image `irisctl-test-absent/python:0` (needed by the `api` build) is not on this host and cannot be pulled");
+    // Every missing image is named at once.
+    assert!(
+        r.stderr
+            .contains("image `irisctl-test-absent/nginx:0` (needed by the `frontend` build)"),
+        "{}",
+        r.stderr
+    );
     assert!(
         r.stderr.contains("scripts/offline-base-images"),
         "{}",
         r.stderr
     );
-    assert!(
-        p.container_ids().is_empty(),
-        "a failed up created containers"
-    );
+    // The script the hint names is in the project directory (`irisctl init` wrote it).
+    assert!(p.path().join("scripts/offline-base-images").is_file());
+    assert!(p.leftovers().is_empty(), "{:?}", p.leftovers());
+    // Nothing was written either: no password, no secret file.
+    assert!(!p.path().join(".env").exists(), "a failed up wrote .env");
+    assert!(!p.path().join(".irisctl/secrets").exists());
 }
 
 #[test]
@@ -52,10 +62,8 @@ fn taken_ports_are_named_before_anything_starts() {
     let listener = std::net::TcpListener::bind("127.0.0.1:21100").unwrap();
     let r = run(p.irisctl().arg("up"));
     r.user_error("host port 21100 on 127.0.0.1 (for `api`) is already in use by another program");
-    assert!(
-        p.container_ids().is_empty(),
-        "a failed up created containers"
-    );
+    assert!(p.leftovers().is_empty(), "{:?}", p.leftovers());
+    assert!(!p.path().join(".env").exists(), "a failed up wrote .env");
     drop(listener);
 
     // Another container on Grafana's port: named, and left running.
@@ -79,7 +87,7 @@ fn taken_ports_are_named_before_anything_starts() {
         running, "true",
         "irisctl touched a container it does not own"
     );
-    assert!(p.container_ids().is_empty());
+    assert!(p.leftovers().is_empty(), "{:?}", p.leftovers());
 }
 
 #[test]
@@ -114,7 +122,17 @@ fn failing_build_shows_the_step_and_the_log_tail() {
         "{}",
         r.stderr
     );
-    assert!(p.container_ids().is_empty());
+    // No container, network or volume; no image of the failed service (the other service's
+    // image may be built: it is cache, and `down --rmi` removes it).
+    assert!(
+        p.leftovers().iter().all(|l| l.starts_with("image ")),
+        "{:?}",
+        p.leftovers()
+    );
+    assert!(
+        docker(&["images", "-q", "irisctl-test-badbuild-api:dev"]).is_empty(),
+        "the failed build left an image"
+    );
     // `forcerm`: the engine removes the failed step's container (it may take a moment).
     let leftover = || {
         docker(&["ps", "-a", "--no-trunc", "--format", "{{.Command}}"])

@@ -127,45 +127,74 @@ fn faults_and_data_survival() {
         "containers were replaced instead of restarted"
     );
 
-    // The API killed mid-load: every request answers (an error is fine) within its timeout.
+    // The API killed mid-load: no client is left hanging. The clients would wait 30 s; the
+    // stack answers every request (an error is fine while the API is down) within 5 s — the
+    // web UI's proxy gives up connecting after 2 s — and, once the API is back, every request
+    // succeeds again, fast.
+    let predict = format!("http://127.0.0.1:{}/api/predict", PORTS[1]);
+    let body = r#"{"items":[{"sepal_length":5.1,"sepal_width":3.5,"petal_length":1.4,"petal_width":0.2}]}"#;
     let stop = Instant::now() + Duration::from_secs(6);
     let workers: Vec<_> = (0..4)
         .map(|_| {
+            let predict = predict.clone();
             std::thread::spawn(move || {
-                let mut worst = Duration::ZERO;
-                let mut answered = 0;
+                // (started at, latency, status) of every request.
+                let mut seen = Vec::new();
                 while Instant::now() < stop {
                     let t = Instant::now();
-                    let (code, _) = http(
-                        "POST",
-                        &format!("http://127.0.0.1:{}/api/predict", PORTS[1]),
-                        Some(r#"{"items":[{"sepal_length":5.1,"sepal_width":3.5,"petal_length":1.4,"petal_width":0.2}]}"#),
-                    );
-                    worst = worst.max(t.elapsed());
-                    if code != 0 {
-                        answered += 1;
-                    }
+                    let (code, _) =
+                        common::http_within("POST", &predict, Some(body), Duration::from_secs(30));
+                    seen.push((t, t.elapsed(), code));
                 }
-                (worst, answered)
+                seen
             })
         })
         .collect();
     std::thread::sleep(Duration::from_secs(2));
+    let killed_at = Instant::now();
     std::process::Command::new("kill")
         .args(["-9", &pid("api")])
         .status()
         .unwrap();
     for w in workers {
-        let (worst, answered) = w.join().unwrap();
+        let seen = w.join().unwrap();
+        let worst = seen.iter().map(|(_, l, _)| *l).max().unwrap_or_default();
         assert!(
-            worst < Duration::from_secs(10),
-            "a client waited {worst:?} (its timeout is 10 s)"
+            worst < Duration::from_secs(5),
+            "a client waited {worst:?}; the proxy should answer within 5 s"
         );
-        assert!(answered > 0);
+        assert!(
+            seen.iter().all(|(_, _, code)| *code != 0),
+            "a request got no HTTP answer at all: {seen:?}"
+        );
+        let before: Vec<_> = seen
+            .iter()
+            .filter(|(t, l, _)| *t + *l < killed_at)
+            .collect();
+        assert!(
+            before.len() >= 5 && before.iter().all(|(_, _, code)| *code == 200),
+            "before the kill every request succeeds: {before:?}"
+        );
     }
     assert!(
         eventually(60, || run(p.irisctl().arg("status")).code == 0),
         "the API did not come back"
+    );
+    // After recovery: 100 requests, none failed, p99 under a second.
+    let mut latencies: Vec<Duration> = (0..100)
+        .map(|_| {
+            let t = Instant::now();
+            let (code, text) =
+                common::http_within("POST", &predict, Some(body), Duration::from_secs(30));
+            assert_eq!(code, 200, "after recovery: {text}");
+            t.elapsed()
+        })
+        .collect();
+    latencies.sort();
+    assert!(
+        latencies[98] < Duration::from_secs(1),
+        "p99 after recovery {:?}",
+        latencies[98]
     );
 
     // down/up keeps Grafana's data and Prometheus's samples.

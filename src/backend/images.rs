@@ -67,6 +67,64 @@ pub async fn plan(engine: &Engine, stack: &Stack) -> Result<(Plan, ImageIds)> {
     Ok((plan, ids))
 }
 
+/// Every image the stack starts from (base images of its builds, images of the services it
+/// pulls) is on the host, pulled if absent; when some cannot be had, one error names them all.
+/// `up` calls it before it writes anything.
+pub async fn ensure_present(engine: &Engine, stack: &Stack) -> Result<()> {
+    let mut needed: Vec<(String, String)> = Vec::new();
+    for s in &stack.services {
+        let images: Vec<(String, String)> = match &s.build {
+            Some(b) => build::base_images(b)
+                .into_iter()
+                .map(|i| (i, format!("the `{}` build", s.name)))
+                .collect(),
+            None => vec![(s.image.clone(), format!("service `{}`", s.name))],
+        };
+        for (image, by) in images {
+            if !needed.iter().any(|(i, _)| *i == image) {
+                needed.push((image, by));
+            }
+        }
+    }
+    let missing = try_join_all(needed.iter().map(|(image, by)| async move {
+        if engine.image_id(image).await?.is_some() {
+            return Ok::<_, anyhow::Error>(None);
+        }
+        Ok(engine.pull_image(image).await.err().map(|why| {
+            format!(
+                "image `{image}` (needed by {by}) is not on this host and cannot be pulled: {why}"
+            )
+        }))
+    }))
+    .await?;
+    let missing: Vec<String> = missing.into_iter().flatten().collect();
+    if missing.is_empty() {
+        return Ok(());
+    }
+    let dir = stack.project_dir.display();
+    let local = needed
+        .iter()
+        .any(|(i, _)| i.starts_with("irisctl-offline/"));
+    let hint = if local {
+        // The settings already name the local images: they have to be made.
+        format!("make the local base images with `sudo {dir}/scripts/offline-base-images` (`irisctl init DIR` writes it), then run `irisctl up` again")
+    } else {
+        format!("on a host without registry access, make local base images with `sudo {dir}/scripts/offline-base-images` and run `irisctl --config {dir}/examples/offline.yaml up` (both written by `irisctl init DIR`; README: offline mode); or set the images in irisctl.yaml `images:`")
+    };
+    Err(crate::error::hinted(
+        format!(
+            "{} missing: {}",
+            if missing.len() == 1 {
+                "an image is"
+            } else {
+                "images are"
+            },
+            missing.join("; ")
+        ),
+        hint,
+    ))
+}
+
 /// Build the images (in parallel, one progress line each) and pull absent third-party ones;
 /// what was done and the image ID per service.
 pub async fn ensure(

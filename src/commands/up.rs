@@ -41,6 +41,8 @@ pub async fn run(ctx: &Ctx, opts: UpOptions) -> Result<()> {
     let _lock = ctx.lock_project().await?;
     printer.enter("checking host ports").await;
     backend.preflight(&stack).await?;
+    printer.enter("checking images").await;
+    images::ensure_present(backend.engine(), &stack).await?;
     // Nothing is written before the engine has been reached and the preflight passed.
     ctx.ensure_stack_files()?;
     let password = ctx.ensure_grafana_password()?;

@@ -186,11 +186,8 @@ impl Engine {
         Ok(self.image_exists(reference).await?.and_then(|i| i.id))
     }
 
-    /// Make sure an image is on the host: pull it if absent, with a clear error when that fails.
-    pub async fn ensure_image(&self, reference: &str, needed_by: &str) -> Result<()> {
-        if self.image_exists(reference).await?.is_some() {
-            return Ok(());
-        }
+    /// Pull an image; the registry's (or the engine's) reason when that fails.
+    pub async fn pull_image(&self, reference: &str) -> Result<(), String> {
         let options = bollard::query_parameters::CreateImageOptions {
             from_image: Some(reference.to_string()),
             ..Default::default()
@@ -211,15 +208,23 @@ impl Engine {
             }
         }
         match failure {
-            None if self.image_exists(reference).await?.is_some() => Ok(()),
-            other => Err(hinted(
-                format!(
-                    "image `{reference}` (needed by {needed_by}) is not on this host and cannot be pulled: {}",
-                    other.unwrap_or_else(|| "the pull ended without the image".into())
-                ),
-                "on a host without registry access, make local base images with `scripts/offline-base-images` and run `irisctl --config examples/offline.yaml up` (README: offline mode); or set the image in irisctl.yaml `images:`",
-            )),
+            Some(why) => Err(why),
+            None if self.image_exists(reference).await.ok().flatten().is_some() => Ok(()),
+            None => Err("the pull ended without the image".into()),
         }
+    }
+
+    /// Make sure an image is on the host: pull it if absent, with a clear error when that fails.
+    pub async fn ensure_image(&self, reference: &str, needed_by: &str) -> Result<()> {
+        if self.image_exists(reference).await?.is_some() {
+            return Ok(());
+        }
+        self.pull_image(reference).await.map_err(|why| {
+            hinted(
+                format!("image `{reference}` (needed by {needed_by}) is not on this host and cannot be pulled: {why}"),
+                "set the image in irisctl.yaml `images:`, or make the local base images (README: offline mode)",
+            )
+        })
     }
 
     /// Build an image from a context streamed as tar.

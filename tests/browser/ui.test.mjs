@@ -336,4 +336,24 @@ describe("Iris web UI", () => {
     assert.equal(apiRequests.length, 2, JSON.stringify(apiRequests));
     assert.deepEqual(pageProblems, []);
   });
+
+  test("the API documentation renders from the stack alone, with nothing fetched from elsewhere", async () => {
+    const docsPage = await page.context().newPage();
+    const origin = new URL(UI_URL).origin;
+    const elsewhere = [];
+    // An air-gapped host: every request to another origin fails.
+    await docsPage.route("**/*", (route) => {
+      if (new URL(route.request().url()).origin === origin) {
+        return route.continue();
+      }
+      elsewhere.push(route.request().url());
+      return route.abort("internetdisconnected");
+    });
+    const response = await docsPage.goto(new URL("api/docs", UI_URL).toString());
+    assert.equal(response?.status(), 200, "GET /api/docs");
+    await docsPage.locator(".swagger-ui .info .title").filter({ hasText: "Iris API" }).waitFor();
+    await docsPage.locator(".opblock-summary-path", { hasText: "/predict" }).first().waitFor();
+    assert.deepEqual(elsewhere, [], "the docs page fetched from another origin");
+    await docsPage.close();
+  });
 });

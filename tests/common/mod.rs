@@ -164,6 +164,33 @@ impl Project {
             .output();
     }
 
+    /// Every object of the project on the engine, by kind: containers, networks, volumes and the
+    /// images irisctl built for it. Empty after a failed `up` that should leave nothing behind.
+    pub fn leftovers(&self) -> Vec<String> {
+        let label = format!("label=com.docker.compose.project={}", self.name);
+        let mut out = Vec::new();
+        for (kind, args) in [
+            ("container", vec!["ps", "-aq", "--filter", label.as_str()]),
+            (
+                "network",
+                vec!["network", "ls", "-q", "--filter", label.as_str()],
+            ),
+            (
+                "volume",
+                vec!["volume", "ls", "-q", "--filter", label.as_str()],
+            ),
+        ] {
+            out.extend(docker(&args).lines().map(|l| format!("{kind} {l}")));
+        }
+        let reference = format!("reference={}-*", self.name);
+        out.extend(
+            docker(&["images", "-q", "--filter", reference.as_str()])
+                .lines()
+                .map(|l| format!("image {l}")),
+        );
+        out
+    }
+
     /// Container IDs of the project, by service; a second container of a service fails the test.
     pub fn container_ids(&self) -> std::collections::BTreeMap<String, String> {
         docker(&[
@@ -202,13 +229,23 @@ impl Drop for Project {
 
 /// A blocking HTTP GET/POST for checks from the test (status, body).
 pub fn http(method: &str, url: &str, body: Option<&str>) -> (u16, String) {
+    http_within(method, url, body, std::time::Duration::from_secs(10))
+}
+
+/// [`http`] with the client's own timeout.
+pub fn http_within(
+    method: &str,
+    url: &str,
+    body: Option<&str>,
+    timeout: std::time::Duration,
+) -> (u16, String) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
     rt.block_on(async {
         let client = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(10))
+            .timeout(timeout)
             .no_proxy()
             .build()
             .expect("client");

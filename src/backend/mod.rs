@@ -57,6 +57,18 @@ pub struct ServiceStatus {
     pub probe_port: Option<u16>,
 }
 
+impl ServiceStatus {
+    /// Running, healthy (or without a check, or not checked yet by Docker while its own probes
+    /// answer: irisctl starts services faster than Docker's first health check) and answering.
+    pub fn is_healthy(&self) -> bool {
+        self.state == "running"
+            && (self.health == "healthy"
+                || self.health == "-"
+                || (self.health == "starting" && !self.probes.is_empty()))
+            && self.probes.iter().all(|p| p.ok)
+    }
+}
+
 /// What a backend observed of the stack: one row per service, and what is not the stack's.
 pub struct Observation {
     pub services: Vec<ServiceStatus>,

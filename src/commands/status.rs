@@ -71,11 +71,7 @@ async fn grafana_dashboards(ctx: &Ctx, own_url: String) -> Result<Vec<DashboardS
 impl Report {
     /// Every service present, running, healthy (or without a check) and answering its probes.
     pub fn healthy(&self) -> bool {
-        self.services.iter().all(|s| {
-            s.state == "running"
-                && (s.health == "healthy" || s.health == "-")
-                && s.probes.iter().all(|p| p.ok)
-        })
+        self.services.iter().all(ServiceStatus::is_healthy)
     }
 }
 
@@ -168,11 +164,7 @@ pub async fn run(ctx: &Ctx, format: Format, target: Target) -> Result<Exit> {
             let bad: Vec<_> = report
                 .services
                 .iter()
-                .filter(|s| {
-                    !(s.state == "running"
-                        && (s.health == "healthy" || s.health == "-")
-                        && s.probes.iter().all(|p| p.ok))
-                })
+                .filter(|s| !s.is_healthy())
                 .map(|s| format!("`{}` ({}, {})", s.name, s.state, s.health))
                 .collect();
             ctx.printer.error(format!(

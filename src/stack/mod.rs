@@ -156,6 +156,14 @@ pub enum Mount {
     },
 }
 
+/// How irisctl decides that a service is ready, without waiting for Docker's health-check
+/// interval: an HTTP GET of `path` on the container's `port` that answers 2xx.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Ready {
+    pub port: u16,
+    pub path: String,
+}
+
 /// An HTTP check of a published endpoint, run from this host.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Probe {
@@ -186,6 +194,9 @@ pub struct Service {
     pub aliases: Vec<String>,
     #[serde(skip)]
     pub probes: Vec<Probe>,
+    /// irisctl's own readiness check (not part of the definition: it changes no container).
+    #[serde(skip)]
+    pub ready: Option<Ready>,
 }
 
 const MIB: u64 = 1024 * 1024;
@@ -238,6 +249,7 @@ impl Stack {
             restart: String::new(),
             aliases: vec![],
             probes: vec![],
+            ready: None,
         };
         // A third-party service: pulled image with our health check, or built from a context
         // given in the settings (which brings its own HEALTHCHECK).
@@ -275,6 +287,10 @@ impl Stack {
             port: s.ports.api,
             path: "/health".into(),
         }];
+        api.ready = Some(Ready {
+            port: 8000,
+            path: "/health".into(),
+        });
 
         let mut frontend = base("frontend");
         frontend.image = s.built_tag("frontend");
@@ -296,6 +312,10 @@ impl Stack {
             target: "/tmp".into(),
         }];
         frontend.memory_bytes = Some(128 * MIB);
+        frontend.ready = Some(Ready {
+            port: 8080,
+            path: "/".into(),
+        });
         frontend.probes = vec![
             Probe {
                 name: "frontend".into(),
@@ -332,6 +352,10 @@ impl Stack {
             },
         ];
         prometheus.memory_bytes = Some(512 * MIB);
+        prometheus.ready = Some(Ready {
+            port: 9090,
+            path: "/-/ready".into(),
+        });
         prometheus.probes = vec![Probe {
             name: "prometheus".into(),
             port: s.ports.prometheus,
@@ -381,6 +405,10 @@ impl Stack {
             },
         ];
         grafana.memory_bytes = Some(512 * MIB);
+        grafana.ready = Some(Ready {
+            port: 3000,
+            path: "/api/health".into(),
+        });
         grafana.probes = vec![Probe {
             name: "grafana".into(),
             port: s.ports.grafana,

@@ -313,8 +313,15 @@ impl Docker {
                                 d.name, s.name
                             ))
                             .await;
-                        wait_healthy(&self.engine, &d.container_name, &d.name, deadline, timeout)
-                            .await?;
+                        wait_healthy(
+                            &self.engine,
+                            stack,
+                            &d.container_name,
+                            &d.name,
+                            deadline,
+                            timeout,
+                        )
+                        .await?;
                     }
                 }
             }
@@ -367,7 +374,16 @@ impl Docker {
             stack
                 .services
                 .iter()
-                .map(|s| wait_healthy(&self.engine, &s.container_name, &s.name, deadline, timeout)),
+                .map(|s| {
+                    wait_healthy(
+                        &self.engine,
+                        stack,
+                        &s.container_name,
+                        &s.name,
+                        deadline,
+                        timeout,
+                    )
+                }),
         )
         .await?;
         Ok(done)
@@ -623,8 +639,14 @@ async fn preflight_ports(engine: &Engine, stack: &Stack) -> Result<()> {
 }
 
 /// Wait until the container is running and, if it has a health check, healthy.
+/// Wait until a service's container is ready: running and either answering its readiness
+/// check (polled by irisctl from 50 ms on, so a dependent starts the moment its dependency
+/// answers, not at Docker's next health-check interval) or reported healthy by Docker. A
+/// container that exits, keeps restarting or misses the deadline is an error with its last log
+/// lines.
 async fn wait_healthy(
     engine: &Engine,
+    stack: &Stack,
     container: &str,
     service: &str,
     deadline: Instant,
@@ -633,6 +655,14 @@ async fn wait_healthy(
     let mut last_health = String::from("not started");
     // Restarts before this wait (a policy restart last week) say nothing about a crash loop now.
     let mut restarts_before: Option<i64> = None;
+    // The readiness check goes to the container's address, which only a local engine's host
+    // reaches; elsewhere Docker's health check decides.
+    let ready = stack
+        .service(service)
+        .and_then(|s| s.ready.clone())
+        .filter(|_| engine.is_local());
+    let client = crate::probe::client(Duration::from_millis(800));
+    let mut pause = Duration::from_millis(50);
     loop {
         let c = engine.inspect_container(container).await?;
         let state = c.state.clone().unwrap_or_default();
@@ -640,6 +670,21 @@ async fn wait_healthy(
         let running = state.running.unwrap_or(false);
         if running && (health == "healthy" || health == "-") {
             return Ok(());
+        }
+        if let (true, Some(r)) = (running, &ready) {
+            let ip = c
+                .network_settings
+                .as_ref()
+                .and_then(|n| n.networks.as_ref())
+                .and_then(|n| n.get(&stack.network.name))
+                .and_then(|e| e.ip_address.clone())
+                .filter(|ip| !ip.is_empty());
+            if let Some(ip) = ip {
+                let url = format!("http://{ip}:{}{}", r.port, r.path);
+                if crate::probe::check(&client, service, &url).await.ok {
+                    return Ok(());
+                }
+            }
         }
         let total = c.restart_count.unwrap_or(0);
         let restarts = total - *restarts_before.get_or_insert(total);
@@ -666,6 +711,7 @@ async fn wait_healthy(
             ));
         }
         last_health = if running { health } else { "restarting".into() };
-        tokio::time::sleep(Duration::from_millis(400)).await;
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(400));
     }
 }

@@ -33,6 +33,19 @@ pub struct Printer {
     /// Test hook (`IRISCTL_TEST_HOLD_AT`): a phase at whose start the command waits, so that a
     /// test can interrupt it at a known point.
     hold_at: Option<String>,
+    /// One progress line per service while `up` works (see [`Printer::start_board`]).
+    board: std::sync::Arc<std::sync::Mutex<Option<Board>>>,
+}
+
+/// The per-service progress lines: on a terminal, a line per service that moves through its
+/// states with the elapsed time and collapses at the end; elsewhere, one plain line per change.
+#[derive(Debug)]
+struct Board {
+    multi: MultiProgress,
+    bars: Vec<(String, ProgressBar)>,
+    started: std::time::Instant,
+    /// The last state shown per service (a state is shown once).
+    last: std::collections::BTreeMap<String, String>,
 }
 
 impl Printer {
@@ -47,6 +60,77 @@ impl Printer {
             hold_at: std::env::var("IRISCTL_TEST_HOLD_AT")
                 .ok()
                 .filter(|v| !v.is_empty()),
+            board: Default::default(),
+        }
+    }
+
+    /// Start the per-service progress lines.
+    pub fn start_board(&self, services: &[&str]) {
+        let multi = self.multi();
+        let bars = services
+            .iter()
+            .map(|s| (s.to_string(), self.spinner(&multi, s)))
+            .collect();
+        if let Ok(mut b) = self.board.lock() {
+            *b = Some(Board {
+                multi,
+                bars,
+                started: std::time::Instant::now(),
+                last: Default::default(),
+            });
+        }
+    }
+
+    /// The progress line of a service, to show a build's steps on (hidden off a terminal).
+    pub fn service_bar(&self, service: &str) -> ProgressBar {
+        self.board
+            .lock()
+            .ok()
+            .and_then(|b| {
+                b.as_ref().and_then(|b| {
+                    b.bars
+                        .iter()
+                        .find(|(n, _)| n == service)
+                        .map(|(_, bar)| bar.clone())
+                })
+            })
+            .unwrap_or_else(ProgressBar::hidden)
+    }
+
+    /// A service moved to a new state (`building`, `created`, `started`, `ready`,
+    /// `waiting for api`…): its line shows it with the time since `up` began.
+    pub fn service(&self, service: &str, state: impl AsRef<str>) {
+        let Ok(mut board) = self.board.lock() else {
+            return;
+        };
+        let Some(board) = board.as_mut() else {
+            return;
+        };
+        let state = state.as_ref();
+        if board.last.get(service).is_some_and(|l| l == state) {
+            return;
+        }
+        board.last.insert(service.to_string(), state.to_string());
+        let at = board.started.elapsed().as_secs_f64();
+        let line = format!("{state} ({at:.1}s)");
+        if self.progress {
+            if let Some((_, bar)) = board.bars.iter().find(|(n, _)| n == service) {
+                bar.set_message(line);
+            }
+        } else if self.verbosity != Verbosity::Quiet {
+            eprintln!("{service:<12} {line}");
+        }
+    }
+
+    /// End the progress lines: they collapse into the summary that follows.
+    pub fn finish_board(&self) {
+        if let Ok(mut b) = self.board.lock() {
+            if let Some(board) = b.take() {
+                for (_, bar) in &board.bars {
+                    bar.finish_and_clear();
+                }
+                board.multi.clear().ok();
+            }
         }
     }
 

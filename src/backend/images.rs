@@ -132,31 +132,32 @@ pub async fn ensure(
     stack: &Stack,
     printer: &Printer,
 ) -> Result<(Vec<Op>, BTreeMap<String, String>)> {
-    let multi = printer.multi();
     let results = try_join_all(stack.services.iter().map(|s| {
-        let bar = printer.spinner(&multi, &s.name);
+        let bar = printer.service_bar(&s.name);
         async move {
             match &s.build {
                 Some(b) => {
                     let built = build::build_image(engine, &s.name, &s.image, b, &bar).await;
                     if built.is_err() {
-                        bar.abandon_with_message("failed");
+                        printer.service(&s.name, "build failed");
                     }
                     let built = built?;
+                    if built.rebuilt {
+                        printer.service(&s.name, "built");
+                    }
                     let done = built
                         .rebuilt
                         .then(|| Op::new(Verb::Rebuild, Kind::Image, &s.image).service(&s.name));
                     Ok::<_, anyhow::Error>((s.name.clone(), built.image_id, done))
                 }
                 None => {
-                    bar.set_message(format!("checking {}", s.image));
                     let present = engine.image_id(&s.image).await?;
                     if present.is_none() {
+                        printer.service(&s.name, format!("pulling {}", s.image));
                         engine
                             .ensure_image(&s.image, &format!("service `{}`", s.name))
                             .await?;
                     }
-                    bar.finish_with_message(format!("{} present", s.image));
                     let id = engine.image_id(&s.image).await?.unwrap_or_default();
                     let done = present
                         .is_none()
@@ -167,7 +168,6 @@ pub async fn ensure(
         }
     }))
     .await?;
-    multi.clear().ok();
     let mut ops = Vec::new();
     let mut ids = BTreeMap::new();
     for (name, id, done) in results {

@@ -24,10 +24,21 @@ pub struct UpOptions {
 }
 
 pub async fn run(ctx: &Ctx, opts: UpOptions) -> Result<()> {
-    let started = Instant::now();
     if let Some(format) = opts.dry_run {
         return dry_run(ctx, &opts, format).await;
     }
+    let result = converge(ctx, &opts).await;
+    // The progress lines collapse, into the summary or above the error.
+    ctx.printer.finish_board();
+    let summary = result?;
+    ctx.printer.success(summary.0);
+    ctx.printer.data(&summary.1);
+    Ok(())
+}
+
+/// Everything `up` does; the summary line and the URL table.
+async fn converge(ctx: &Ctx, opts: &UpOptions) -> Result<(String, String)> {
+    let started = Instant::now();
     let printer = &ctx.printer;
     if !ctx.embedded {
         ctx.check_stack_files()?;
@@ -47,6 +58,8 @@ pub async fn run(ctx: &Ctx, opts: UpOptions) -> Result<()> {
     ctx.ensure_stack_files()?;
     let password = ctx.ensure_grafana_password()?;
     ctx.write_derived_files()?;
+    let names: Vec<&str> = stack.services.iter().map(|s| s.name.as_str()).collect();
+    printer.start_board(&names);
     printer.enter("building images").await;
     let (built, image_ids) = images::ensure(backend.engine(), &stack, printer).await?;
     let known = image_ids
@@ -108,13 +121,14 @@ pub async fn run(ctx: &Ctx, opts: UpOptions) -> Result<()> {
     } else {
         summary.join(", ")
     };
-    printer.success(format!(
-        "stack `{}` is up and healthy in {:.1}s ({summary})",
-        stack.project,
-        started.elapsed().as_secs_f64()
-    ));
-    printer.data(&urls_table(ctx, &stack));
-    Ok(())
+    Ok((
+        format!(
+            "stack `{}` is up and healthy in {:.1}s ({summary})",
+            stack.project,
+            started.elapsed().as_secs_f64()
+        ),
+        urls_table(ctx, &stack),
+    ))
 }
 
 /// The plan `up` would carry out, printed; nothing is built, created or written.

@@ -570,10 +570,10 @@ pub async fn build_image(
     build: &Build,
     bar: &ProgressBar,
 ) -> Result<Built> {
-    bar.set_message("reading context");
+    bar.set_message("reading the build context");
     let record = inputs(engine, service, build, true).await?;
     if let Check::Current { image_id } = check(engine, tag, build, &record).await? {
-        bar.finish_with_message(format!("{tag} up to date"));
+        bar.set_message(format!("{tag} up to date"));
         return Ok(Built {
             image_id,
             rebuilt: false,
@@ -622,7 +622,7 @@ pub async fn build_image(
             for line in text.lines().filter(|l| !l.trim().is_empty()) {
                 if line.starts_with("Step ") {
                     step = line.to_string();
-                    bar.set_message(line.to_string());
+                    bar.set_message(format!("building: {line}"));
                 }
                 tail.push(line.to_string());
                 if tail.len() > 25 {
@@ -654,7 +654,7 @@ pub async fn build_image(
             )
         })?,
     };
-    bar.finish_with_message(format!("built {tag}"));
+    bar.set_message(format!("built {tag}"));
     Ok(Built {
         image_id,
         rebuilt: true,

@@ -307,6 +307,9 @@ impl Docker {
                     if let (Condition::Healthy, Some(d)) =
                         (dep.condition, stack.service(&dep.service))
                     {
+                        if plan.for_service(&s.name).is_some_and(|o| o.changes()) {
+                            printer.service(&s.name, format!("waiting for {}", d.name));
+                        }
                         printer
                             .enter(format!(
                                 "waiting for `{}` to be healthy before starting `{}`",
@@ -322,6 +325,9 @@ impl Docker {
                             timeout,
                         )
                         .await?;
+                        if plan.for_service(&d.name).is_some_and(|o| o.changes()) {
+                            printer.service(&d.name, "ready");
+                        }
                     }
                 }
             }
@@ -353,6 +359,7 @@ impl Docker {
                         Verb::Recreate => {
                             printer
                                 .verbose(format!("recreating {}: {}", s.container_name, op.cause));
+                            printer.service(&s.name, "stopping the old container");
                             self.engine.remove_container(id, &op.object).await?;
                             self.create_and_start(stack, &s.name, &record).await?;
                         }
@@ -360,6 +367,7 @@ impl Docker {
                         Verb::Unpause => self.engine.unpause_container(id, &op.object).await?,
                         _ => return Ok(done),
                     }
+                    printer.service(&s.name, "started");
                     done.push(op.clone());
                     Ok(done)
                 }
@@ -374,7 +382,7 @@ impl Docker {
             stack
                 .services
                 .iter()
-                .map(|s| {
+                .map(|s| async move {
                     wait_healthy(
                         &self.engine,
                         stack,
@@ -383,6 +391,11 @@ impl Docker {
                         deadline,
                         timeout,
                     )
+                    .await?;
+                    if plan.for_service(&s.name).is_some_and(|o| o.changes()) {
+                        printer.service(&s.name, "ready");
+                    }
+                    Ok::<_, anyhow::Error>(())
                 }),
         )
         .await?;

@@ -217,6 +217,14 @@ impl Swarm {
                 }
                 _ => self.engine.create_service(spec).await?,
             }
+            printer.service(
+                &d.service,
+                if op.verb == Verb::Update {
+                    "rolling update started"
+                } else {
+                    "created"
+                },
+            );
             done.push(op.clone());
         }
         printer

@@ -52,6 +52,8 @@ pub struct GlobalArgs {
 pub enum Command {
     /// Build the images and start the whole stack, then wait until every service is healthy
     Up(UpArgs),
+    /// Bring the stack up, then rebuild and redeploy the API or web UI whenever its source changes
+    Watch(WatchArgs),
     /// Show the services, their health, live HTTP probes and Prometheus targets
     Status(StatusArgs),
     /// Stop and remove the stack's containers and network (volumes and images are kept)
@@ -162,6 +164,16 @@ impl From<Format> for crate::output::Format {
             Format::Json => crate::output::Format::Json,
         }
     }
+}
+
+#[derive(Debug, Args)]
+pub struct WatchArgs {
+    #[command(flatten)]
+    pub stack: StackFlags,
+
+    /// Milliseconds without a further change before a change is deployed
+    #[arg(long, value_name = "MS", default_value_t = 300)]
+    pub debounce_ms: u64,
 }
 
 #[derive(Debug, Args)]

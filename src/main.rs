@@ -48,6 +48,7 @@ fn main() -> ExitCode {
         Command::Up(_) => "up",
         Command::Down(_) => "down",
         Command::Logs(_) => "logs",
+        Command::Watch(_) => "watch",
         _ => "other",
     };
     let outcome = runtime.block_on(async {
@@ -62,6 +63,12 @@ fn main() -> ExitCode {
         Ok(code) => ExitCode::from(code as u8),
         // Ctrl-C is how `logs -f` ends.
         Err(err) if err.is::<Interrupted>() && verb == "logs" => ExitCode::SUCCESS,
+        // Ctrl-C is how `watch` ends: the stack keeps running.
+        Err(err) if err.is::<Interrupted>() && verb == "watch" => {
+            printer.finish_board();
+            printer.info("stopped watching; the stack keeps running");
+            ExitCode::SUCCESS
+        }
         Err(err) if err.is::<Interrupted>() && verb == "up" => {
             let phase = printer.phase();
             let during = if phase.is_empty() {
@@ -154,6 +161,7 @@ async fn run(cli: Cli, printer: Printer) -> Result<Exit> {
 
     let stack_args = match &cli.command {
         Command::Up(a) => Some(&a.stack),
+        Command::Watch(a) => Some(&a.stack),
         Command::Status(a) => Some(&a.stack),
         Command::Compose(a) => Some(&a.stack),
         _ => None,
@@ -162,6 +170,7 @@ async fn run(cli: Cli, printer: Printer) -> Result<Exit> {
         Command::Up(a) => stack_flags(&a.stack),
         Command::Status(a) => stack_flags(&a.stack),
         Command::Compose(a) => stack_flags(&a.stack),
+        Command::Watch(a) => stack_flags(&a.stack),
         _ => Vec::new(),
     };
     if let Some(p) = &cli.global.project_name {
@@ -208,6 +217,17 @@ async fn run(cli: Cli, printer: Printer) -> Result<Exit> {
                     provision: !a.no_provision,
                     target: a.stack.target.into(),
                     dry_run: a.dry_run.then(|| a.format.into()),
+                },
+            )
+            .await?;
+            Ok(Exit::Success)
+        }
+        Command::Watch(a) => {
+            commands::watch::run(
+                &ctx,
+                commands::watch::WatchOptions {
+                    target: a.stack.target.into(),
+                    debounce: std::time::Duration::from_millis(a.debounce_ms.clamp(10, 10_000)),
                 },
             )
             .await?;

@@ -69,7 +69,11 @@ fn dependents_start_when_their_dependency_answers_and_progress_shows_it() {
             .find(needle)
             .unwrap_or_else(|| panic!("no {needle:?} in\n{}", up.stderr))
     };
-    assert!(at("api          ready") < at("frontend     started"), "{}", up.stderr);
+    assert!(
+        at("api          ready") < at("frontend     started"),
+        "{}",
+        up.stderr
+    );
 
     // From the engine's events: the web UI started before Docker's first health check of the
     // API (it runs 5 s after the API starts), so irisctl's own readiness check let it start.

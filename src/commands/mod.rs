@@ -8,6 +8,7 @@ pub mod init;
 pub mod logs;
 pub mod status;
 pub mod up;
+pub mod watch;
 
 use std::io::Write;
 use std::path::Path;

@@ -14,6 +14,7 @@ use crate::output::Format;
 use crate::probe;
 use crate::stack::Stack;
 
+#[derive(Debug, Clone)]
 pub struct UpOptions {
     pub remove_orphans: bool,
     /// Provision Grafana's datasource and dashboards once it is healthy.
@@ -37,7 +38,7 @@ pub async fn run(ctx: &Ctx, opts: UpOptions) -> Result<()> {
 }
 
 /// Everything `up` does; the summary line and the URL table.
-async fn converge(ctx: &Ctx, opts: &UpOptions) -> Result<(String, String)> {
+pub(crate) async fn converge(ctx: &Ctx, opts: &UpOptions) -> Result<(String, String)> {
     let started = Instant::now();
     let printer = &ctx.printer;
     if !ctx.embedded {

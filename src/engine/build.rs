@@ -26,6 +26,14 @@ pub struct Ignore {
 }
 
 impl Ignore {
+    /// The rules of a build context's `.dockerignore` (none when it has none).
+    pub fn of_context(dir: &Path) -> Result<Ignore> {
+        match std::fs::read_to_string(dir.join(".dockerignore")) {
+            Ok(text) => Ignore::parse(&text),
+            Err(_) => Ok(Ignore::default()),
+        }
+    }
+
     pub fn parse(text: &str) -> Result<Ignore> {
         let mut rules = Vec::new();
         for line in text.lines() {

@@ -378,26 +378,21 @@ impl Docker {
         printer
             .enter("waiting for every service to be healthy")
             .await;
-        try_join_all(
-            stack
-                .services
-                .iter()
-                .map(|s| async move {
-                    wait_healthy(
-                        &self.engine,
-                        stack,
-                        &s.container_name,
-                        &s.name,
-                        deadline,
-                        timeout,
-                    )
-                    .await?;
-                    if plan.for_service(&s.name).is_some_and(|o| o.changes()) {
-                        printer.service(&s.name, "ready");
-                    }
-                    Ok::<_, anyhow::Error>(())
-                }),
-        )
+        try_join_all(stack.services.iter().map(|s| async move {
+            wait_healthy(
+                &self.engine,
+                stack,
+                &s.container_name,
+                &s.name,
+                deadline,
+                timeout,
+            )
+            .await?;
+            if plan.for_service(&s.name).is_some_and(|o| o.changes()) {
+                printer.service(&s.name, "ready");
+            }
+            Ok::<_, anyhow::Error>(())
+        }))
         .await?;
         Ok(done)
     }

@@ -605,6 +605,20 @@ impl Engine {
             anyhow::anyhow!("failed to list {}s: {}", kind.word(), root_message(&e))
         };
         let labels_of = |l: Option<HashMap<String, String>>| l.unwrap_or_default();
+        // A Swarm config or secret: its ID, and its spec's name and labels.
+        type Spec = (
+            Option<String>,
+            Option<String>,
+            Option<HashMap<String, String>>,
+        );
+        let listed = |c: Option<Spec>| {
+            let (id, name, labels) = c.unwrap_or_default();
+            Listed {
+                id: id.unwrap_or_default(),
+                name: name.unwrap_or_default(),
+                labels: labels.unwrap_or_default(),
+            }
+        };
         Ok(match kind {
             Object::Container => self
                 .containers_with(&[label.to_string()])
@@ -671,14 +685,8 @@ impl Engine {
                 .await
                 .map_err(listing_failed)?
                 .into_iter()
-                .map(|c| {
-                    let spec = c.spec.unwrap_or_default();
-                    Listed {
-                        id: c.id.unwrap_or_default(),
-                        name: spec.name.unwrap_or_default(),
-                        labels: labels_of(spec.labels),
-                    }
-                })
+                .map(|c| c.spec.map(|sp| (c.id, sp.name, sp.labels)))
+                .map(listed)
                 .collect(),
             Object::Secret => self
                 .docker
@@ -688,14 +696,8 @@ impl Engine {
                 .await
                 .map_err(listing_failed)?
                 .into_iter()
-                .map(|c| {
-                    let spec = c.spec.unwrap_or_default();
-                    Listed {
-                        id: c.id.unwrap_or_default(),
-                        name: spec.name.unwrap_or_default(),
-                        labels: labels_of(spec.labels),
-                    }
-                })
+                .map(|c| c.spec.map(|sp| (c.id, sp.name, sp.labels)))
+                .map(listed)
                 .collect(),
         })
     }

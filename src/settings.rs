@@ -27,6 +27,8 @@ pub struct Ports {
     pub frontend: u16,
     pub prometheus: u16,
     pub grafana: u16,
+    /// Published only when alert delivery is on (`alerting.webhook_url`).
+    pub alertmanager: u16,
 }
 
 /// Base images (passed to the Dockerfiles as build args) and third-party service images.
@@ -37,6 +39,7 @@ pub struct Images {
     pub nginx: String,
     pub prometheus: String,
     pub grafana: String,
+    pub alertmanager: String,
 }
 
 /// Build a service from a context instead of using an image reference.
@@ -63,11 +66,83 @@ pub struct Settings {
     pub api_replicas: u32,
     /// Swarm target: a registry every node can pull from; built images are pushed there.
     pub registry: Option<String>,
+    /// Where Alertmanager delivers alerts; `None`: no Alertmanager, the rules only evaluate.
+    pub alerting: Alerting,
     /// From `.env`; `None` until the first `up` generates it.
     #[serde(skip)]
     pub grafana_admin_password: Option<String>,
     /// Where each value came from, for `--print-settings` and error messages.
     pub sources: Vec<String>,
+}
+
+/// Alert delivery and the drift rule's tuning.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, Default)]
+pub struct Alerting {
+    /// The webhook Alertmanager posts to. Shown only as [`WebhookUrl::shown`]: its userinfo,
+    /// path and query may hold credentials.
+    pub webhook_url: Option<WebhookUrl>,
+}
+
+/// A validated `http(s)://` URL that is never printed whole.
+#[derive(Clone, PartialEq, Eq)]
+pub struct WebhookUrl(String);
+
+impl WebhookUrl {
+    /// Validate `value`: an absolute `http` or `https` URL with a host. The error names what is
+    /// wrong without repeating the value (it may hold a token).
+    pub fn parse(value: &str) -> std::result::Result<WebhookUrl, &'static str> {
+        let v = value.trim();
+        let url = reqwest::Url::parse(v).map_err(|_| "not an absolute URL")?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err("its scheme is not http or https");
+        }
+        if url.host_str().is_none_or(str::is_empty) {
+            return Err("it has no host");
+        }
+        Ok(WebhookUrl(v.to_string()))
+    }
+
+    /// The URL as Alertmanager gets it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Scheme, host and port only: a webhook's userinfo, path and query often carry its token.
+    pub fn shown(&self) -> String {
+        match reqwest::Url::parse(&self.0) {
+            Ok(u) => {
+                let port = u.port().map(|p| format!(":{p}")).unwrap_or_default();
+                let rest = if u.path() == "/" && u.query().is_none() {
+                    "/"
+                } else {
+                    "/…"
+                };
+                let who = if u.username().is_empty() && u.password().is_none() {
+                    ""
+                } else {
+                    "***@"
+                };
+                format!(
+                    "{}://{who}{}{port}{rest}",
+                    u.scheme(),
+                    u.host_str().unwrap_or("")
+                )
+            }
+            Err(_) => "(not shown)".into(),
+        }
+    }
+}
+
+impl std::fmt::Debug for WebhookUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.shown())
+    }
+}
+
+impl Serialize for WebhookUrl {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.shown())
+    }
 }
 
 mod secs {
@@ -91,6 +166,7 @@ impl Settings {
                 frontend: 5174,
                 prometheus: 9090,
                 grafana: 3000,
+                alertmanager: 9093,
             },
             images: Images {
                 python: "python:3.11-slim".into(),
@@ -98,12 +174,14 @@ impl Settings {
                 nginx: "nginx:1.27-alpine".into(),
                 prometheus: "prom/prometheus:v2.53.2".into(),
                 grafana: "grafana/grafana:11.4.0".into(),
+                alertmanager: "prom/alertmanager:v0.27.0".into(),
             },
             builds: BTreeMap::new(),
             health_timeout: Duration::from_secs(180),
             grafana_admin_user: "admin".into(),
             api_replicas: 1,
             registry: None,
+            alerting: Alerting::default(),
             grafana_admin_password: None,
             sources: vec!["built-in defaults".into()],
         }
@@ -138,18 +216,33 @@ impl Settings {
                     bad("an IP address", "give an address like 127.0.0.1 (the default, this host only) or 0.0.0.0 (every interface)")
                 })?;
             }
-            "API_PORT" | "FRONTEND_PORT" | "PROMETHEUS_PORT" | "GRAFANA_PORT" => {
+            "API_PORT" | "FRONTEND_PORT" | "PROMETHEUS_PORT" | "GRAFANA_PORT"
+            | "ALERTMANAGER_PORT" => {
                 let port = parse_port(value)
                     .ok_or_else(|| bad("a port number", "give a whole number from 1 to 65535"))?;
                 match key {
                     "API_PORT" => self.ports.api = port,
                     "FRONTEND_PORT" => self.ports.frontend = port,
                     "PROMETHEUS_PORT" => self.ports.prometheus = port,
+                    "ALERTMANAGER_PORT" => self.ports.alertmanager = port,
                     _ => self.ports.grafana = port,
                 }
             }
+            "ALERTING_WEBHOOK_URL" if value.trim().is_empty() => {
+                self.alerting.webhook_url = None;
+            }
+            "ALERTING_WEBHOOK_URL" => {
+                let url = WebhookUrl::parse(value).map_err(|why| {
+                    // The value is not repeated: a webhook URL often carries a token.
+                    hinted(
+                        format!("{origin}: {wrote}the webhook URL (not shown) is not an http or https URL: {why}"),
+                        "give the full address Alertmanager posts to, e.g. http://receiver:8080/alerts or https://hooks.example.com/T0K3N; an empty value turns delivery off",
+                    )
+                })?;
+                self.alerting.webhook_url = Some(url);
+            }
             "PYTHON_IMAGE" | "NODE_IMAGE" | "NGINX_IMAGE" | "PROMETHEUS_IMAGE"
-            | "GRAFANA_IMAGE" => {
+            | "GRAFANA_IMAGE" | "ALERTMANAGER_IMAGE" => {
                 validate_image(value).map_err(|why| {
                     bad(&format!("an image reference ({why})"), "write it as NAME[:TAG], e.g. python:3.11-slim or irisctl-offline/python:3.11")
                 })?;
@@ -158,6 +251,7 @@ impl Settings {
                     "NODE_IMAGE" => &mut self.images.node,
                     "NGINX_IMAGE" => &mut self.images.nginx,
                     "PROMETHEUS_IMAGE" => &mut self.images.prometheus,
+                    "ALERTMANAGER_IMAGE" => &mut self.images.alertmanager,
                     _ => &mut self.images.grafana,
                 };
                 *slot = value.to_string();
@@ -218,7 +312,9 @@ impl Settings {
             serde_yaml::from_str(text).map_err(|e| {
                 // serde names the Rust types; say what the user wrote instead.
                 let mut why = e.to_string();
-                for layer in ["File", "Ports", "Images", "Build", "Timeouts", "Grafana", "Swarm"] {
+                for layer in [
+                    "File", "Ports", "Images", "Build", "Timeouts", "Grafana", "Swarm", "Alerting",
+                ] {
                     why = why.replace(&format!("struct {layer}Layer"), "a mapping of keys");
                 }
                 hinted(
@@ -240,6 +336,7 @@ impl Settings {
                 ("FRONTEND_PORT", p.frontend),
                 ("PROMETHEUS_PORT", p.prometheus),
                 ("GRAFANA_PORT", p.grafana),
+                ("ALERTMANAGER_PORT", p.alertmanager),
             ] {
                 if let Some(v) = v {
                     let name = key.trim_end_matches("_PORT").to_lowercase();
@@ -254,6 +351,7 @@ impl Settings {
                 ("NGINX_IMAGE", i.nginx),
                 ("PROMETHEUS_IMAGE", i.prometheus),
                 ("GRAFANA_IMAGE", i.grafana),
+                ("ALERTMANAGER_IMAGE", i.alertmanager),
             ] {
                 if let Some(v) = v {
                     let name = key.trim_end_matches("_IMAGE").to_lowercase();
@@ -270,6 +368,15 @@ impl Settings {
         }
         if let Some(u) = file.grafana.and_then(|g| g.admin_user) {
             self.apply("GRAFANA_ADMIN_USER", &u, &origin("grafana.admin_user"))?;
+        }
+        if let Some(a) = file.alerting {
+            if let Some(u) = a.webhook_url {
+                self.apply(
+                    "ALERTING_WEBHOOK_URL",
+                    &yaml_scalar(&u),
+                    &origin("alerting.webhook_url"),
+                )?;
+            }
         }
         if let Some(sw) = file.swarm {
             if let Some(n) = sw.api_replicas {
@@ -359,12 +466,19 @@ impl Settings {
             ("prometheus", self.ports.prometheus),
             ("grafana", self.ports.grafana),
         ];
+        // Alertmanager publishes its port only when it runs.
+        let alertmanager = [("alertmanager", self.ports.alertmanager)];
+        let ports: Vec<_> = if self.alerting.webhook_url.is_some() {
+            ports.iter().chain(&alertmanager).copied().collect()
+        } else {
+            ports.to_vec()
+        };
         for (i, (a, pa)) in ports.iter().enumerate() {
             for (b, pb) in &ports[i + 1..] {
                 if pa == pb {
                     return Err(hinted(
                         format!("the {a} and {b} services are both set to host port {pa}"),
-                        "give each service its own port (flags --api-port, --frontend-port, --prometheus-port, --grafana-port, or `ports:` in irisctl.yaml)",
+                        "give each service its own port (flags --api-port, --frontend-port, --prometheus-port, --grafana-port, IRISCTL_ALERTMANAGER_PORT, or `ports:` in irisctl.yaml)",
                     ));
                 }
             }
@@ -395,15 +509,18 @@ pub const KNOWN_KEYS: &[&str] = &[
     "FRONTEND_PORT",
     "PROMETHEUS_PORT",
     "GRAFANA_PORT",
+    "ALERTMANAGER_PORT",
     "PYTHON_IMAGE",
     "NODE_IMAGE",
     "NGINX_IMAGE",
     "PROMETHEUS_IMAGE",
     "GRAFANA_IMAGE",
+    "ALERTMANAGER_IMAGE",
     "HEALTH_TIMEOUT",
     "GRAFANA_ADMIN_USER",
     "API_REPLICAS",
     "REGISTRY",
+    "ALERTING_WEBHOOK_URL",
 ];
 const BUILDABLE: &[&str] = &["prometheus", "grafana"];
 
@@ -419,6 +536,14 @@ struct FileLayer {
     timeouts: Option<TimeoutsLayer>,
     grafana: Option<GrafanaLayer>,
     swarm: Option<SwarmLayer>,
+    alerting: Option<AlertingLayer>,
+}
+
+#[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
+#[serde(deny_unknown_fields)]
+struct AlertingLayer {
+    webhook_url: Option<serde_yaml::Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -437,6 +562,7 @@ struct PortsLayer {
     frontend: Option<serde_yaml::Value>,
     prometheus: Option<serde_yaml::Value>,
     grafana: Option<serde_yaml::Value>,
+    alertmanager: Option<serde_yaml::Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -448,6 +574,7 @@ struct ImagesLayer {
     nginx: Option<String>,
     prometheus: Option<String>,
     grafana: Option<String>,
+    alertmanager: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -847,6 +974,7 @@ mod tests {
             &s.images.nginx,
             &s.images.prometheus,
             &s.images.grafana,
+            &s.images.alertmanager,
         ] {
             let tag = image.rsplit_once(':').map(|(_, t)| t).unwrap_or("");
             assert!(!tag.is_empty() && tag != "latest", "{image} must be pinned");
@@ -1170,6 +1298,89 @@ mod tests {
     }
 
     #[test]
+    fn the_webhook_url_is_validated_and_never_shown_whole() {
+        let mut s = Settings::defaults(PathBuf::new());
+        assert!(s.alerting.webhook_url.is_none());
+        s.apply_file(
+            "alerting:\n  webhook_url: https://bob:hunter2@hooks.example.com:8443/T0K3N?x=SECRET\n",
+            Path::new("/p/irisctl.yaml"),
+        )
+        .unwrap();
+        let url = s.alerting.webhook_url.clone().unwrap();
+        assert_eq!(
+            url.expose(),
+            "https://bob:hunter2@hooks.example.com:8443/T0K3N?x=SECRET"
+        );
+        assert_eq!(url.shown(), "https://***@hooks.example.com:8443/…");
+        let printed = to_yaml(&s).unwrap() + &format!("{s:?}");
+        for secret in ["hunter2", "bob", "T0K3N", "SECRET"] {
+            assert!(!printed.contains(secret), "{secret} in {printed}");
+        }
+        // Empty turns delivery off again (a variable overriding the file).
+        s.apply(
+            "ALERTING_WEBHOOK_URL",
+            "",
+            "environment variable IRISCTL_ALERTING_WEBHOOK_URL",
+        )
+        .unwrap();
+        assert!(s.alerting.webhook_url.is_none());
+        for bad in [
+            "ftp://u:hunter2@host/x",
+            "file:///etc/passwd",
+            "hooks.example.com/hunter2",
+            "http://",
+            "not a url hunter2",
+        ] {
+            let e = err_text(
+                s.apply_file(
+                    &format!("alerting:\n  webhook_url: \"{bad}\"\n"),
+                    Path::new("/p/irisctl.yaml"),
+                )
+                .unwrap_err(),
+            );
+            assert!(
+                e.contains("key `alerting.webhook_url`")
+                    && e.contains("is not an http or https URL")
+                    && e.contains("hint: give the full address"),
+                "{bad}: {e}"
+            );
+            assert!(!e.contains("hunter2"), "{e}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(".env"),
+            "IRISCTL_ALERTING_WEBHOOK_URL=smtp://x:hunter2@y\n",
+        )
+        .unwrap();
+        let e = err_text(resolve(inputs(dir.path(), &[], vec![])).unwrap_err());
+        assert!(
+            e.contains(".env` line 1: IRISCTL_ALERTING_WEBHOOK_URL=") && !e.contains("hunter2"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_alertmanager_port_conflicts_only_when_it_runs() {
+        let mut s = Settings::defaults(PathBuf::new());
+        s.apply("ALERTMANAGER_PORT", "9090", "t").unwrap();
+        s.validate().unwrap();
+        s.apply("ALERTING_WEBHOOK_URL", "http://r:8080/", "t")
+            .unwrap();
+        let e = err_text(s.validate().unwrap_err());
+        assert!(
+            e.contains("the prometheus and alertmanager services are both set to host port 9090"),
+            "{e}"
+        );
+        s.apply_file(
+            "ports:\n  alertmanager: 9193\nimages:\n  alertmanager: irisctl-offline/alertmanager:0.25\n",
+            Path::new("/p/c.yaml"),
+        )
+        .unwrap();
+        s.validate().unwrap();
+        assert_eq!(s.images.alertmanager, "irisctl-offline/alertmanager:0.25");
+    }
+
+    #[test]
     fn client_host_for_wildcard_binds() {
         let mut s = Settings::defaults(PathBuf::new());
         s.apply("BIND", "0.0.0.0", "t").unwrap();
@@ -1207,6 +1418,9 @@ mod tests {
             "timeouts",
             "health",
             "admin_user",
+            "alerting",
+            "webhook_url",
+            "alertmanager",
             "x",
             "",
         ];
@@ -1226,6 +1440,8 @@ mod tests {
             "\"",
             "127.0.0.1",
             "::1",
+            "http://u:p@h:1/x",
+            "ftp://h",
             "iris",
             "Iris!",
             "python:3.11",
@@ -1305,6 +1521,7 @@ mod tests {
                 frontend: v("1"),
                 prometheus: v("1"),
                 grafana: v("1"),
+                alertmanager: v("1"),
             }),
             images: Some(ImagesLayer {
                 python: Some("i".into()),
@@ -1312,6 +1529,7 @@ mod tests {
                 nginx: Some("i".into()),
                 prometheus: Some("i".into()),
                 grafana: Some("i".into()),
+                alertmanager: Some("i".into()),
             }),
             build: Some(BTreeMap::from([(
                 "grafana".to_string(),
@@ -1328,6 +1546,9 @@ mod tests {
             swarm: Some(SwarmLayer {
                 api_replicas: v("1"),
                 registry: Some("r".into()),
+            }),
+            alerting: Some(AlertingLayer {
+                webhook_url: v("u"),
             }),
         };
         fn paths(v: &serde_yaml::Value, prefix: &str, out: &mut Vec<String>) {

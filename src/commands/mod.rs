@@ -54,9 +54,14 @@ impl Ctx {
     }
 
     /// Write the files irisctl derives from the stack's own (the dashboards with their inputs
-    /// resolved, for Grafana's file provider).
+    /// resolved, for Grafana's file provider) and from the settings (Alertmanager's config and
+    /// Prometheus's, when alerts are delivered).
     pub fn write_derived_files(&self) -> Result<()> {
         let dir = &self.settings.project_dir;
+        let stack = crate::stack::Stack::from_settings(&self.settings);
+        for d in stack.services.iter().flat_map(|s| &s.derived) {
+            write_derived(&d.path, &d.content()?)?;
+        }
         crate::grafana::write_resolved_dashboards(
             &dir.join("monitoring/dashboards"),
             &dir.join(crate::grafana::RESOLVED_DASHBOARDS_DIR),
@@ -192,7 +197,7 @@ fn private_dirs(path: &Path) -> Result<()> {
     let mut dir = path.parent();
     while let Some(d) = dir {
         if d.file_name()
-            .is_some_and(|n| n == ".irisctl" || n == "secrets")
+            .is_some_and(|n| n == ".irisctl" || n == "secrets" || n == "derived")
         {
             dirs.push(d.to_path_buf());
             dir = d.parent();
@@ -212,13 +217,20 @@ fn private_dirs(path: &Path) -> Result<()> {
 /// the file itself is world-readable (0644) because the container reads it as its own user
 /// (Grafana: uid 472), which sees only the file, not the folders.
 fn write_secret(path: &Path, value: &str) -> Result<()> {
+    write_derived(path, value.as_bytes())
+}
+
+/// Write a derived file below `.irisctl/` (folders 0700). The file is 0644: the container reads
+/// it as its own user (Alertmanager: nobody), which sees only the file, not the folders. A file
+/// that already holds `data` is left alone.
+fn write_derived(path: &Path, data: &[u8]) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    if std::fs::read_to_string(path).is_ok_and(|v| v == value) {
+    if std::fs::read(path).is_ok_and(|v| v == data) {
         return Ok(());
     }
     private_dirs(path)?;
     let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, value).with_context(|| format!("cannot write `{}`", tmp.display()))?;
+    std::fs::write(&tmp, data).with_context(|| format!("cannot write `{}`", tmp.display()))?;
     std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644))
         .with_context(|| format!("cannot set the mode of `{}`", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("cannot write `{}`", path.display()))?;

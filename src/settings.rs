@@ -76,11 +76,28 @@ pub struct Settings {
 }
 
 /// Alert delivery and the drift rule's tuning.
-#[derive(Debug, Clone, Serialize, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Alerting {
     /// The webhook Alertmanager posts to. Shown only as [`WebhookUrl::shown`]: its userinfo,
     /// path and query may hold credentials.
     pub webhook_url: Option<WebhookUrl>,
+    /// `IrisInputDrift`: the window of the live mean (a Prometheus duration, e.g. `30m`).
+    pub drift_window: String,
+    /// `IrisInputDrift`: how long the drift must last before it fires (`for:`).
+    pub drift_for: String,
+    /// `IrisInputDrift`: the distance from the training mean, in training standard deviations.
+    pub drift_stddevs: String,
+}
+
+impl Default for Alerting {
+    fn default() -> Self {
+        Alerting {
+            webhook_url: None,
+            drift_window: "30m".into(),
+            drift_for: "15m".into(),
+            drift_stddevs: "1".into(),
+        }
+    }
 }
 
 /// A validated `http(s)://` URL that is never printed whole.
@@ -241,6 +258,42 @@ impl Settings {
                 })?;
                 self.alerting.webhook_url = Some(url);
             }
+            "ALERTING_DRIFT_WINDOW" | "ALERTING_DRIFT_FOR" => {
+                let window = key == "ALERTING_DRIFT_WINDOW";
+                let (min, shown_min) = if window { (30_000, "30s") } else { (0, "0s") };
+                parse_prometheus_duration(value)
+                    .filter(|ms| (min..=MAX_DURATION_SECS * 1000).contains(ms))
+                    .ok_or_else(|| {
+                        bad(
+                            &format!("a Prometheus duration from {shown_min} to 24h"),
+                            if window {
+                                "give a number and a unit (ms, s, m, h, d), e.g. 30m or 1h30m; the window needs a few scrapes (5 s apart)"
+                            } else {
+                                "give a number and a unit (ms, s, m, h, d), e.g. 15m; 0s fires as soon as the drift is seen"
+                            },
+                        )
+                    })?;
+                let v = value.trim().to_string();
+                if window {
+                    self.alerting.drift_window = v;
+                } else {
+                    self.alerting.drift_for = v;
+                }
+            }
+            "ALERTING_DRIFT_STDDEVS" => {
+                let k: f64 = value
+                    .trim()
+                    .parse()
+                    .ok()
+                    .filter(|k: &f64| k.is_finite() && *k > 0.0 && *k <= 100.0)
+                    .ok_or_else(|| {
+                        bad(
+                            "a number of standard deviations above 0 and at most 100",
+                            "give a number like 1 (the default), 0.5 or 2.5",
+                        )
+                    })?;
+                self.alerting.drift_stddevs = k.to_string();
+            }
             "PYTHON_IMAGE" | "NODE_IMAGE" | "NGINX_IMAGE" | "PROMETHEUS_IMAGE"
             | "GRAFANA_IMAGE" | "ALERTMANAGER_IMAGE" => {
                 validate_image(value).map_err(|why| {
@@ -370,12 +423,16 @@ impl Settings {
             self.apply("GRAFANA_ADMIN_USER", &u, &origin("grafana.admin_user"))?;
         }
         if let Some(a) = file.alerting {
-            if let Some(u) = a.webhook_url {
-                self.apply(
-                    "ALERTING_WEBHOOK_URL",
-                    &yaml_scalar(&u),
-                    &origin("alerting.webhook_url"),
-                )?;
+            for (key, v) in [
+                ("ALERTING_WEBHOOK_URL", a.webhook_url),
+                ("ALERTING_DRIFT_WINDOW", a.drift_window),
+                ("ALERTING_DRIFT_FOR", a.drift_for),
+                ("ALERTING_DRIFT_STDDEVS", a.drift_stddevs),
+            ] {
+                if let Some(v) = v {
+                    let name = key.trim_start_matches("ALERTING_").to_lowercase();
+                    self.apply(key, &yaml_scalar(&v), &origin(&format!("alerting.{name}")))?;
+                }
             }
         }
         if let Some(sw) = file.swarm {
@@ -521,6 +578,9 @@ pub const KNOWN_KEYS: &[&str] = &[
     "API_REPLICAS",
     "REGISTRY",
     "ALERTING_WEBHOOK_URL",
+    "ALERTING_DRIFT_WINDOW",
+    "ALERTING_DRIFT_FOR",
+    "ALERTING_DRIFT_STDDEVS",
 ];
 const BUILDABLE: &[&str] = &["prometheus", "grafana"];
 
@@ -544,6 +604,9 @@ struct FileLayer {
 #[serde(deny_unknown_fields)]
 struct AlertingLayer {
     webhook_url: Option<serde_yaml::Value>,
+    drift_window: Option<serde_yaml::Value>,
+    drift_for: Option<serde_yaml::Value>,
+    drift_stddevs: Option<serde_yaml::Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -633,6 +696,49 @@ pub fn parse_duration_secs(what: &str, value: &str) -> Result<Duration> {
                 format!("give a whole number of seconds from 1 to {MAX_DURATION_SECS}, e.g. 180"),
             )
         })
+}
+
+/// A Prometheus duration (`90s`, `1h30m`, `0s`; units ms, s, m, h, d, w, largest first) in
+/// milliseconds; `None` if it is not one.
+pub fn parse_prometheus_duration(value: &str) -> Option<u64> {
+    const UNITS: [(&str, u64); 6] = [
+        ("w", 604_800_000),
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1_000),
+        ("ms", 1),
+    ];
+    let mut rest = value.trim();
+    if rest.is_empty() {
+        return None;
+    }
+    let mut total: u64 = 0;
+    let mut last_unit = 0; // index into UNITS: each unit must come after the previous one
+    let mut first = true;
+    while !rest.is_empty() {
+        let digits = rest.chars().take_while(char::is_ascii_digit).count();
+        if digits == 0 || digits > 12 {
+            return None;
+        }
+        let n: u64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        // `ms` before `m`, so that `5ms` is not read as 5 minutes and an `s`.
+        let (i, len, scale) = if rest.starts_with("ms") {
+            (5, 2, 1)
+        } else {
+            let i = UNITS[..5].iter().position(|(u, _)| rest.starts_with(u))?;
+            (i, 1, UNITS[i].1)
+        };
+        if !first && i <= last_unit {
+            return None;
+        }
+        first = false;
+        last_unit = i;
+        rest = &rest[len..];
+        total = total.checked_add(n.checked_mul(scale)?)?;
+    }
+    Some(total)
 }
 
 fn parse_port(value: &str) -> Option<u16> {
@@ -1360,6 +1466,122 @@ mod tests {
     }
 
     #[test]
+    fn prometheus_durations() {
+        for (text, ms) in [
+            ("30m", 1_800_000),
+            ("0s", 0),
+            ("1h30m", 5_400_000),
+            ("90s", 90_000),
+            ("500ms", 500),
+            ("1m30s500ms", 90_500),
+            (" 2d ", 172_800_000),
+        ] {
+            assert_eq!(parse_prometheus_duration(text), Some(ms), "{text}");
+        }
+        for bad in [
+            "",
+            "30",
+            "m",
+            "1.5m",
+            "-1m",
+            "30m1h",
+            "1m1m",
+            "5 m",
+            "1y",
+            "1M",
+            "ms5",
+            "99999999999999w",
+        ] {
+            assert_eq!(parse_prometheus_duration(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn drift_settings_are_validated() {
+        let mut s = Settings::defaults(PathBuf::new());
+        assert_eq!(
+            (
+                s.alerting.drift_window.as_str(),
+                s.alerting.drift_for.as_str(),
+                s.alerting.drift_stddevs.as_str()
+            ),
+            ("30m", "15m", "1")
+        );
+        s.apply_file(
+            "alerting:\n  drift_window: 1m\n  drift_for: 0s\n  drift_stddevs: 2.50\n",
+            Path::new("/p/c.yaml"),
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                s.alerting.drift_window.as_str(),
+                s.alerting.drift_for.as_str(),
+                s.alerting.drift_stddevs.as_str()
+            ),
+            ("1m", "0s", "2.5")
+        );
+        for (yaml, needle) in [
+            (
+                "drift_window: 10s",
+                "key `alerting.drift_window`: \"10s\" is not a Prometheus duration from 30s to 24h",
+            ),
+            ("drift_window: 30", "is not a Prometheus duration"),
+            (
+                "drift_for: 2d",
+                "key `alerting.drift_for`: \"2d\" is not a Prometheus duration from 0s to 24h",
+            ),
+            (
+                "drift_stddevs: 0",
+                "key `alerting.drift_stddevs`: \"0\" is not a number of standard deviations",
+            ),
+            (
+                "drift_stddevs: .nan",
+                "is not a number of standard deviations",
+            ),
+            (
+                "drift_stddevs: 1e9",
+                "is not a number of standard deviations",
+            ),
+        ] {
+            let e = err_text(
+                s.apply_file(&format!("alerting:\n  {yaml}\n"), Path::new("/p/c.yaml"))
+                    .unwrap_err(),
+            );
+            assert!(
+                e.contains(needle) && e.contains("hint: give"),
+                "{yaml}: {e}"
+            );
+        }
+        let e = err_text(
+            s.apply(
+                "ALERTING_DRIFT_FOR",
+                "soon",
+                "environment variable IRISCTL_ALERTING_DRIFT_FOR",
+            )
+            .unwrap_err(),
+        );
+        assert!(
+            e.starts_with("environment variable IRISCTL_ALERTING_DRIFT_FOR: \"soon\""),
+            "{e}"
+        );
+    }
+
+    /// monitoring/test-rules tests the rules rendered with these defaults.
+    #[test]
+    fn test_rules_renders_the_default_drift_settings() {
+        let script = include_str!("../monitoring/test-rules");
+        let d = Settings::defaults(PathBuf::new()).alerting;
+        for (name, value) in [
+            ("drift_window", &d.drift_window),
+            ("drift_for", &d.drift_for),
+            ("drift_stddevs", &d.drift_stddevs),
+        ] {
+            let sed = format!("'s/\\${{{name}}}/{value}/g'");
+            assert!(script.contains(&sed), "monitoring/test-rules lacks {sed}");
+        }
+    }
+
+    #[test]
     fn the_alertmanager_port_conflicts_only_when_it_runs() {
         let mut s = Settings::defaults(PathBuf::new());
         s.apply("ALERTMANAGER_PORT", "9090", "t").unwrap();
@@ -1549,11 +1771,17 @@ mod tests {
             }),
             alerting: Some(AlertingLayer {
                 webhook_url: v("u"),
+                drift_window: v("1m"),
+                drift_for: v("1m"),
+                drift_stddevs: v("1"),
             }),
         };
         fn paths(v: &serde_yaml::Value, prefix: &str, out: &mut Vec<String>) {
             if let serde_yaml::Value::Mapping(m) = v {
                 for (k, v) in m {
+                    if v.is_null() {
+                        continue; // a key the template leaves out parses as null
+                    }
                     let key = format!("{prefix}{}", k.as_str().unwrap_or("?"));
                     if v.is_mapping() && !v.as_mapping().is_some_and(|m| m.is_empty()) {
                         paths(v, &format!("{key}."), out);

@@ -165,13 +165,17 @@ pub struct Probe {
 }
 
 /// A file irisctl writes below `.irisctl/` before the service mounts it (with a [`Mount::Bind`]
-/// of `path`): a stack file, if any, followed by text computed from the settings. Hashed from
-/// what it will hold, so a plan is right before the file is (re)written.
+/// of `path`): a stack file, if any, with its `${name}` placeholders filled, followed by text
+/// computed from the settings. Hashed from what it will hold, so a plan is right before the
+/// file is (re)written.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Derived {
     pub path: PathBuf,
     /// The stack file the content starts with.
     pub base: Option<PathBuf>,
+    /// `(name, value)`: every `${name}` of the base becomes `value`; the base must have no other
+    /// `${…}` left.
+    pub fill: Vec<(String, String)>,
     pub text: String,
 }
 
@@ -179,12 +183,31 @@ impl Derived {
     /// What the file will hold.
     pub fn content(&self) -> anyhow::Result<Vec<u8>> {
         let mut data = match &self.base {
-            Some(base) => std::fs::read(base).map_err(|e| {
-                crate::error::hinted(
-                    format!("stack file `{}` cannot be read: {e}", base.display()),
-                    "restore it, or write the built-in stack into a folder with `irisctl init DIR` and use `--project-dir DIR`",
-                )
-            })?,
+            Some(base) => {
+                let text = std::fs::read_to_string(base).map_err(|e| {
+                    crate::error::hinted(
+                        format!("stack file `{}` cannot be read: {e}", base.display()),
+                        "restore it, or write the built-in stack into a folder with `irisctl init DIR` and use `--project-dir DIR`",
+                    )
+                })?;
+                fill(&text, &self.fill).map_err(|name| {
+                    crate::error::hinted(
+                        format!(
+                            "stack file `{}` has a placeholder irisctl does not fill: `${{{name}}}`",
+                            base.display()
+                        ),
+                        format!(
+                            "the placeholders irisctl fills there are {}; remove or fix that one",
+                            self.fill
+                                .iter()
+                                .map(|(n, _)| format!("`${{{n}}}`"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    )
+                })?
+                .into_bytes()
+            }
             None => Vec::new(),
         };
         if !data.is_empty() && !data.ends_with(b"\n") {
@@ -192,6 +215,22 @@ impl Derived {
         }
         data.extend_from_slice(self.text.as_bytes());
         Ok(data)
+    }
+}
+
+/// `text` with every `${name}` of `values` replaced; `Err(name)` for the first `${…}` left.
+pub fn fill(text: &str, values: &[(String, String)]) -> Result<String, String> {
+    let mut out = text.to_string();
+    for (name, value) in values {
+        out = out.replace(&format!("${{{name}}}"), value);
+    }
+    match out.find("${") {
+        None => Ok(out),
+        Some(at) => {
+            let rest = &out[at + 2..];
+            let name: String = rest.chars().take_while(|c| *c != '}').take(40).collect();
+            Err(name)
+        }
     }
 }
 
@@ -393,21 +432,34 @@ impl Stack {
             None => dir.join("monitoring/prometheus.yml"),
             Some(_) => {
                 let path = dir.join(DERIVED_DIR).join("prometheus.yml");
-                prometheus.derived = vec![Derived {
+                prometheus.derived.push(Derived {
                     path: path.clone(),
                     base: Some(dir.join("monitoring/prometheus.yml")),
+                    fill: vec![],
                     text: PROMETHEUS_ALERTING.into(),
-                }];
+                });
                 path
             }
         };
+        // The rules: monitoring/alerts.yml is a template of the drift rule's settings.
+        let rules = dir.join(DERIVED_DIR).join("alerts.yml");
+        prometheus.derived.push(Derived {
+            path: rules.clone(),
+            base: Some(dir.join("monitoring/alerts.yml")),
+            fill: vec![
+                ("drift_window".into(), s.alerting.drift_window.clone()),
+                ("drift_for".into(), s.alerting.drift_for.clone()),
+                ("drift_stddevs".into(), s.alerting.drift_stddevs.clone()),
+            ],
+            text: String::new(),
+        });
         prometheus.mounts = vec![
             Mount::Bind {
                 source: prometheus_config,
                 target: "/etc/prometheus/prometheus.yml".into(),
             },
             Mount::Bind {
-                source: dir.join("monitoring/alerts.yml"),
+                source: rules,
                 target: "/etc/prometheus/alerts.yml".into(),
             },
             Mount::Volume {
@@ -489,6 +541,7 @@ impl Stack {
             am.derived = vec![Derived {
                 path: config.clone(),
                 base: None,
+                fill: vec![],
                 text: alertmanager_config(url.expose()),
             }];
             am.mounts = vec![
@@ -697,6 +750,81 @@ mod tests {
         );
         assert_eq!(config["rule_files"][0], "/etc/prometheus/alerts.yml");
         assert_eq!(config["scrape_configs"][0]["job_name"], "iris-api");
+    }
+
+    #[test]
+    fn the_rules_are_rendered_with_the_drift_settings() {
+        let dir = tempfile::tempdir().unwrap();
+        crate::assets::write_to(dir.path(), false).unwrap();
+        let rules = |s: &Settings| -> String {
+            let st = Stack::from_settings(s);
+            let files = files::mounted_files(st.service("prometheus").unwrap()).unwrap();
+            let f = files
+                .iter()
+                .find(|f| f.target == "/etc/prometheus/alerts.yml")
+                .unwrap();
+            assert_eq!(f.source, dir.path().join(".irisctl/derived/alerts.yml"));
+            String::from_utf8(f.data.clone()).unwrap()
+        };
+        let drift = |text: &str| -> serde_yaml::Value {
+            let doc: serde_yaml::Value = serde_yaml::from_str(text).unwrap();
+            doc["groups"]
+                .as_sequence()
+                .unwrap()
+                .iter()
+                .flat_map(|g| g["rules"].as_sequence().unwrap().clone())
+                .find(|r| r["alert"] == "IrisInputDrift")
+                .unwrap()
+        };
+        let mut s = Settings::defaults(dir.path().to_path_buf());
+        let default = rules(&s);
+        assert!(!default.contains("${"), "{default}");
+        let r = drift(&default);
+        assert_eq!(r["for"], "15m");
+        let words = |r: &serde_yaml::Value| {
+            r["expr"]
+                .as_str()
+                .unwrap()
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        let expr = words(&r);
+        assert!(
+            expr.contains("[30m]") && expr.contains(") > 1 and on"),
+            "{expr}"
+        );
+
+        s.apply_file(
+            "alerting:\n  drift_window: 1m\n  drift_for: 20s\n  drift_stddevs: 0.75\n",
+            &dir.path().join("irisctl.yaml"),
+        )
+        .unwrap();
+        let r = drift(&rules(&s));
+        assert_eq!(r["for"], "20s");
+        let expr = words(&r);
+        assert!(
+            expr.contains("[1m]") && !expr.contains("[30m]") && expr.contains(") > 0.75 and on"),
+            "{expr}"
+        );
+        assert!(r["annotations"]["summary"]
+            .as_str()
+            .unwrap()
+            .contains("the last 1m is"));
+
+        // A placeholder irisctl does not know is refused with its name, not passed on.
+        let path = dir.path().join("monitoring/alerts.yml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(&path, text.replace("${drift_for}", "${drift_four}")).unwrap();
+        let st = Stack::from_settings(&s);
+        let e = files::mounted_files(st.service("prometheus").unwrap()).unwrap_err();
+        let hint = crate::error::hint_of(&e).unwrap_or("").to_string();
+        assert!(
+            e.to_string()
+                .contains("placeholder irisctl does not fill: `${drift_four}`")
+                && hint.contains("`${drift_window}`"),
+            "{e} / {hint}"
+        );
     }
 
     #[test]

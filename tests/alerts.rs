@@ -4,6 +4,9 @@
 //!
 //! The webhook receiver is a small container on the stack's network that prints each POST (its
 //! Authorization header and body, one line each) on stdout, read back with `docker logs`.
+//!
+//! And the drift rule, with a short window and `for:` from the settings, stays quiet under
+//! in-distribution traffic and goes pending, then firing, once the traffic shifts.
 
 mod common;
 
@@ -113,9 +116,13 @@ impl Drop for Receiver {
 
 /// The state of `alert` in the stack's Prometheus, if it holds it.
 fn prometheus_state(alert: &str) -> Option<String> {
+    prometheus_state_at(PORTS[2], alert)
+}
+
+fn prometheus_state_at(port: u16, alert: &str) -> Option<String> {
     let (_, body) = http(
         "GET",
-        &format!("http://127.0.0.1:{}/api/v1/alerts", PORTS[2]),
+        &format!("http://127.0.0.1:{port}/api/v1/alerts"),
         None,
     );
     let v: Value = serde_json::from_str(&body).unwrap_or_default();
@@ -260,6 +267,144 @@ fn a_stopped_api_is_notified_firing_then_resolved() {
         fired_after,
         notified_after,
         repaired_at.elapsed(),
+        started.elapsed()
+    );
+}
+
+const DRIFT_PROJECT: &str = "irisctl-test-alerts-drift";
+const DRIFT_PORTS: [u16; 4] = [22505, 22506, 22507, 22508];
+/// Drift `for:`: long enough to see the alert pending first, short enough for a test.
+const DRIFT_FOR_SECS: u64 = 20;
+
+/// One batch to the API: `items` flowers, each `[sepal_length, sepal_width, petal_length,
+/// petal_width]`.
+fn predict(items: &[[f64; 4]]) {
+    let items: Vec<String> = items
+        .iter()
+        .map(|m| {
+            format!(
+                r#"{{"sepal_length":{},"sepal_width":{},"petal_length":{},"petal_width":{}}}"#,
+                m[0], m[1], m[2], m[3]
+            )
+        })
+        .collect();
+    let (code, body) = http(
+        "POST",
+        &format!("http://127.0.0.1:{}/predict", DRIFT_PORTS[0]),
+        Some(&format!(r#"{{"items":[{}]}}"#, items.join(","))),
+    );
+    assert_eq!(code, 200, "{body}");
+}
+
+/// Inputs in the drift window, per feature, as the rule's guard counts them.
+fn inputs_in_window() -> f64 {
+    let (_, body) = http(
+        "GET",
+        &format!(
+            "http://127.0.0.1:{}/api/v1/query?query=min(sum%20by%20(feature)%20(increase(iris_input_centimeters_count%7Bjob%3D%22iris-api%22%7D%5B1m%5D)))",
+            DRIFT_PORTS[2]
+        ),
+        None,
+    );
+    let v: Value = serde_json::from_str(&body).unwrap_or_default();
+    v["data"]["result"][0]["value"][1]
+        .as_str()
+        .and_then(|x| x.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[test]
+fn drift_stays_quiet_in_distribution_then_goes_pending_then_firing_when_traffic_shifts() {
+    if !common::engine_available() {
+        return;
+    }
+    let started = Instant::now();
+    let p = Project::new(DRIFT_PROJECT, DRIFT_PORTS);
+    let config = std::fs::read_to_string(&p.config).unwrap();
+    std::fs::write(
+        &p.config,
+        format!(
+            "{config}\nalerting:\n  drift_window: 1m\n  drift_for: {DRIFT_FOR_SECS}s\n  drift_stddevs: 1\n"
+        ),
+    )
+    .unwrap();
+    run(p.irisctl().arg("up")).ok();
+    let state = || prometheus_state_at(DRIFT_PORTS[2], "IrisInputDrift");
+
+    // In distribution: the three species in equal parts (every feature's mean within 0.7
+    // training standard deviations of the training mean).
+    const SETOSA: [f64; 4] = [5.1, 3.5, 1.4, 0.2];
+    const VERSICOLOR: [f64; 4] = [6.4, 3.2, 4.5, 1.5];
+    const VIRGINICA: [f64; 4] = [6.3, 3.3, 6.0, 2.5];
+    let mixed = [SETOSA, VERSICOLOR, VIRGINICA].repeat(4);
+    // Shifted: large virginica only (sepal and petal lengths 1.8 to 2.2 deviations above).
+    let shifted = [[7.7, 3.0, 6.9, 2.3]; 12];
+
+    // Enough in-distribution inputs for the rule's guard (30 in the window), then 15 s more
+    // of evaluations (every 5 s) without the alert in any state.
+    let quiet_from = Instant::now();
+    while inputs_in_window() < 60.0 {
+        assert!(
+            quiet_from.elapsed().as_secs() < 60,
+            "Prometheus never counted the inputs"
+        );
+        predict(&mixed);
+        assert_eq!(state(), None, "drift raised under in-distribution traffic");
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    let checked = Instant::now();
+    while checked.elapsed().as_secs() < 15 {
+        predict(&mixed);
+        assert_eq!(state(), None, "drift raised under in-distribution traffic");
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+
+    // Shifted traffic: pending first, firing after `for:`.
+    let shifted_at = Instant::now();
+    let mut pending_at = None;
+    let mut firing_at = None;
+    while firing_at.is_none() && shifted_at.elapsed().as_secs() < 180 {
+        predict(&shifted);
+        match state().as_deref() {
+            Some("pending") if pending_at.is_none() => pending_at = Some(Instant::now()),
+            Some("firing") => firing_at = Some(Instant::now()),
+            _ => {}
+        }
+        std::thread::sleep(std::time::Duration::from_millis(500));
+    }
+    let pending_at = pending_at.expect("IrisInputDrift was never seen pending");
+    let firing_at = firing_at.expect("IrisInputDrift never fired");
+    let held = firing_at - pending_at;
+    assert!(
+        held.as_secs() + 6 >= DRIFT_FOR_SECS,
+        "fired {held:?} after going pending; `for:` is {DRIFT_FOR_SECS}s"
+    );
+
+    // `irisctl status` lists it, and the rendered rule names the setting's window.
+    let status = run(p.irisctl().args(["status", "--format", "json"]));
+    let report: Value = serde_json::from_str(&status.stdout).unwrap();
+    let drift: Vec<&Value> = report["alerts"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|a| a["name"] == "IrisInputDrift")
+        .collect();
+    assert!(
+        drift
+            .iter()
+            .any(|a| a["state"] == "firing" && a["severity"] == "warning"),
+        "{report}"
+    );
+    assert!(
+        drift.iter().all(|a| a["summary"]
+            .as_str()
+            .is_some_and(|s| s.contains("the mean input of the last 1m is"))),
+        "{report}"
+    );
+    eprintln!(
+        "timings: pending {:?} and firing {:?} after the shift; test {:?}",
+        pending_at - shifted_at,
+        firing_at - shifted_at,
         started.elapsed()
     );
 }

@@ -1,6 +1,7 @@
 //! Alerts reach people: with `alerting.webhook_url` set, a stopped API makes `IrisApiDown` fire
 //! in the stack's Prometheus and in `irisctl status`, the Alertmanager posts the firing alert to
-//! the webhook, and after `irisctl up` repairs the stack it posts the resolved one.
+//! the webhook, and after `irisctl up` repairs the stack it posts the resolved one. Without the
+//! webhook again, the Alertmanager goes and Prometheus names none.
 //!
 //! The webhook receiver is a small container on the stack's network that prints each POST (its
 //! Authorization header and body, one line each) on stdout, read back with `docker logs`.
@@ -114,6 +115,18 @@ impl Drop for Receiver {
     }
 }
 
+/// Removes the Alertmanager's volume on drop: once the webhook is unset, the stack (and so
+/// `down --volumes`) no longer names it.
+struct AlertmanagerVolume;
+
+impl Drop for AlertmanagerVolume {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("docker")
+            .args(["volume", "rm", &format!("{PROJECT}_alertmanager-data")])
+            .output();
+    }
+}
+
 /// The state of `alert` in the stack's Prometheus, if it holds it.
 fn prometheus_state(alert: &str) -> Option<String> {
     prometheus_state_at(PORTS[2], alert)
@@ -135,28 +148,36 @@ fn prometheus_state_at(port: u16, alert: &str) -> Option<String> {
 }
 
 #[test]
-fn a_stopped_api_is_notified_firing_then_resolved() {
+fn a_stopped_api_is_notified_firing_then_resolved_and_delivery_turns_off() {
     if !common::engine_available() {
         return;
     }
     let started = Instant::now();
+    // Dropped last: after the receiver and the project's `down`.
+    let _volume = AlertmanagerVolume;
     let p = Project::new(PROJECT, PORTS);
-    let config = std::fs::read_to_string(&p.config).unwrap();
+    let without_webhook = std::fs::read_to_string(&p.config).unwrap().replacen(
+        "ports:\n",
+        &format!("ports:\n  alertmanager: {ALERTMANAGER_PORT}\n"),
+        1,
+    );
     std::fs::write(
         &p.config,
         format!(
-            "{}\nalerting:\n  webhook_url: http://{USER}:{PASSWORD}@{RECEIVER}:8080/hook\n",
-            config.replacen(
-                "ports:\n",
-                &format!("ports:\n  alertmanager: {ALERTMANAGER_PORT}\n"),
-                1
-            )
+            "{without_webhook}\nalerting:\n  webhook_url: http://{USER}:{PASSWORD}@{RECEIVER}:8080/hook\n"
         ),
     )
     .unwrap();
 
     let up = run(p.irisctl().arg("up"));
     up.ok();
+    assert!(
+        up.stdout.lines().any(|l| l.contains("Alertmanager")
+            && l.contains(&format!("http://127.0.0.1:{ALERTMANAGER_PORT}/"))
+            && l.contains(&format!("http://***@{RECEIVER}:8080/…"))),
+        "{}",
+        up.stdout
+    );
     let receiver = Receiver::start(&format!("{PROJECT}-network"));
     let settings = run(p.irisctl().args(["--print-settings", "status"]));
     for out in [&up.stdout, &up.stderr, &settings.stdout, &settings.stderr] {
@@ -262,11 +283,29 @@ fn a_stopped_api_is_notified_firing_then_resolved() {
         receiver.posts()
     );
     assert_eq!(prometheus_state("IrisApiDown"), None);
+    let resolved_after = repaired_at.elapsed();
+
+    // Delivery off again: the Alertmanager is an orphan `--remove-orphans` removes, and
+    // Prometheus, recreated with the stack's own config, names no Alertmanager.
+    std::fs::write(&p.config, &without_webhook).unwrap();
+    run(p.irisctl().args(["up", "--remove-orphans"])).ok();
+    assert!(!p.container_ids().contains_key("alertmanager"));
+    let (_, body) = http(
+        "GET",
+        &format!("http://127.0.0.1:{}/api/v1/alertmanagers", PORTS[2]),
+        None,
+    );
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(
+        v["data"]["activeAlertmanagers"],
+        serde_json::json!([]),
+        "{body}"
+    );
     eprintln!(
         "timings: fired {:?} and notified {:?} after the stop; resolved notification {:?} after `up`; test {:?}",
         fired_after,
         notified_after,
-        repaired_at.elapsed(),
+        resolved_after,
         started.elapsed()
     );
 }

@@ -54,13 +54,24 @@ impl Ctx {
     }
 
     /// Write the files irisctl derives from the stack's own (the dashboards with their inputs
-    /// resolved, for Grafana's file provider) and from the settings (Alertmanager's config and
-    /// Prometheus's, when alerts are delivered).
+    /// resolved, for Grafana's file provider) and from the settings (the alert rules, and
+    /// Alertmanager's and Prometheus's configs when alerts are delivered). A file of
+    /// `.irisctl/derived` the settings no longer call for is removed: an old Alertmanager
+    /// config may hold a webhook's token.
     pub fn write_derived_files(&self) -> Result<()> {
         let dir = &self.settings.project_dir;
         let stack = crate::stack::Stack::from_settings(&self.settings);
-        for d in stack.services.iter().flat_map(|s| &s.derived) {
+        let derived: Vec<_> = stack.services.iter().flat_map(|s| &s.derived).collect();
+        for d in &derived {
             write_derived(&d.path, &d.content()?)?;
+        }
+        if let Ok(entries) = std::fs::read_dir(dir.join(crate::stack::DERIVED_DIR)) {
+            for path in entries.flatten().map(|e| e.path()) {
+                if path.is_file() && !derived.iter().any(|d| d.path == path) {
+                    std::fs::remove_file(&path)
+                        .with_context(|| format!("cannot remove `{}`", path.display()))?;
+                }
+            }
         }
         crate::grafana::write_resolved_dashboards(
             &dir.join("monitoring/dashboards"),
@@ -190,7 +201,8 @@ impl Ctx {
     }
 }
 
-/// Create the private folders (`.irisctl`, `.irisctl/secrets`) above `path`, mode 0700.
+/// Create the private folders (`.irisctl`, `.irisctl/secrets`, `.irisctl/derived`) above `path`,
+/// mode 0700.
 fn private_dirs(path: &Path) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let mut dirs = Vec::new();
@@ -330,6 +342,39 @@ mod tests {
         assert_eq!(mode(&path), 0o644);
         write_secret(&path, "changed").unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "changed");
+    }
+
+    #[test]
+    fn derived_files_follow_the_settings() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        crate::assets::write_to(dir.path(), false).unwrap();
+        let mut settings = Settings::defaults(dir.path().to_path_buf());
+        settings
+            .apply(
+                "ALERTING_WEBHOOK_URL",
+                "https://hooks.example.com/T0K3N",
+                "t",
+            )
+            .unwrap();
+        let ctx = |settings: &Settings| Ctx {
+            settings: settings.clone(),
+            printer: Printer::new(crate::output::Verbosity::Quiet),
+            embedded: false,
+        };
+        ctx(&settings).write_derived_files().unwrap();
+        let derived = dir.path().join(crate::stack::DERIVED_DIR);
+        let am = derived.join("alertmanager.yml");
+        assert!(std::fs::read_to_string(&am).unwrap().contains("T0K3N"));
+        assert!(derived.join("prometheus.yml").is_file() && derived.join("alerts.yml").is_file());
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&derived), 0o700);
+        assert_eq!(mode(&am), 0o644);
+        // Delivery off: the Alertmanager's config (and its token) and Prometheus's copy go.
+        settings.apply("ALERTING_WEBHOOK_URL", "", "t").unwrap();
+        ctx(&settings).write_derived_files().unwrap();
+        assert!(!am.exists() && !derived.join("prometheus.yml").exists());
+        assert!(derived.join("alerts.yml").is_file());
     }
 
     #[test]

@@ -215,6 +215,17 @@ fn a_stopped_api_is_notified_firing_then_resolved_and_delivery_turns_off() {
         }),
         "Prometheus does not know the Alertmanager"
     );
+    // The URL's credentials became basic_auth, whose password Alertmanager masks.
+    let (code, am_status) = http(
+        "GET",
+        &format!("http://127.0.0.1:{ALERTMANAGER_PORT}/api/v2/status"),
+        None,
+    );
+    assert_eq!(code, 200, "{am_status}");
+    assert!(
+        am_status.contains("basic_auth") && !am_status.contains(PASSWORD),
+        "{am_status}"
+    );
     let ids = p.container_ids();
     let mounts = docker(&[
         "inspect",

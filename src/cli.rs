@@ -203,7 +203,7 @@ pub struct DownArgs {
 
 #[derive(Debug, Args)]
 pub struct LogsArgs {
-    /// Service to show (api, frontend, prometheus, grafana); all when omitted
+    /// Service to show (api, frontend, prometheus, grafana; alertmanager with alert delivery); all when omitted
     pub service: Option<String>,
 
     /// Keep following new output

@@ -139,6 +139,74 @@ pub fn parse_targets(body: &serde_json::Value) -> Vec<ScrapeTarget> {
     out
 }
 
+/// An alert Prometheus holds: pending (its condition holds, not yet for its `for:` duration) or
+/// firing.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Alert {
+    pub name: String,
+    pub state: String,
+    /// The rule's `severity` label; empty when it has none.
+    pub severity: String,
+    /// When the condition started to hold (Prometheus's `activeAt`, RFC 3339).
+    pub since: String,
+    /// The rule's `summary` annotation; empty when it has none.
+    pub summary: String,
+}
+
+/// Pending and firing alerts from Prometheus's `/api/v1/alerts`.
+pub async fn prometheus_alerts(client: &reqwest::Client, base: &str) -> Result<Vec<Alert>, String> {
+    let url = format!("{base}/api/v1/alerts");
+    let resp = client.get(&url).send().await.map_err(|e| short_error(&e))?;
+    if !resp.status().is_success() {
+        return Err(format!("HTTP {}", resp.status().as_u16()));
+    }
+    let body: serde_json::Value = resp
+        .json()
+        .await
+        .map_err(|e| format!("unreadable answer: {e}"))?;
+    Ok(parse_alerts(&body))
+}
+
+/// The alerts of an `/api/v1/alerts` answer: firing first, then by severity (critical, warning,
+/// others) and name. Anything missing or of the wrong type reads as empty; an answer without an
+/// alert list gives none.
+pub fn parse_alerts(body: &serde_json::Value) -> Vec<Alert> {
+    let Some(list) = body.pointer("/data/alerts").and_then(|v| v.as_array()) else {
+        return Vec::new();
+    };
+    let text = |a: &serde_json::Value, p: &str| {
+        a.pointer(p)
+            .and_then(|v| v.as_str())
+            .unwrap_or("")
+            .to_string()
+    };
+    let mut out: Vec<Alert> = list
+        .iter()
+        .map(|a| Alert {
+            name: text(a, "/labels/alertname"),
+            state: text(a, "/state"),
+            severity: text(a, "/labels/severity"),
+            since: text(a, "/activeAt"),
+            summary: text(a, "/annotations/summary"),
+        })
+        .filter(|a| !a.name.is_empty())
+        .collect();
+    let rank = |a: &Alert| {
+        (
+            a.state != "firing",
+            match a.severity.as_str() {
+                "critical" => 0,
+                "warning" => 1,
+                _ => 2,
+            },
+        )
+    };
+    out.sort_by(|a, b| {
+        (rank(a), &a.name, &a.since, &a.summary).cmp(&(rank(b), &b.name, &b.since, &b.summary))
+    });
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -154,6 +222,65 @@ mod tests {
         assert_eq!(t[0].health, "down");
         assert_eq!(t[0].last_error, "connection refused");
         assert!(parse_targets(&serde_json::json!({"status":"error"})).is_empty());
+    }
+
+    #[test]
+    fn alerts_are_parsed_firing_first_then_by_severity() {
+        let body = serde_json::json!({"status":"success","data":{"alerts":[
+            {"labels":{"alertname":"IrisDrift","severity":"warning"},"annotations":{"summary":"drift"},
+             "state":"pending","activeAt":"2026-12-01T03:00:00Z","value":"3e+00"},
+            {"labels":{"alertname":"IrisScrapesFailing","severity":"warning"},"annotations":{},
+             "state":"firing","activeAt":"2026-12-01T02:00:00Z"},
+            {"labels":{"alertname":"IrisApiDown","severity":"critical","instance":"api:8000"},
+             "annotations":{"summary":"iris-api target api:8000 is down"},
+             "state":"firing","activeAt":"2026-12-01T02:30:00.123Z"},
+            {"labels":{"severity":"critical"},"state":"firing"}
+        ]}});
+        let a = parse_alerts(&body);
+        let got: Vec<_> = a
+            .iter()
+            .map(|a| (a.name.as_str(), a.state.as_str(), a.severity.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("IrisApiDown", "firing", "critical"),
+                ("IrisScrapesFailing", "firing", "warning"),
+                ("IrisDrift", "pending", "warning"),
+            ]
+        );
+        assert_eq!(a[0].since, "2026-12-01T02:30:00.123Z");
+        assert_eq!(a[0].summary, "iris-api target api:8000 is down");
+        assert_eq!(a[1].summary, "");
+        assert_eq!(
+            serde_json::to_value(&a[0]).unwrap(),
+            serde_json::json!({"name":"IrisApiDown","state":"firing","severity":"critical",
+                "since":"2026-12-01T02:30:00.123Z","summary":"iris-api target api:8000 is down"})
+        );
+    }
+
+    #[test]
+    fn odd_alert_answers_give_no_alerts_and_no_panic() {
+        for body in [
+            serde_json::json!({"status":"error","error":"x"}),
+            serde_json::json!({"data":{"alerts":"none"}}),
+            serde_json::json!({"data":{"alerts":[1, null, "x", []]}}),
+            serde_json::json!({"data":{"alerts":[{"labels":{"alertname":7},"state":false}]}}),
+            serde_json::json!(null),
+        ] {
+            assert!(parse_alerts(&body).is_empty(), "{body}");
+        }
+        let a = parse_alerts(&serde_json::json!({"data":{"alerts":[
+            {"labels":{"alertname":"X","severity":["odd"]},"state":3,"activeAt":{}}
+        ]}}));
+        assert_eq!(
+            (
+                a[0].state.as_str(),
+                a[0].severity.as_str(),
+                a[0].since.as_str()
+            ),
+            ("", "", "")
+        );
     }
 
     #[tokio::test]

@@ -27,6 +27,8 @@ pub struct Ports {
     pub frontend: u16,
     pub prometheus: u16,
     pub grafana: u16,
+    /// Published only when alert delivery is on (`alerting.webhook_url`).
+    pub alertmanager: u16,
 }
 
 /// Base images (passed to the Dockerfiles as build args) and third-party service images.
@@ -37,6 +39,7 @@ pub struct Images {
     pub nginx: String,
     pub prometheus: String,
     pub grafana: String,
+    pub alertmanager: String,
 }
 
 /// Build a service from a context instead of using an image reference.
@@ -63,11 +66,100 @@ pub struct Settings {
     pub api_replicas: u32,
     /// Swarm target: a registry every node can pull from; built images are pushed there.
     pub registry: Option<String>,
+    /// Where Alertmanager delivers alerts; `None`: no Alertmanager, the rules only evaluate.
+    pub alerting: Alerting,
     /// From `.env`; `None` until the first `up` generates it.
     #[serde(skip)]
     pub grafana_admin_password: Option<String>,
     /// Where each value came from, for `--print-settings` and error messages.
     pub sources: Vec<String>,
+}
+
+/// Alert delivery and the drift rule's tuning.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Alerting {
+    /// The webhook Alertmanager posts to. Shown only as [`WebhookUrl::shown`]: its userinfo,
+    /// path and query may hold credentials.
+    pub webhook_url: Option<WebhookUrl>,
+    /// `IrisInputDrift`: the window of the live mean (a Prometheus duration, e.g. `30m`).
+    pub drift_window: String,
+    /// `IrisInputDrift`: how long the drift must last before it fires (`for:`).
+    pub drift_for: String,
+    /// `IrisInputDrift`: the distance from the training mean, in training standard deviations.
+    pub drift_stddevs: String,
+}
+
+impl Default for Alerting {
+    fn default() -> Self {
+        Alerting {
+            webhook_url: None,
+            drift_window: "30m".into(),
+            drift_for: "15m".into(),
+            drift_stddevs: "1".into(),
+        }
+    }
+}
+
+/// A validated `http(s)://` URL that is never printed whole.
+#[derive(Clone, PartialEq, Eq)]
+pub struct WebhookUrl(String);
+
+impl WebhookUrl {
+    /// Validate `value`: an absolute `http` or `https` URL with a host. The error names what is
+    /// wrong without repeating the value (it may hold a token).
+    pub fn parse(value: &str) -> std::result::Result<WebhookUrl, &'static str> {
+        let v = value.trim();
+        let url = reqwest::Url::parse(v).map_err(|_| "not an absolute URL")?;
+        if !matches!(url.scheme(), "http" | "https") {
+            return Err("its scheme is not http or https");
+        }
+        if url.host_str().is_none_or(str::is_empty) {
+            return Err("it has no host");
+        }
+        Ok(WebhookUrl(v.to_string()))
+    }
+
+    /// The URL as Alertmanager gets it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    /// Scheme, host and port only: a webhook's userinfo, path and query often carry its token.
+    pub fn shown(&self) -> String {
+        match reqwest::Url::parse(&self.0) {
+            Ok(u) => {
+                let port = u.port().map(|p| format!(":{p}")).unwrap_or_default();
+                let rest = if u.path() == "/" && u.query().is_none() {
+                    "/"
+                } else {
+                    "/…"
+                };
+                let who = if u.username().is_empty() && u.password().is_none() {
+                    ""
+                } else {
+                    "***@"
+                };
+                format!(
+                    "{}://{who}{}{port}{rest}",
+                    u.scheme(),
+                    u.host_str().unwrap_or("")
+                )
+            }
+            Err(_) => "(not shown)".into(),
+        }
+    }
+}
+
+impl std::fmt::Debug for WebhookUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.shown())
+    }
+}
+
+impl Serialize for WebhookUrl {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.shown())
+    }
 }
 
 mod secs {
@@ -91,6 +183,7 @@ impl Settings {
                 frontend: 5174,
                 prometheus: 9090,
                 grafana: 3000,
+                alertmanager: 9093,
             },
             images: Images {
                 python: "python:3.11-slim".into(),
@@ -98,12 +191,14 @@ impl Settings {
                 nginx: "nginx:1.27-alpine".into(),
                 prometheus: "prom/prometheus:v2.53.2".into(),
                 grafana: "grafana/grafana:11.4.0".into(),
+                alertmanager: "prom/alertmanager:v0.27.0".into(),
             },
             builds: BTreeMap::new(),
             health_timeout: Duration::from_secs(180),
             grafana_admin_user: "admin".into(),
             api_replicas: 1,
             registry: None,
+            alerting: Alerting::default(),
             grafana_admin_password: None,
             sources: vec!["built-in defaults".into()],
         }
@@ -138,18 +233,69 @@ impl Settings {
                     bad("an IP address", "give an address like 127.0.0.1 (the default, this host only) or 0.0.0.0 (every interface)")
                 })?;
             }
-            "API_PORT" | "FRONTEND_PORT" | "PROMETHEUS_PORT" | "GRAFANA_PORT" => {
+            "API_PORT" | "FRONTEND_PORT" | "PROMETHEUS_PORT" | "GRAFANA_PORT"
+            | "ALERTMANAGER_PORT" => {
                 let port = parse_port(value)
                     .ok_or_else(|| bad("a port number", "give a whole number from 1 to 65535"))?;
                 match key {
                     "API_PORT" => self.ports.api = port,
                     "FRONTEND_PORT" => self.ports.frontend = port,
                     "PROMETHEUS_PORT" => self.ports.prometheus = port,
+                    "ALERTMANAGER_PORT" => self.ports.alertmanager = port,
                     _ => self.ports.grafana = port,
                 }
             }
+            "ALERTING_WEBHOOK_URL" if value.trim().is_empty() => {
+                self.alerting.webhook_url = None;
+            }
+            "ALERTING_WEBHOOK_URL" => {
+                let url = WebhookUrl::parse(value).map_err(|why| {
+                    // The value is not repeated: a webhook URL often carries a token.
+                    hinted(
+                        format!("{origin}: {wrote}the webhook URL (not shown) is not an http or https URL: {why}"),
+                        "give the full address Alertmanager posts to, e.g. http://receiver:8080/alerts or https://hooks.example.com/T0K3N; an empty value turns delivery off",
+                    )
+                })?;
+                self.alerting.webhook_url = Some(url);
+            }
+            "ALERTING_DRIFT_WINDOW" | "ALERTING_DRIFT_FOR" => {
+                let window = key == "ALERTING_DRIFT_WINDOW";
+                let (min, shown_min) = if window { (30_000, "30s") } else { (0, "0s") };
+                parse_prometheus_duration(value)
+                    .filter(|ms| (min..=MAX_DURATION_SECS * 1000).contains(ms))
+                    .ok_or_else(|| {
+                        bad(
+                            &format!("a Prometheus duration from {shown_min} to 24h"),
+                            if window {
+                                "give a number and a unit (ms, s, m, h, d), e.g. 30m or 1h30m; the window needs a few scrapes (5 s apart)"
+                            } else {
+                                "give a number and a unit (ms, s, m, h, d), e.g. 15m; 0s fires as soon as the drift is seen"
+                            },
+                        )
+                    })?;
+                let v = value.trim().to_string();
+                if window {
+                    self.alerting.drift_window = v;
+                } else {
+                    self.alerting.drift_for = v;
+                }
+            }
+            "ALERTING_DRIFT_STDDEVS" => {
+                let k: f64 = value
+                    .trim()
+                    .parse()
+                    .ok()
+                    .filter(|k: &f64| k.is_finite() && *k > 0.0 && *k <= 100.0)
+                    .ok_or_else(|| {
+                        bad(
+                            "a number of standard deviations above 0 and at most 100",
+                            "give a number like 1 (the default), 0.5 or 2.5",
+                        )
+                    })?;
+                self.alerting.drift_stddevs = k.to_string();
+            }
             "PYTHON_IMAGE" | "NODE_IMAGE" | "NGINX_IMAGE" | "PROMETHEUS_IMAGE"
-            | "GRAFANA_IMAGE" => {
+            | "GRAFANA_IMAGE" | "ALERTMANAGER_IMAGE" => {
                 validate_image(value).map_err(|why| {
                     bad(&format!("an image reference ({why})"), "write it as NAME[:TAG], e.g. python:3.11-slim or irisctl-offline/python:3.11")
                 })?;
@@ -158,6 +304,7 @@ impl Settings {
                     "NODE_IMAGE" => &mut self.images.node,
                     "NGINX_IMAGE" => &mut self.images.nginx,
                     "PROMETHEUS_IMAGE" => &mut self.images.prometheus,
+                    "ALERTMANAGER_IMAGE" => &mut self.images.alertmanager,
                     _ => &mut self.images.grafana,
                 };
                 *slot = value.to_string();
@@ -218,7 +365,9 @@ impl Settings {
             serde_yaml::from_str(text).map_err(|e| {
                 // serde names the Rust types; say what the user wrote instead.
                 let mut why = e.to_string();
-                for layer in ["File", "Ports", "Images", "Build", "Timeouts", "Grafana", "Swarm"] {
+                for layer in [
+                    "File", "Ports", "Images", "Build", "Timeouts", "Grafana", "Swarm", "Alerting",
+                ] {
                     why = why.replace(&format!("struct {layer}Layer"), "a mapping of keys");
                 }
                 hinted(
@@ -240,6 +389,7 @@ impl Settings {
                 ("FRONTEND_PORT", p.frontend),
                 ("PROMETHEUS_PORT", p.prometheus),
                 ("GRAFANA_PORT", p.grafana),
+                ("ALERTMANAGER_PORT", p.alertmanager),
             ] {
                 if let Some(v) = v {
                     let name = key.trim_end_matches("_PORT").to_lowercase();
@@ -254,6 +404,7 @@ impl Settings {
                 ("NGINX_IMAGE", i.nginx),
                 ("PROMETHEUS_IMAGE", i.prometheus),
                 ("GRAFANA_IMAGE", i.grafana),
+                ("ALERTMANAGER_IMAGE", i.alertmanager),
             ] {
                 if let Some(v) = v {
                     let name = key.trim_end_matches("_IMAGE").to_lowercase();
@@ -270,6 +421,19 @@ impl Settings {
         }
         if let Some(u) = file.grafana.and_then(|g| g.admin_user) {
             self.apply("GRAFANA_ADMIN_USER", &u, &origin("grafana.admin_user"))?;
+        }
+        if let Some(a) = file.alerting {
+            for (key, v) in [
+                ("ALERTING_WEBHOOK_URL", a.webhook_url),
+                ("ALERTING_DRIFT_WINDOW", a.drift_window),
+                ("ALERTING_DRIFT_FOR", a.drift_for),
+                ("ALERTING_DRIFT_STDDEVS", a.drift_stddevs),
+            ] {
+                if let Some(v) = v {
+                    let name = key.trim_start_matches("ALERTING_").to_lowercase();
+                    self.apply(key, &yaml_scalar(&v), &origin(&format!("alerting.{name}")))?;
+                }
+            }
         }
         if let Some(sw) = file.swarm {
             if let Some(n) = sw.api_replicas {
@@ -359,12 +523,19 @@ impl Settings {
             ("prometheus", self.ports.prometheus),
             ("grafana", self.ports.grafana),
         ];
+        // Alertmanager publishes its port only when it runs.
+        let alertmanager = [("alertmanager", self.ports.alertmanager)];
+        let ports: Vec<_> = if self.alerting.webhook_url.is_some() {
+            ports.iter().chain(&alertmanager).copied().collect()
+        } else {
+            ports.to_vec()
+        };
         for (i, (a, pa)) in ports.iter().enumerate() {
             for (b, pb) in &ports[i + 1..] {
                 if pa == pb {
                     return Err(hinted(
                         format!("the {a} and {b} services are both set to host port {pa}"),
-                        "give each service its own port (flags --api-port, --frontend-port, --prometheus-port, --grafana-port, or `ports:` in irisctl.yaml)",
+                        "give each service its own port (flags --api-port, --frontend-port, --prometheus-port, --grafana-port, IRISCTL_ALERTMANAGER_PORT, or `ports:` in irisctl.yaml)",
                     ));
                 }
             }
@@ -395,15 +566,21 @@ pub const KNOWN_KEYS: &[&str] = &[
     "FRONTEND_PORT",
     "PROMETHEUS_PORT",
     "GRAFANA_PORT",
+    "ALERTMANAGER_PORT",
     "PYTHON_IMAGE",
     "NODE_IMAGE",
     "NGINX_IMAGE",
     "PROMETHEUS_IMAGE",
     "GRAFANA_IMAGE",
+    "ALERTMANAGER_IMAGE",
     "HEALTH_TIMEOUT",
     "GRAFANA_ADMIN_USER",
     "API_REPLICAS",
     "REGISTRY",
+    "ALERTING_WEBHOOK_URL",
+    "ALERTING_DRIFT_WINDOW",
+    "ALERTING_DRIFT_FOR",
+    "ALERTING_DRIFT_STDDEVS",
 ];
 const BUILDABLE: &[&str] = &["prometheus", "grafana"];
 
@@ -419,6 +596,17 @@ struct FileLayer {
     timeouts: Option<TimeoutsLayer>,
     grafana: Option<GrafanaLayer>,
     swarm: Option<SwarmLayer>,
+    alerting: Option<AlertingLayer>,
+}
+
+#[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
+#[serde(deny_unknown_fields)]
+struct AlertingLayer {
+    webhook_url: Option<serde_yaml::Value>,
+    drift_window: Option<serde_yaml::Value>,
+    drift_for: Option<serde_yaml::Value>,
+    drift_stddevs: Option<serde_yaml::Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -437,6 +625,7 @@ struct PortsLayer {
     frontend: Option<serde_yaml::Value>,
     prometheus: Option<serde_yaml::Value>,
     grafana: Option<serde_yaml::Value>,
+    alertmanager: Option<serde_yaml::Value>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -448,6 +637,7 @@ struct ImagesLayer {
     nginx: Option<String>,
     prometheus: Option<String>,
     grafana: Option<String>,
+    alertmanager: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -506,6 +696,49 @@ pub fn parse_duration_secs(what: &str, value: &str) -> Result<Duration> {
                 format!("give a whole number of seconds from 1 to {MAX_DURATION_SECS}, e.g. 180"),
             )
         })
+}
+
+/// A Prometheus duration (`90s`, `1h30m`, `0s`; units ms, s, m, h, d, w, largest first) in
+/// milliseconds; `None` if it is not one.
+pub fn parse_prometheus_duration(value: &str) -> Option<u64> {
+    const UNITS: [(&str, u64); 6] = [
+        ("w", 604_800_000),
+        ("d", 86_400_000),
+        ("h", 3_600_000),
+        ("m", 60_000),
+        ("s", 1_000),
+        ("ms", 1),
+    ];
+    let mut rest = value.trim();
+    if rest.is_empty() {
+        return None;
+    }
+    let mut total: u64 = 0;
+    let mut last_unit = 0; // index into UNITS: each unit must come after the previous one
+    let mut first = true;
+    while !rest.is_empty() {
+        let digits = rest.chars().take_while(char::is_ascii_digit).count();
+        if digits == 0 || digits > 12 {
+            return None;
+        }
+        let n: u64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        // `ms` before `m`, so that `5ms` is not read as 5 minutes and an `s`.
+        let (i, len, scale) = if rest.starts_with("ms") {
+            (5, 2, 1)
+        } else {
+            let i = UNITS[..5].iter().position(|(u, _)| rest.starts_with(u))?;
+            (i, 1, UNITS[i].1)
+        };
+        if !first && i <= last_unit {
+            return None;
+        }
+        first = false;
+        last_unit = i;
+        rest = &rest[len..];
+        total = total.checked_add(n.checked_mul(scale)?)?;
+    }
+    Some(total)
 }
 
 fn parse_port(value: &str) -> Option<u16> {
@@ -847,6 +1080,7 @@ mod tests {
             &s.images.nginx,
             &s.images.prometheus,
             &s.images.grafana,
+            &s.images.alertmanager,
         ] {
             let tag = image.rsplit_once(':').map(|(_, t)| t).unwrap_or("");
             assert!(!tag.is_empty() && tag != "latest", "{image} must be pinned");
@@ -1170,6 +1404,205 @@ mod tests {
     }
 
     #[test]
+    fn the_webhook_url_is_validated_and_never_shown_whole() {
+        let mut s = Settings::defaults(PathBuf::new());
+        assert!(s.alerting.webhook_url.is_none());
+        s.apply_file(
+            "alerting:\n  webhook_url: https://bob:hunter2@hooks.example.com:8443/T0K3N?x=SECRET\n",
+            Path::new("/p/irisctl.yaml"),
+        )
+        .unwrap();
+        let url = s.alerting.webhook_url.clone().unwrap();
+        assert_eq!(
+            url.expose(),
+            "https://bob:hunter2@hooks.example.com:8443/T0K3N?x=SECRET"
+        );
+        assert_eq!(url.shown(), "https://***@hooks.example.com:8443/…");
+        let printed = to_yaml(&s).unwrap() + &format!("{s:?}");
+        for secret in ["hunter2", "bob", "T0K3N", "SECRET"] {
+            assert!(!printed.contains(secret), "{secret} in {printed}");
+        }
+        // Empty turns delivery off again (a variable overriding the file).
+        s.apply(
+            "ALERTING_WEBHOOK_URL",
+            "",
+            "environment variable IRISCTL_ALERTING_WEBHOOK_URL",
+        )
+        .unwrap();
+        assert!(s.alerting.webhook_url.is_none());
+        for bad in [
+            "ftp://u:hunter2@host/x",
+            "file:///etc/passwd",
+            "hooks.example.com/hunter2",
+            "http://",
+            "not a url hunter2",
+        ] {
+            let e = err_text(
+                s.apply_file(
+                    &format!("alerting:\n  webhook_url: \"{bad}\"\n"),
+                    Path::new("/p/irisctl.yaml"),
+                )
+                .unwrap_err(),
+            );
+            assert!(
+                e.contains("key `alerting.webhook_url`")
+                    && e.contains("is not an http or https URL")
+                    && e.contains("hint: give the full address"),
+                "{bad}: {e}"
+            );
+            assert!(!e.contains("hunter2"), "{e}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join(".env"),
+            "IRISCTL_ALERTING_WEBHOOK_URL=smtp://x:hunter2@y\n",
+        )
+        .unwrap();
+        let e = err_text(resolve(inputs(dir.path(), &[], vec![])).unwrap_err());
+        assert!(
+            e.contains(".env` line 1: IRISCTL_ALERTING_WEBHOOK_URL=") && !e.contains("hunter2"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn prometheus_durations() {
+        for (text, ms) in [
+            ("30m", 1_800_000),
+            ("0s", 0),
+            ("1h30m", 5_400_000),
+            ("90s", 90_000),
+            ("500ms", 500),
+            ("1m30s500ms", 90_500),
+            (" 2d ", 172_800_000),
+        ] {
+            assert_eq!(parse_prometheus_duration(text), Some(ms), "{text}");
+        }
+        for bad in [
+            "",
+            "30",
+            "m",
+            "1.5m",
+            "-1m",
+            "30m1h",
+            "1m1m",
+            "5 m",
+            "1y",
+            "1M",
+            "ms5",
+            "99999999999999w",
+        ] {
+            assert_eq!(parse_prometheus_duration(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn drift_settings_are_validated() {
+        let mut s = Settings::defaults(PathBuf::new());
+        assert_eq!(
+            (
+                s.alerting.drift_window.as_str(),
+                s.alerting.drift_for.as_str(),
+                s.alerting.drift_stddevs.as_str()
+            ),
+            ("30m", "15m", "1")
+        );
+        s.apply_file(
+            "alerting:\n  drift_window: 1m\n  drift_for: 0s\n  drift_stddevs: 2.50\n",
+            Path::new("/p/c.yaml"),
+        )
+        .unwrap();
+        assert_eq!(
+            (
+                s.alerting.drift_window.as_str(),
+                s.alerting.drift_for.as_str(),
+                s.alerting.drift_stddevs.as_str()
+            ),
+            ("1m", "0s", "2.5")
+        );
+        for (yaml, needle) in [
+            (
+                "drift_window: 10s",
+                "key `alerting.drift_window`: \"10s\" is not a Prometheus duration from 30s to 24h",
+            ),
+            ("drift_window: 30", "is not a Prometheus duration"),
+            (
+                "drift_for: 2d",
+                "key `alerting.drift_for`: \"2d\" is not a Prometheus duration from 0s to 24h",
+            ),
+            (
+                "drift_stddevs: 0",
+                "key `alerting.drift_stddevs`: \"0\" is not a number of standard deviations",
+            ),
+            (
+                "drift_stddevs: .nan",
+                "is not a number of standard deviations",
+            ),
+            (
+                "drift_stddevs: 1e9",
+                "is not a number of standard deviations",
+            ),
+        ] {
+            let e = err_text(
+                s.apply_file(&format!("alerting:\n  {yaml}\n"), Path::new("/p/c.yaml"))
+                    .unwrap_err(),
+            );
+            assert!(
+                e.contains(needle) && e.contains("hint: give"),
+                "{yaml}: {e}"
+            );
+        }
+        let e = err_text(
+            s.apply(
+                "ALERTING_DRIFT_FOR",
+                "soon",
+                "environment variable IRISCTL_ALERTING_DRIFT_FOR",
+            )
+            .unwrap_err(),
+        );
+        assert!(
+            e.starts_with("environment variable IRISCTL_ALERTING_DRIFT_FOR: \"soon\""),
+            "{e}"
+        );
+    }
+
+    /// monitoring/test-rules tests the rules rendered with these defaults.
+    #[test]
+    fn test_rules_renders_the_default_drift_settings() {
+        let script = include_str!("../monitoring/test-rules");
+        let d = Settings::defaults(PathBuf::new()).alerting;
+        for (name, value) in [
+            ("drift_window", &d.drift_window),
+            ("drift_for", &d.drift_for),
+            ("drift_stddevs", &d.drift_stddevs),
+        ] {
+            let sed = format!("'s/\\${{{name}}}/{value}/g'");
+            assert!(script.contains(&sed), "monitoring/test-rules lacks {sed}");
+        }
+    }
+
+    #[test]
+    fn the_alertmanager_port_conflicts_only_when_it_runs() {
+        let mut s = Settings::defaults(PathBuf::new());
+        s.apply("ALERTMANAGER_PORT", "9090", "t").unwrap();
+        s.validate().unwrap();
+        s.apply("ALERTING_WEBHOOK_URL", "http://r:8080/", "t")
+            .unwrap();
+        let e = err_text(s.validate().unwrap_err());
+        assert!(
+            e.contains("the prometheus and alertmanager services are both set to host port 9090"),
+            "{e}"
+        );
+        s.apply_file(
+            "ports:\n  alertmanager: 9193\nimages:\n  alertmanager: irisctl-offline/alertmanager:0.25\n",
+            Path::new("/p/c.yaml"),
+        )
+        .unwrap();
+        s.validate().unwrap();
+        assert_eq!(s.images.alertmanager, "irisctl-offline/alertmanager:0.25");
+    }
+
+    #[test]
     fn client_host_for_wildcard_binds() {
         let mut s = Settings::defaults(PathBuf::new());
         s.apply("BIND", "0.0.0.0", "t").unwrap();
@@ -1207,6 +1640,9 @@ mod tests {
             "timeouts",
             "health",
             "admin_user",
+            "alerting",
+            "webhook_url",
+            "alertmanager",
             "x",
             "",
         ];
@@ -1226,6 +1662,8 @@ mod tests {
             "\"",
             "127.0.0.1",
             "::1",
+            "http://u:p@h:1/x",
+            "ftp://h",
             "iris",
             "Iris!",
             "python:3.11",
@@ -1305,6 +1743,7 @@ mod tests {
                 frontend: v("1"),
                 prometheus: v("1"),
                 grafana: v("1"),
+                alertmanager: v("1"),
             }),
             images: Some(ImagesLayer {
                 python: Some("i".into()),
@@ -1312,6 +1751,7 @@ mod tests {
                 nginx: Some("i".into()),
                 prometheus: Some("i".into()),
                 grafana: Some("i".into()),
+                alertmanager: Some("i".into()),
             }),
             build: Some(BTreeMap::from([(
                 "grafana".to_string(),
@@ -1329,10 +1769,19 @@ mod tests {
                 api_replicas: v("1"),
                 registry: Some("r".into()),
             }),
+            alerting: Some(AlertingLayer {
+                webhook_url: v("u"),
+                drift_window: v("1m"),
+                drift_for: v("1m"),
+                drift_stddevs: v("1"),
+            }),
         };
         fn paths(v: &serde_yaml::Value, prefix: &str, out: &mut Vec<String>) {
             if let serde_yaml::Value::Mapping(m) = v {
                 for (k, v) in m {
+                    if v.is_null() {
+                        continue; // a key the template leaves out parses as null
+                    }
                     let key = format!("{prefix}{}", k.as_str().unwrap_or("?"));
                     if v.is_mapping() && !v.as_mapping().is_some_and(|m| m.is_empty()) {
                         paths(v, &format!("{key}."), out);

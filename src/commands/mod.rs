@@ -55,9 +55,25 @@ impl Ctx {
     }
 
     /// Write the files irisctl derives from the stack's own (the dashboards with their inputs
-    /// resolved, for Grafana's file provider).
+    /// resolved, for Grafana's file provider) and from the settings (the alert rules, and
+    /// Alertmanager's and Prometheus's configs when alerts are delivered). A file of
+    /// `.irisctl/derived` the settings no longer call for is removed: an old Alertmanager
+    /// config may hold a webhook's token.
     pub fn write_derived_files(&self) -> Result<()> {
         let dir = &self.settings.project_dir;
+        let stack = crate::stack::Stack::from_settings(&self.settings);
+        let derived: Vec<_> = stack.services.iter().flat_map(|s| &s.derived).collect();
+        for d in &derived {
+            write_derived(&d.path, &d.content()?)?;
+        }
+        if let Ok(entries) = std::fs::read_dir(dir.join(crate::stack::DERIVED_DIR)) {
+            for path in entries.flatten().map(|e| e.path()) {
+                if path.is_file() && !derived.iter().any(|d| d.path == path) {
+                    std::fs::remove_file(&path)
+                        .with_context(|| format!("cannot remove `{}`", path.display()))?;
+                }
+            }
+        }
         crate::grafana::write_resolved_dashboards(
             &dir.join("monitoring/dashboards"),
             &dir.join(crate::grafana::RESOLVED_DASHBOARDS_DIR),
@@ -186,14 +202,15 @@ impl Ctx {
     }
 }
 
-/// Create the private folders (`.irisctl`, `.irisctl/secrets`) above `path`, mode 0700.
+/// Create the private folders (`.irisctl`, `.irisctl/secrets`, `.irisctl/derived`) above `path`,
+/// mode 0700.
 fn private_dirs(path: &Path) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
     let mut dirs = Vec::new();
     let mut dir = path.parent();
     while let Some(d) = dir {
         if d.file_name()
-            .is_some_and(|n| n == ".irisctl" || n == "secrets")
+            .is_some_and(|n| n == ".irisctl" || n == "secrets" || n == "derived")
         {
             dirs.push(d.to_path_buf());
             dir = d.parent();
@@ -213,13 +230,20 @@ fn private_dirs(path: &Path) -> Result<()> {
 /// the file itself is world-readable (0644) because the container reads it as its own user
 /// (Grafana: uid 472), which sees only the file, not the folders.
 fn write_secret(path: &Path, value: &str) -> Result<()> {
+    write_derived(path, value.as_bytes())
+}
+
+/// Write a derived file below `.irisctl/` (folders 0700). The file is 0644: the container reads
+/// it as its own user (Alertmanager: nobody), which sees only the file, not the folders. A file
+/// that already holds `data` is left alone.
+fn write_derived(path: &Path, data: &[u8]) -> Result<()> {
     use std::os::unix::fs::PermissionsExt;
-    if std::fs::read_to_string(path).is_ok_and(|v| v == value) {
+    if std::fs::read(path).is_ok_and(|v| v == data) {
         return Ok(());
     }
     private_dirs(path)?;
     let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, value).with_context(|| format!("cannot write `{}`", tmp.display()))?;
+    std::fs::write(&tmp, data).with_context(|| format!("cannot write `{}`", tmp.display()))?;
     std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o644))
         .with_context(|| format!("cannot set the mode of `{}`", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("cannot write `{}`", path.display()))?;
@@ -319,6 +343,39 @@ mod tests {
         assert_eq!(mode(&path), 0o644);
         write_secret(&path, "changed").unwrap();
         assert_eq!(std::fs::read_to_string(&path).unwrap(), "changed");
+    }
+
+    #[test]
+    fn derived_files_follow_the_settings() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        crate::assets::write_to(dir.path(), false).unwrap();
+        let mut settings = Settings::defaults(dir.path().to_path_buf());
+        settings
+            .apply(
+                "ALERTING_WEBHOOK_URL",
+                "https://hooks.example.com/T0K3N",
+                "t",
+            )
+            .unwrap();
+        let ctx = |settings: &Settings| Ctx {
+            settings: settings.clone(),
+            printer: Printer::new(crate::output::Verbosity::Quiet),
+            embedded: false,
+        };
+        ctx(&settings).write_derived_files().unwrap();
+        let derived = dir.path().join(crate::stack::DERIVED_DIR);
+        let am = derived.join("alertmanager.yml");
+        assert!(std::fs::read_to_string(&am).unwrap().contains("T0K3N"));
+        assert!(derived.join("prometheus.yml").is_file() && derived.join("alerts.yml").is_file());
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode(&derived), 0o700);
+        assert_eq!(mode(&am), 0o644);
+        // Delivery off: the Alertmanager's config (and its token) and Prometheus's copy go.
+        settings.apply("ALERTING_WEBHOOK_URL", "", "t").unwrap();
+        ctx(&settings).write_derived_files().unwrap();
+        assert!(!am.exists() && !derived.join("prometheus.yml").exists());
+        assert!(derived.join("alerts.yml").is_file());
     }
 
     #[test]

@@ -13,7 +13,7 @@ use crate::error::Exit;
 use crate::output::Format;
 #[cfg(test)]
 use crate::probe::ProbeResult;
-use crate::probe::{self, ScrapeTarget};
+use crate::probe::{self, Alert, ScrapeTarget};
 use crate::stack::Stack;
 
 #[derive(Debug, Serialize)]
@@ -25,6 +25,9 @@ pub struct Report {
     pub orphans: Vec<String>,
     pub prometheus_targets: Vec<ScrapeTarget>,
     pub prometheus_error: Option<String>,
+    /// Pending and firing alerts of the stack's own Prometheus.
+    pub alerts: Vec<Alert>,
+    pub alerts_error: Option<String>,
     pub grafana_dashboards: Vec<DashboardStatus>,
     pub grafana_error: Option<String>,
 }
@@ -115,12 +118,27 @@ async fn finish(
         .find(|s| s.name == "prometheus" && s.state == "running")
         .and_then(|s| s.probe_port)
         .map(|port| format!("http://{host}:{port}"));
-    let (prometheus_targets, prometheus_error) = match prom {
-        None => (vec![], Some("prometheus is not running".to_string())),
-        Some(url) => match probe::prometheus_targets(&client, &url).await {
-            Ok(t) => (t, None),
-            Err(e) => (vec![], Some(e)),
-        },
+    let (prometheus_targets, prometheus_error, alerts, alerts_error) = match prom {
+        None => {
+            let e = Some("prometheus is not running".to_string());
+            (vec![], e.clone(), vec![], e)
+        }
+        Some(url) => {
+            let (targets, alerts) = futures_util::future::join(
+                probe::prometheus_targets(&client, &url),
+                probe::prometheus_alerts(&client, &url),
+            )
+            .await;
+            let (t, te) = match targets {
+                Ok(t) => (t, None),
+                Err(e) => (vec![], Some(e)),
+            };
+            let (a, ae) = match alerts {
+                Ok(a) => (a, None),
+                Err(e) => (vec![], Some(e)),
+            };
+            (t, te, a, ae)
+        }
     };
     let grafana_running = services
         .iter()
@@ -145,6 +163,8 @@ async fn finish(
         orphans,
         prometheus_targets,
         prometheus_error,
+        alerts,
+        alerts_error,
         grafana_dashboards,
         grafana_error,
     })
@@ -238,6 +258,31 @@ pub fn render_table(r: &Report) -> String {
             t.job, t.instance, t.health
         ));
     }
+    out.push_str("\nprometheus alerts\n");
+    if let Some(e) = &r.alerts_error {
+        out.push_str(&format!("  unavailable: {e}\n"));
+    } else if r.alerts.is_empty() {
+        out.push_str("  none pending or firing\n");
+    }
+    for a in &r.alerts {
+        let severity = if a.severity.is_empty() {
+            "-"
+        } else {
+            &a.severity
+        };
+        let summary = if a.summary.is_empty() {
+            String::new()
+        } else {
+            format!(" {}", a.summary)
+        };
+        out.push_str(&format!(
+            "  {:<8} {:<24} {:<9} since {}{summary}\n",
+            a.state.to_uppercase(),
+            a.name,
+            severity,
+            a.since
+        ));
+    }
     out.push_str("\ngrafana dashboards\n");
     if let Some(e) = &r.grafana_error {
         out.push_str(&format!("  unavailable: {e}\n"));
@@ -317,6 +362,23 @@ mod tests {
                 last_error: "connection refused".into(),
             }],
             prometheus_error: None,
+            alerts: vec![
+                Alert {
+                    name: "IrisApiDown".into(),
+                    state: "firing".into(),
+                    severity: "critical".into(),
+                    since: "2026-12-01T02:30:00Z".into(),
+                    summary: "iris-api target api:8000 is down: scrapes of /metrics fail".into(),
+                },
+                Alert {
+                    name: "IrisInputDrift".into(),
+                    state: "pending".into(),
+                    severity: "warning".into(),
+                    since: "2026-12-01T02:45:00Z".into(),
+                    summary: String::new(),
+                },
+            ],
+            alerts_error: None,
             grafana_dashboards: vec![],
             grafana_error: Some("grafana is not running".into()),
         };

@@ -222,6 +222,12 @@ fn urls_table(ctx: &Ctx, stack: &Stack) -> String {
             p.grafana, ctx.settings.grafana_admin_user
         ),
     ]);
+    if let Some(hook) = &ctx.settings.alerting.webhook_url {
+        table.push_record([
+            "Alertmanager".to_string(),
+            format!("http://{host}:{}/ (to {})", p.alertmanager, hook.shown()),
+        ]);
+    }
     let mut t = table.build();
     t.with(tabled::settings::Style::blank());
     t.to_string()

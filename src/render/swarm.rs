@@ -231,4 +231,33 @@ mod tests {
         assert!(files.build_override.contains("context: ./stack/api"));
         assert_eq!(files.extra[0].0, dir.path().join(SWARM_PROMETHEUS));
     }
+
+    #[test]
+    fn swarm_form_delivers_alerts_through_the_alertmanager() {
+        let dir = tempfile::tempdir().unwrap();
+        crate::assets::write_to(dir.path(), false).unwrap();
+        std::fs::create_dir_all(dir.path().join(".irisctl/secrets")).unwrap();
+        std::fs::write(crate::stack::grafana_secret_path(dir.path()), "pw").unwrap();
+        let mut settings = Settings::defaults(dir.path().to_path_buf());
+        settings
+            .apply("ALERTING_WEBHOOK_URL", "http://receiver:8080/", "t")
+            .unwrap();
+        let st = Stack::from_settings(&settings);
+        let files = render(&st.swarm_form(), dir.path(), "h").unwrap();
+        let doc: serde_yaml::Value = serde_yaml::from_str(&files.stack).unwrap();
+        let am = &doc["services"]["alertmanager"];
+        assert_eq!(am["read_only"], true);
+        assert_eq!(am["cap_drop"][0], "ALL");
+        assert_eq!(
+            am["configs"][0]["target"],
+            "/etc/alertmanager/alertmanager.yml"
+        );
+        assert!(doc["volumes"].get("alertmanager-data").is_some());
+        // Prometheus's Swarm config keeps the alerting section beside the DNS discovery.
+        let prom: serde_yaml::Value = serde_yaml::from_slice(&files.extra[0].1).unwrap();
+        assert_eq!(
+            prom["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"][0],
+            "alertmanager:9093"
+        );
+    }
 }

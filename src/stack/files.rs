@@ -26,7 +26,13 @@ pub fn mounted_files(service: &Service) -> Result<Vec<MountedFile>> {
         let Mount::Bind { source, target } = m else {
             continue;
         };
-        if source.ends_with(crate::grafana::RESOLVED_DASHBOARDS_DIR) {
+        if let Some(d) = service.derived.iter().find(|d| &d.path == source) {
+            out.push(MountedFile {
+                source: source.clone(),
+                target: target.clone(),
+                data: d.content()?,
+            });
+        } else if source.ends_with(crate::grafana::RESOLVED_DASHBOARDS_DIR) {
             // Derived from monitoring/dashboards: hashed from what it will hold, so a plan is
             // right before the copy is (re)written.
             let project_dir = source.ancestors().nth(2).unwrap_or(source);

@@ -100,7 +100,18 @@ mod tests {
         let out = std::process::Command::new("git")
             .arg("-C")
             .arg(manifest)
-            .args(["ls-files", "-z", "--", "stack", "monitoring", "templates"])
+            // build.rs's ROOTS.
+            .args([
+                "ls-files",
+                "-z",
+                "--",
+                "stack",
+                "monitoring",
+                "templates",
+                "scripts/offline-base-images",
+                "scripts/offline",
+                "examples/offline.yaml",
+            ])
             .output()
             .expect("run git");
         assert!(out.status.success(), "git ls-files failed");

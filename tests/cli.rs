@@ -636,6 +636,25 @@ fn new_user_traps_get_clear_answers() {
         .env("DOCKER_HOST", "ssh://someone@example.invalid"));
     r.user_error("is an ssh:// engine, which irisctl does not support");
     assert!(r.stderr.contains("ssh -nNT -L"), "{}", r.stderr);
+    // An unreachable TCP engine says why (the cause is not empty).
+    let r = run(irisctl(dir.path())
+        .arg("status")
+        .env("DOCKER_HOST", "tcp://127.0.0.1:1"));
+    r.user_error("cannot reach the Docker engine at `tcp://127.0.0.1:1`: ");
+    let cause = r.stderr.split("`tcp://127.0.0.1:1`: ").nth(1).unwrap_or("");
+    assert!(
+        cause.lines().next().is_some_and(|l| l.trim().len() > 5),
+        "{}",
+        r.stderr
+    );
+    // The compose file names no container: it runs under another project name too.
+    let compose = run(irisctl(dir.path()).arg("compose"));
+    compose.ok();
+    assert!(
+        !compose.stdout.contains("container_name"),
+        "{}",
+        compose.stdout
+    );
     // --print-settings is documented, and global options are apart from the verb's.
     let help = run(irisctl(dir.path()).args(["up", "--help"]));
     help.ok();

@@ -187,3 +187,20 @@ fn logs_of_one_service() {
         r.stdout
     );
 }
+
+#[test]
+fn swarm_verbs_on_an_engine_that_is_no_swarm_manager_say_so() {
+    if !common::engine_available() {
+        return;
+    }
+    if docker(&["info", "-f", "{{.Swarm.ControlAvailable}}"]) == "true" {
+        return; // this engine is a manager: nothing to show
+    }
+    let dir = tempfile::tempdir().unwrap();
+    run(common::irisctl(dir.path()).args(["init", "-q"])).ok();
+    for verb in ["status", "down"] {
+        let r = run(common::irisctl(dir.path()).args([verb, "--target", "swarm"]));
+        r.user_error("is not a Swarm manager");
+        assert!(!r.stderr.contains("503"), "{}", r.stderr);
+    }
+}

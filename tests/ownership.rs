@@ -220,4 +220,24 @@ fn ownership_locking_and_duplicate_networks() {
         format!("{NAME}_theirs")
     );
     docker(&["volume", "rm", &format!("{NAME}_theirs")]);
+
+    // `down --rmi` without the settings that built Grafana still removes every image irisctl
+    // built for the project (CI's settings build the Grafana stand-in).
+    let grafana_image = format!("{NAME}-grafana:dev");
+    assert!(!docker(&["images", "-q", &grafana_image]).is_empty());
+    let plain = p.path().join("plain.yaml");
+    std::fs::write(
+        &plain,
+        format!("project: {NAME}\nports:\n  api: 22400\n  frontend: 22401\n  prometheus: 22402\n  grafana: 22403\n"),
+    )
+    .unwrap();
+    let rmi = run(p
+        .irisctl()
+        .args(["--config", "plain.yaml", "down", "--rmi"]));
+    rmi.ok();
+    assert!(
+        docker(&["images", "-q", &grafana_image]).is_empty(),
+        "{}",
+        rmi.stderr
+    );
 }

@@ -401,7 +401,7 @@ pub struct BuildRecord {
     pub args: BTreeMap<String, String>,
     /// Base image → its ID (empty when it is not on the host yet).
     pub bases: BTreeMap<String, String>,
-    /// The SHA-256 of the context's tar.
+    /// The SHA-256 of the context's manifest (entries, modes, content digests).
     #[serde(skip)]
     pub digest: [u8; 32],
 }
@@ -492,14 +492,13 @@ pub async fn inputs(
         ));
     }
     let (context, dockerfile) = (build.context.clone(), build.dockerfile.clone());
-    let (digest, files) = tokio::task::spawn_blocking(move || {
-        Ok::<_, anyhow::Error>((
-            context_digest(&context, &dockerfile)?,
-            manifest(&context, &dockerfile)?,
-        ))
-    })
-    .await
-    .context("build context task failed")??;
+    // One pass over the context: the manifest holds every entry's mode and content digest (or
+    // link text), so its own digest stands for the whole context.
+    let files = tokio::task::spawn_blocking(move || manifest(&context, &dockerfile))
+        .await
+        .context("build context task failed")??;
+    let digest: [u8; 32] =
+        Sha256::digest(serde_json::to_vec(&files).unwrap_or_default()).into();
     let mut bases = BTreeMap::new();
     for base in base_images(build) {
         if pull {

@@ -15,13 +15,16 @@ use crate::stack::Stack;
 /// What each service's image will be: its ID, or `None` while a build is pending.
 pub type ImageIds = BTreeMap<String, Option<String>>;
 
+/// Images known to be on the host: reference → ID.
+pub type Known = BTreeMap<String, String>;
+
 /// The image operations `up` would do, and the image IDs known without doing them.
 pub async fn plan(engine: &Engine, stack: &Stack) -> Result<(Plan, ImageIds)> {
     let decided = try_join_all(stack.services.iter().map(|s| async move {
         let op = |verb| Op::new(verb, Kind::Image, &s.image).service(&s.name);
         match &s.build {
             Some(b) => {
-                let record = build::inputs(engine, &s.name, b, false).await?;
+                let record = build::inputs(engine, &s.name, b, false, &Known::new()).await?;
                 let missing: Vec<&str> = record
                     .bases
                     .iter()
@@ -70,7 +73,8 @@ pub async fn plan(engine: &Engine, stack: &Stack) -> Result<(Plan, ImageIds)> {
 /// Every image the stack starts from (base images of its builds, images of the services it
 /// pulls) is on the host, pulled if absent; when some cannot be had, one error names them all.
 /// `up` calls it before it writes anything.
-pub async fn ensure_present(engine: &Engine, stack: &Stack) -> Result<()> {
+/// Their IDs (`image → ID`) and the pulls done are returned for the rest of `up`.
+pub async fn ensure_present(engine: &Engine, stack: &Stack) -> Result<(Known, Vec<Op>)> {
     let mut needed: Vec<(String, String)> = Vec::new();
     for s in &stack.services {
         let images: Vec<(String, String)> = match &s.build {
@@ -86,20 +90,36 @@ pub async fn ensure_present(engine: &Engine, stack: &Stack) -> Result<()> {
             }
         }
     }
-    let missing = try_join_all(needed.iter().map(|(image, by)| async move {
-        if engine.image_id(image).await?.is_some() {
-            return Ok::<_, anyhow::Error>(None);
+    // (image, its ID if present or pulled, whether it was pulled, why it cannot be had)
+    let seen = try_join_all(needed.iter().map(|(image, by)| async move {
+        if let Some(id) = engine.image_id(image).await? {
+            return Ok::<_, anyhow::Error>((image.clone(), Some(id), false, None));
         }
-        Ok(engine.pull_image(image).await.err().map(|why| {
-            format!(
-                "image `{image}` (needed by {by}) is not on this host and cannot be pulled: {why}"
-            )
-        }))
+        Ok(match engine.pull_image(image).await {
+            Ok(()) => (image.clone(), engine.image_id(image).await?, true, None),
+            Err(why) => (
+                image.clone(),
+                None,
+                false,
+                Some(format!(
+                    "image `{image}` (needed by {by}) is not on this host and cannot be pulled: {why}"
+                )),
+            ),
+        })
     }))
     .await?;
-    let missing: Vec<String> = missing.into_iter().flatten().collect();
+    let missing: Vec<String> = seen.iter().filter_map(|(.., m)| m.clone()).collect();
     if missing.is_empty() {
-        return Ok(());
+        let pulled = seen
+            .iter()
+            .filter(|(_, _, pulled, _)| *pulled)
+            .map(|(image, ..)| Op::new(Verb::Pull, Kind::Image, image).because("not on this host"))
+            .collect();
+        let known = seen
+            .into_iter()
+            .filter_map(|(image, id, ..)| id.map(|id| (image, id)))
+            .collect();
+        return Ok((known, pulled));
     }
     let dir = stack.project_dir.display();
     let local = needed
@@ -131,13 +151,15 @@ pub async fn ensure(
     engine: &Engine,
     stack: &Stack,
     printer: &Printer,
+    known: &Known,
 ) -> Result<(Vec<Op>, BTreeMap<String, String>)> {
     let results = try_join_all(stack.services.iter().map(|s| {
         let bar = printer.service_bar(&s.name);
         async move {
             match &s.build {
                 Some(b) => {
-                    let built = build::build_image(engine, &s.name, &s.image, b, &bar).await;
+                    let built =
+                        build::build_image(engine, &s.name, &s.image, b, &bar, known).await;
                     if built.is_err() {
                         printer.service(&s.name, "build failed");
                     }
@@ -149,6 +171,9 @@ pub async fn ensure(
                         .rebuilt
                         .then(|| Op::new(Verb::Rebuild, Kind::Image, &s.image).service(&s.name));
                     Ok::<_, anyhow::Error>((s.name.clone(), built.image_id, done))
+                }
+                None if known.contains_key(&s.image) => {
+                    Ok((s.name.clone(), known[&s.image].clone(), None))
                 }
                 None => {
                     let present = engine.image_id(&s.image).await?;

@@ -54,7 +54,7 @@ pub(crate) async fn converge(ctx: &Ctx, opts: &UpOptions) -> Result<(String, Str
     printer.enter("checking host ports").await;
     backend.preflight(&stack).await?;
     printer.enter("checking images").await;
-    images::ensure_present(backend.engine(), &stack).await?;
+    let (known, pulled) = images::ensure_present(backend.engine(), &stack).await?;
     // Nothing is written before the engine has been reached and the preflight passed.
     ctx.ensure_stack_files()?;
     let password = ctx.ensure_grafana_password()?;
@@ -62,7 +62,8 @@ pub(crate) async fn converge(ctx: &Ctx, opts: &UpOptions) -> Result<(String, Str
     let names: Vec<&str> = stack.services.iter().map(|s| s.name.as_str()).collect();
     printer.start_board(&names);
     printer.enter("building images").await;
-    let (built, image_ids) = images::ensure(backend.engine(), &stack, printer).await?;
+    let (mut built, image_ids) = images::ensure(backend.engine(), &stack, printer, &known).await?;
+    built.extend(pulled);
     let known = image_ids
         .iter()
         .map(|(k, v)| (k.clone(), Some(v.clone())))

@@ -479,11 +479,13 @@ pub fn rebuild_cause(old: Option<&BuildRecord>, new: &BuildRecord) -> String {
 
 /// The build inputs of a service: its context (digest and manifest) and the IDs of its base
 /// images. `pull` fetches absent base images first (a dry run does not).
+/// `known` holds base image IDs already looked up (`image → ID`).
 pub async fn inputs(
     engine: &Engine,
     service: &str,
     build: &Build,
     pull: bool,
+    known: &BTreeMap<String, String>,
 ) -> Result<BuildRecord> {
     if !build.context.join(&build.dockerfile).is_file() {
         return Err(hinted(
@@ -501,6 +503,10 @@ pub async fn inputs(
         Sha256::digest(serde_json::to_vec(&files).unwrap_or_default()).into();
     let mut bases = BTreeMap::new();
     for base in base_images(build) {
+        if let Some(id) = known.get(&base) {
+            bases.insert(base, id.clone());
+            continue;
+        }
         if pull {
             engine
                 .ensure_image(&base, &format!("the `{service}` build"))
@@ -576,9 +582,10 @@ pub async fn build_image(
     tag: &str,
     build: &Build,
     bar: &ProgressBar,
+    known: &BTreeMap<String, String>,
 ) -> Result<Built> {
     bar.set_message("reading the build context");
-    let record = inputs(engine, service, build, true).await?;
+    let record = inputs(engine, service, build, true, known).await?;
     if let Check::Current { image_id } = check(engine, tag, build, &record).await? {
         bar.set_message(format!("{tag} up to date"));
         return Ok(Built {

@@ -151,9 +151,30 @@ fn health_deadline_names_the_service_and_shows_its_log() {
         return;
     }
     let p = Project::new("irisctl-test-deadline", [21300, 21301, 21302, 21303]);
-    // The API's first health check runs 5 s after start: a 2 s deadline cannot be met.
-    let r = run(p.irisctl().args(["up", "--wait-timeout", "2"]));
-    r.user_error("did not become healthy within 2 s");
+    // An API that runs but never answers (its server is not started): the deadline is reached.
+    let dockerfile = p.path().join("stack/api/Dockerfile");
+    let original = std::fs::read_to_string(&dockerfile).unwrap();
+    let cmd = original
+        .lines()
+        .rfind(|l| l.starts_with("CMD "))
+        .expect("a CMD line")
+        .to_string();
+    std::fs::write(
+        &dockerfile,
+        original.replace(
+            &cmd,
+            r#"CMD ["sh", "-c", "echo irisctl-test: not serving; exec sleep 3600"]"#,
+        ),
+    )
+    .unwrap();
+    let r = run(p.irisctl().args(["up", "--wait-timeout", "3"]));
+    r.user_error("did not become healthy within 3 s");
+    assert!(
+        r.stderr.contains("irisctl-test: not serving"),
+        "{}",
+        r.stderr
+    );
+    std::fs::write(&dockerfile, original).unwrap();
     assert!(
         r.stderr
             .contains("--- last log lines of `irisctl-test-deadline-"),

@@ -158,8 +158,7 @@ pub async fn ensure(
         async move {
             match &s.build {
                 Some(b) => {
-                    let built =
-                        build::build_image(engine, &s.name, &s.image, b, &bar, known).await;
+                    let built = build::build_image(engine, &s.name, &s.image, b, &bar, known).await;
                     if built.is_err() {
                         printer.service(&s.name, "build failed");
                     }

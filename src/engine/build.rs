@@ -499,8 +499,7 @@ pub async fn inputs(
     let files = tokio::task::spawn_blocking(move || manifest(&context, &dockerfile))
         .await
         .context("build context task failed")??;
-    let digest: [u8; 32] =
-        Sha256::digest(serde_json::to_vec(&files).unwrap_or_default()).into();
+    let digest: [u8; 32] = Sha256::digest(serde_json::to_vec(&files).unwrap_or_default()).into();
     let mut bases = BTreeMap::new();
     for base in base_images(build) {
         if let Some(id) = known.get(&base) {

@@ -98,7 +98,7 @@ impl Backend {
     /// The stack as this backend runs it.
     pub fn form(&self, stack: &Stack) -> Stack {
         match self {
-            Backend::Docker(_) => stack.clone(),
+            Backend::Docker(_) => stack.docker_form(),
             Backend::Swarm(_) => stack.swarm_form(),
         }
     }

@@ -187,7 +187,9 @@ fn urls_table(ctx: &Ctx, stack: &Stack) -> String {
         format!("http://{host}:{}/", p.frontend),
     ]);
     // An API the stack does not publish (replicated on Swarm) is reached through the web UI's proxy.
-    let api_published = stack.service("api").is_some_and(|s| !s.ports.is_empty());
+    let api_published = stack
+        .service("api")
+        .is_some_and(|s| !s.ports.is_empty() || crate::stack::edge::edge_port(stack, s).is_some());
     let docs = if api_published {
         format!("http://{host}:{}/docs", p.api)
     } else {

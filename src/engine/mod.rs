@@ -391,6 +391,63 @@ impl Engine {
         }
     }
 
+    /// Remove a container at once (killed, no stop grace): for one that serves nothing yet.
+    pub async fn kill_and_remove(&self, name: &str) -> Result<()> {
+        let rm = bollard::query_parameters::RemoveContainerOptions {
+            force: true,
+            v: false,
+            ..Default::default()
+        };
+        match self.docker.remove_container(name, Some(rm)).await {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_found(&e) || is_conflict(&e) => Ok(()),
+            Err(e) => Err(failed("remove", "container", name, &e)),
+        }
+    }
+
+    /// Attach a container to a network under `aliases` (Docker's DNS answers them with its
+    /// address from then on).
+    pub async fn connect_network(
+        &self,
+        network: &str,
+        container: &str,
+        aliases: &[String],
+    ) -> Result<()> {
+        let request = bollard::models::NetworkConnectRequest {
+            container: container.to_string(),
+            endpoint_config: Some(bollard::models::EndpointSettings {
+                aliases: Some(aliases.to_vec()),
+                ..Default::default()
+            }),
+        };
+        self.docker
+            .connect_network(network, request)
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "failed to connect container `{container}` to network `{network}`: {}",
+                    root_message(&e)
+                )
+            })
+    }
+
+    /// Detach a container from a network (its aliases there stop answering).
+    pub async fn disconnect_network(&self, network: &str, container: &str) -> Result<()> {
+        let request = bollard::models::NetworkDisconnectRequest {
+            container: container.to_string(),
+            force: Some(true),
+        };
+        self.docker
+            .disconnect_network(network, request)
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "failed to disconnect container `{container}` from network `{network}`: {}",
+                    root_message(&e)
+                )
+            })
+    }
+
     /// A container's output; `follow` keeps the stream open.
     pub fn logs(
         &self,

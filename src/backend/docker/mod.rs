@@ -31,6 +31,10 @@ pub struct Docker {
     pub engine: Engine,
 }
 
+/// How long both containers of a release serve before the old one drains: the proxies
+/// (nginx `resolver valid=1s`) see the new address by then.
+const RELEASE_SETTLE: Duration = Duration::from_secs(2);
+
 fn project_label(stack: &Stack) -> String {
     format!("{}={}", labels::PROJECT, stack.project)
 }
@@ -209,26 +213,135 @@ impl Docker {
             return Ok(());
         };
         let body = body::container_body(stack, service, record);
-        let Some(id) = self
-            .engine
-            .create_container(&service.container_name, body)
-            .await?
-        else {
+        self.create_named(stack, service, &service.container_name, body)
+            .await
+    }
+
+    /// Create and start `body` as container `name`; a foreign container of that name is refused.
+    async fn create_named(
+        &self,
+        stack: &Stack,
+        service: &crate::stack::Service,
+        name: &str,
+        body: bollard::models::ContainerCreateBody,
+    ) -> Result<()> {
+        let Some(id) = self.engine.create_container(name, body).await? else {
             // A container of that name that is not labelled as ours (e.g. left by an
             // interrupted run before labels existed, or made by hand): refuse, never delete.
             return Err(hinted(
                 format!(
-                    "a container named `{}` already exists and does not belong to project `{}`",
-                    service.container_name, stack.project
+                    "a container named `{name}` already exists and does not belong to project `{}`",
+                    stack.project
                 ),
                 format!(
-                    "remove or rename it (`docker rm -f {}`), or use another project name with -p",
-                    service.container_name
+                    "remove or rename it (`docker rm -f {name}`), or use another project name with -p (service `{}`)",
+                    service.name
                 ),
             ));
         };
+        self.engine.start_container(&id, name).await
+    }
+
+    /// Make `container` answer to the service's aliases on the stack's network (a release's
+    /// new container is started without them, so no request reaches it before it is healthy).
+    async fn ensure_aliases(
+        &self,
+        stack: &Stack,
+        service: &crate::stack::Service,
+        container: &str,
+    ) -> Result<()> {
+        let c = self.engine.inspect_container(container).await?;
+        let endpoint = c
+            .network_settings
+            .as_ref()
+            .and_then(|n| n.networks.as_ref())
+            .and_then(|n| n.get(&stack.network.name));
+        let has_all = endpoint.is_some_and(|e| {
+            let aliases = e.aliases.clone().unwrap_or_default();
+            let dns = e.dns_names.clone().unwrap_or_default();
+            service
+                .aliases
+                .iter()
+                .all(|a| aliases.contains(a) || dns.contains(a))
+        });
+        if has_all {
+            return Ok(());
+        }
+        if endpoint.is_some() {
+            self.engine
+                .disconnect_network(&stack.network.name, container)
+                .await?;
+        }
         self.engine
-            .start_container(&id, &service.container_name)
+            .connect_network(&stack.network.name, container, &service.aliases)
+            .await
+    }
+
+    /// A release: the new container starts beside the old one without the service's alias,
+    /// must become healthy by the deadline, then takes the alias (both serve for a moment),
+    /// and the old one drains (its stop signal: uvicorn and nginx finish what they hold and
+    /// refuse new connections, which the proxies retry on the new one) and goes. A new
+    /// container that does not become healthy is removed after its last log lines are shown;
+    /// the old one serves on, untouched.
+    #[allow(clippy::too_many_arguments)]
+    async fn release(
+        &self,
+        stack: &Stack,
+        service: &crate::stack::Service,
+        op: &Op,
+        record: &Record,
+        deadline: Instant,
+        timeout: Duration,
+        printer: &Printer,
+    ) -> Result<()> {
+        let old = &op.object;
+        let new = op
+            .replacement
+            .clone()
+            .unwrap_or_else(|| format!("{}-{}-2", stack.project, service.name));
+        let name = &service.name;
+        printer
+            .enter(format!("releasing {name}: starting {new} beside {old}"))
+            .await;
+        let mut body = body::container_body(stack, service, record);
+        let number = new.rsplit('-').next().unwrap_or("1").to_string();
+        if let Some(l) = body.labels.as_mut() {
+            l.insert(labels::NUMBER.to_string(), number);
+        }
+        if let Some(e) = body
+            .networking_config
+            .as_mut()
+            .and_then(|n| n.endpoints_config.as_mut())
+            .and_then(|e| e.get_mut(&stack.network.name))
+        {
+            e.aliases = Some(vec![]);
+        }
+        self.create_named(stack, service, &new, body).await?;
+        printer
+            .enter(format!("releasing {name}: waiting for {new} to be healthy"))
+            .await;
+        if let Err(e) = wait_healthy(&self.engine, &new, name, deadline, timeout).await {
+            // Never reached by a request (no alias yet): removed at once.
+            let _ = self.engine.kill_and_remove(&new).await;
+            return Err(hinted(
+                format!(
+                    "release of `{name}` failed; `{old}` (the previous release) keeps serving and the new container `{new}` was removed: {e:#}"
+                ),
+                format!("fix the cause and run `irisctl up` again; `irisctl logs {name}` shows the serving container"),
+            ));
+        }
+        printer
+            .enter(format!("releasing {name}: moving traffic to {new}"))
+            .await;
+        self.ensure_aliases(stack, service, &new).await?;
+        // The proxies resolve the alias again every second (nginx `valid=1s`): let each of
+        // them see the new address before the old one stops accepting.
+        tokio::time::sleep(RELEASE_SETTLE).await;
+        printer
+            .enter(format!("releasing {name}: draining {old}"))
+            .await;
+        self.engine
+            .remove_container(op.id.as_deref().unwrap_or(old), old)
             .await
     }
 
@@ -300,6 +413,24 @@ impl Docker {
             done.push(op.clone());
         }
 
+        // The container each service runs once the plan is carried out.
+        let current: HashMap<String, String> = stack
+            .services
+            .iter()
+            .map(|s| {
+                let name = match plan.for_service(&s.name) {
+                    Some(op) if op.verb == Verb::Release => op
+                        .replacement
+                        .clone()
+                        .unwrap_or_else(|| s.container_name.clone()),
+                    Some(op) if !matches!(op.verb, Verb::Create | Verb::Recreate) => {
+                        op.object.clone()
+                    }
+                    _ => s.container_name.clone(),
+                };
+                (s.name.clone(), name)
+            })
+            .collect();
         let deadline = Instant::now() + timeout;
         for wave in stack.waves() {
             for s in &wave {
@@ -313,8 +444,10 @@ impl Docker {
                                 d.name, s.name
                             ))
                             .await;
-                        wait_healthy(&self.engine, &d.container_name, &d.name, deadline, timeout)
-                            .await?;
+                        let container = current
+                            .get(&d.name)
+                            .map_or(d.container_name.as_str(), String::as_str);
+                        wait_healthy(&self.engine, container, &d.name, deadline, timeout).await?;
                     }
                 }
             }
@@ -324,37 +457,92 @@ impl Docker {
                 .await;
             let wave_done = try_join_all(wave.iter().map(|s| {
                 let record = record_of(&s.name);
+                let current = &current;
                 async move {
                     let mut done = Vec::new();
-                    for extra in plan.ops.iter().filter(|o| {
-                        o.verb == Verb::Remove && o.service.as_deref() == Some(s.name.as_str())
-                    }) {
-                        self.engine
-                            .remove_container(
-                                extra.id.as_deref().unwrap_or(&extra.object),
-                                &extra.object,
-                            )
-                            .await?;
-                        done.push(extra.clone());
-                    }
-                    let Some(op) = plan.for_service(&s.name) else {
-                        return Ok::<_, anyhow::Error>(done);
-                    };
-                    let id = op.id.as_deref().unwrap_or_default();
-                    match op.verb {
-                        Verb::Create => self.create_and_start(stack, &s.name, &record).await?,
-                        Verb::Recreate => {
-                            printer
-                                .verbose(format!("recreating {}: {}", s.container_name, op.cause));
-                            self.engine.remove_container(id, &op.object).await?;
-                            self.create_and_start(stack, &s.name, &record).await?;
+                    let released = crate::stack::edge::is_released(stack, s);
+                    let extras: Vec<&Op> = plan
+                        .ops
+                        .iter()
+                        .filter(|o| {
+                            o.verb == Verb::Remove && o.service.as_deref() == Some(s.name.as_str())
+                        })
+                        .collect();
+                    // A released service's extra containers may be serving (an interrupted
+                    // release): they go after the one kept is healthy. Others go first.
+                    if !released {
+                        for extra in &extras {
+                            self.engine
+                                .remove_container(
+                                    extra.id.as_deref().unwrap_or(&extra.object),
+                                    &extra.object,
+                                )
+                                .await?;
+                            done.push((*extra).clone());
                         }
-                        Verb::Start => self.engine.start_container(id, &op.object).await?,
-                        Verb::Unpause => self.engine.unpause_container(id, &op.object).await?,
-                        _ => return Ok(done),
                     }
-                    done.push(op.clone());
-                    Ok(done)
+                    if let Some(op) = plan.for_service(&s.name) {
+                        let id = op.id.as_deref().unwrap_or_default();
+                        let acted = match op.verb {
+                            Verb::Create => {
+                                self.create_and_start(stack, &s.name, &record).await?;
+                                true
+                            }
+                            Verb::Recreate => {
+                                printer.verbose(format!(
+                                    "recreating {}: {}",
+                                    s.container_name, op.cause
+                                ));
+                                self.engine.remove_container(id, &op.object).await?;
+                                self.create_and_start(stack, &s.name, &record).await?;
+                                true
+                            }
+                            Verb::Release => {
+                                self.release(stack, s, op, &record, deadline, timeout, printer)
+                                    .await?;
+                                true
+                            }
+                            Verb::Start => {
+                                self.engine.start_container(id, &op.object).await?;
+                                true
+                            }
+                            Verb::Unpause => {
+                                self.engine.unpause_container(id, &op.object).await?;
+                                true
+                            }
+                            _ => false,
+                        };
+                        if acted {
+                            done.push(op.clone());
+                        }
+                    }
+                    if released && !extras.is_empty() {
+                        let kept = current.get(&s.name).cloned().unwrap_or_default();
+                        printer
+                            .enter(format!(
+                                "releasing {}: waiting for {kept} to be healthy before removing {}",
+                                s.name,
+                                extras
+                                    .iter()
+                                    .map(|e| e.object.as_str())
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            ))
+                            .await;
+                        wait_healthy(&self.engine, &kept, &s.name, deadline, timeout).await?;
+                        self.ensure_aliases(stack, s, &kept).await?;
+                        tokio::time::sleep(RELEASE_SETTLE).await;
+                        for extra in &extras {
+                            self.engine
+                                .remove_container(
+                                    extra.id.as_deref().unwrap_or(&extra.object),
+                                    &extra.object,
+                                )
+                                .await?;
+                            done.push((*extra).clone());
+                        }
+                    }
+                    Ok::<_, anyhow::Error>(done)
                 }
             }))
             .await?;
@@ -363,12 +551,12 @@ impl Docker {
         printer
             .enter("waiting for every service to be healthy")
             .await;
-        try_join_all(
-            stack
-                .services
-                .iter()
-                .map(|s| wait_healthy(&self.engine, &s.container_name, &s.name, deadline, timeout)),
-        )
+        try_join_all(stack.services.iter().map(|s| {
+            let container = current
+                .get(&s.name)
+                .map_or(s.container_name.as_str(), String::as_str);
+            wait_healthy(&self.engine, container, &s.name, deadline, timeout)
+        }))
         .await?;
         Ok(done)
     }
@@ -380,6 +568,27 @@ impl Docker {
         let now = std::time::SystemTime::now();
         let mut services = Vec::new();
         let mut managed_from = None;
+        let edge = observed
+            .iter()
+            .find(|o| o.service == crate::stack::edge::EDGE)
+            .map(|o| o.id.clone());
+        let edge_published = |p: &crate::stack::Port| {
+            let p = p.clone();
+            let edge = edge.clone();
+            async move {
+                let Some(id) = edge else {
+                    return Ok::<u16, anyhow::Error>(p.host);
+                };
+                let detail = self.engine.inspect_container(&id).await?;
+                Ok(detail
+                    .host_config
+                    .and_then(|h| h.port_bindings)
+                    .and_then(|b| b.get(&format!("{}/tcp", p.container)).cloned().flatten())
+                    .and_then(|b| b.first().and_then(|b| b.host_port.clone()))
+                    .and_then(|h| h.parse::<u16>().ok())
+                    .unwrap_or(p.host))
+            }
+        };
         for s in &stack.services {
             let configured: Vec<String> = s
                 .ports
@@ -397,6 +606,7 @@ impl Docker {
                     url: s
                         .ports
                         .first()
+                        .or_else(|| crate::stack::edge::edge_port(stack, s))
                         .map(|p| format!("http://{host}:{}/", p.host)),
                     uptime_seconds: None,
                     replicas: None,
@@ -439,7 +649,12 @@ impl Docker {
                     .and_then(|h| h.parse::<u16>().ok())
                     .unwrap_or(p.host)
             };
-            let actual_port = s.ports.first().map(published);
+            // Behind the edge: the port the edge publishes for the service.
+            let actual_port = match (s.ports.first(), crate::stack::edge::edge_port(stack, s)) {
+                (Some(p), _) => Some(published(p)),
+                (None, Some(p)) => Some(edge_published(p).await?),
+                (None, None) => None,
+            };
             services.push(ServiceStatus {
                 name: s.name.clone(),
                 container: Some(o.name.clone()),

@@ -798,6 +798,12 @@ async fn preflight_ports(engine: &Engine, stack: &Stack) -> Result<()> {
             })
         });
         for p in &service.ports {
+            // The edge publishes a port for `api` or `frontend`: name that service.
+            let for_service = stack
+                .services
+                .iter()
+                .find(|f| crate::stack::edge::edge_port(stack, f).is_some_and(|e| e.host == p.host))
+                .map_or(service.name.as_str(), |f| f.name.as_str());
             // Any state: a paused container keeps its ports (a stopped one lists none).
             let holder = all.iter().find(|c| {
                 c.ports
@@ -817,8 +823,8 @@ async fn preflight_ports(engine: &Engine, stack: &Stack) -> Result<()> {
                         .map(|n| n.trim_start_matches('/'))
                         .unwrap_or("?");
                     return Err(taken(format!(
-                        "host port {} (for `{}`) is already published by container `{name}`",
-                        p.host, service.name
+                        "host port {} (for `{for_service}`) is already published by container `{name}`",
+                        p.host
                     )));
                 }
                 None if !ours
@@ -826,8 +832,8 @@ async fn preflight_ports(engine: &Engine, stack: &Stack) -> Result<()> {
                     && std::net::TcpListener::bind((p.host_ip, p.host)).is_err() =>
                 {
                     return Err(taken(format!(
-                        "host port {} on {} (for `{}`) is already in use by another program",
-                        p.host, p.host_ip, service.name
+                        "host port {} on {} (for `{for_service}`) is already in use by another program",
+                        p.host, p.host_ip
                     )));
                 }
                 None => {}

@@ -1,0 +1,334 @@
+//! Releases on the real engine under steady load: two client threads post /predict without a
+//! pause, one to the API's published port and one through the web UI's `/api/` proxy (both
+//! through the edge), while `up` releases a changed API or web UI. Every request must succeed:
+//! a changed API is released with 0 failed requests and exactly one API container afterwards
+//! serving the new code; an API that builds but raises at import is refused by the health gate
+//! (`up` exits non-zero naming the release, the cause and the log tail) while the old one keeps
+//! serving; Ctrl-C during a swap leaves a healthy API serving and the next `up` converges; a
+//! changed web UI is released the same way (load on `/` and `/api/`).
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{mpsc, Arc};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use common::{docker, run, Project};
+
+const NAME: &str = "irisctl-test-rel";
+const PORTS: [u16; 4] = [22600, 22601, 22602, 22603];
+const PREDICT: &str =
+    r#"{"items":[{"sepal_length":5.1,"sepal_width":3.5,"petal_length":1.4,"petal_width":0.2}]}"#;
+
+/// One HTTP/1.1 request on a fresh connection (std only): status and body, or what failed.
+fn request(port: u16, method: &str, path: &str, body: &str) -> Result<(u16, String), String> {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+        .map_err(|e| format!("connect: {e}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(20))).ok();
+    s.set_write_timeout(Some(Duration::from_secs(5))).ok();
+    let head = if method == "POST" {
+        format!(
+            "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        )
+    } else {
+        format!("GET {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n")
+    };
+    s.write_all(head.as_bytes())
+        .map_err(|e| format!("write: {e}"))?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).map_err(|e| format!("read: {e}"))?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse::<u16>().ok())
+        .ok_or_else(|| format!("no status line in {:?}", text.get(..80)))?;
+    let body = text.split_once("\r\n\r\n").map_or("", |(_, b)| b);
+    Ok((status, body.to_string()))
+}
+
+/// What one client thread saw.
+#[derive(Debug, Default)]
+struct Stats {
+    ok: u64,
+    failed: u64,
+    /// The first failures, for the message.
+    examples: Vec<String>,
+}
+
+/// Client threads sending requests back to back until stopped.
+struct Load {
+    stop: Arc<AtomicBool>,
+    threads: Vec<(String, JoinHandle<Stats>)>,
+}
+
+impl Load {
+    fn start(targets: &[(u16, &'static str, &'static str)]) -> Load {
+        let stop = Arc::new(AtomicBool::new(false));
+        let threads = targets
+            .iter()
+            .map(|&(port, method, path)| {
+                let stop = stop.clone();
+                let name = format!("{method} :{port}{path}");
+                let handle = std::thread::spawn(move || {
+                    let mut st = Stats::default();
+                    while !stop.load(Ordering::Relaxed) {
+                        let body = if method == "POST" { PREDICT } else { "" };
+                        let outcome = request(port, method, path, body);
+                        match outcome {
+                            Ok((200, _)) => st.ok += 1,
+                            other => {
+                                st.failed += 1;
+                                if st.examples.len() < 10 {
+                                    st.examples.push(format!("{other:?}"));
+                                }
+                            }
+                        }
+                        std::thread::sleep(Duration::from_millis(10));
+                    }
+                    st
+                });
+                (name, handle)
+            })
+            .collect();
+        Load { stop, threads }
+    }
+
+    /// Stop; the total of successful requests, after asserting that none failed.
+    fn finish_without_failures(self, what: &str) -> u64 {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut total = 0;
+        let mut report = Vec::new();
+        for (name, t) in self.threads {
+            let st = t.join().expect("load thread");
+            report.push(format!(
+                "{name}: {} ok, {} failed {:?}",
+                st.ok, st.failed, st.examples
+            ));
+            assert!(st.ok > 0, "{what}: no request succeeded on {name}");
+            assert_eq!(st.failed, 0, "{what}: {}", report.join("; "));
+            total += st.ok;
+        }
+        eprintln!("{what}: {}", report.join("; "));
+        total
+    }
+}
+
+/// Containers of a service: (name, health) each.
+fn containers(service: &str) -> Vec<(String, String)> {
+    docker(&[
+        "ps",
+        "--filter",
+        &format!("label=com.docker.compose.project={NAME}"),
+        "--filter",
+        &format!("label=com.docker.compose.service={service}"),
+        "--format",
+        "{{.Names}} {{.Status}}",
+    ])
+    .lines()
+    .map(|l| {
+        let (name, status) = l.split_once(' ').unwrap_or((l, ""));
+        (name.to_string(), status.to_string())
+    })
+    .collect()
+}
+
+/// The version the API's OpenAPI document announces (the test's marker of the code served).
+fn api_version() -> String {
+    let (_, body) = request(PORTS[0], "GET", "/openapi.json", "").unwrap_or_default();
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+    v["info"]["version"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string()
+}
+
+fn set_api_version(p: &Project, version: &str) {
+    let main_py = p.path().join("stack/api/app/main.py");
+    let text = std::fs::read_to_string(&main_py).expect("read main.py");
+    let start = text.find("version=\"").expect("version= in main.py") + "version=\"".len();
+    let end = start + text[start..].find('"').unwrap();
+    let changed = format!("{}{version}{}", &text[..start], &text[end..]);
+    std::fs::write(&main_py, changed).expect("write main.py");
+}
+
+/// `up`, interrupted (SIGINT) once it holds at the start of `phase`.
+fn up_interrupted_at(p: &Project, phase: &str) -> String {
+    let mut child = p
+        .irisctl()
+        .arg("up")
+        .env("IRISCTL_TEST_HOLD_AT", phase)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (tx, rx) = mpsc::channel::<String>();
+    let stderr = child.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        let mut all = String::new();
+        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+            all.push_str(&line);
+            all.push('\n');
+            if line.starts_with("irisctl-test: holding at") {
+                let _ = tx.send(line);
+            }
+        }
+        all
+    });
+    let held = rx.recv_timeout(Duration::from_secs(400));
+    assert!(
+        held.as_deref()
+            .is_ok_and(|l| l.starts_with(&format!("irisctl-test: holding at {phase}"))),
+        "`up` never reached `{phase}`: {held:?}"
+    );
+    let _ = std::process::Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status();
+    let status = child.wait().unwrap();
+    let stderr = reader.join().unwrap();
+    assert_eq!(status.code(), Some(130), "{stderr}");
+    assert!(
+        stderr.contains(&format!("interrupted while {phase}")),
+        "{stderr}"
+    );
+    stderr
+}
+
+fn api_load() -> Load {
+    Load::start(&[
+        (PORTS[0], "POST", "/predict"),
+        (PORTS[1], "POST", "/api/predict"),
+    ])
+}
+
+#[test]
+fn releases_under_steady_load_drop_no_request() {
+    if !common::engine_available() {
+        return;
+    }
+    let p = Project::new(NAME, PORTS);
+    run(p.irisctl().arg("up")).ok();
+    assert_eq!(containers("edge").len(), 1, "the edge publishes the ports");
+    let first_api = containers("api");
+    assert_eq!(first_api.len(), 1);
+
+    // 1. A changed API: released, no request fails, one API container serving the new code.
+    set_api_version(&p, "1.0.0-rel1");
+    let dry = run(p.irisctl().args(["up", "--dry-run"]));
+    dry.ok();
+    assert!(
+        dry.stdout.contains("release api: its image is rebuilt"),
+        "{}",
+        dry.stdout
+    );
+    let load = api_load();
+    std::thread::sleep(Duration::from_secs(2));
+    let started = Instant::now();
+    let up = run(p.irisctl().arg("up"));
+    let took = started.elapsed();
+    std::thread::sleep(Duration::from_secs(2));
+    let n = load.finish_without_failures("API release");
+    up.ok();
+    assert!(up.stderr.contains("released api"), "{}", up.stderr);
+    eprintln!("API release: `up` (build + swap) took {took:?}, {n} requests, 0 failed");
+    let api = containers("api");
+    assert_eq!(api.len(), 1, "{api:?}");
+    assert_ne!(api[0].0, first_api[0].0, "a new container serves");
+    assert!(api[0].1.contains("healthy"), "{api:?}");
+    assert_eq!(api_version(), "1.0.0-rel1");
+
+    // 2. A release that builds but raises at import: refused by the health gate.
+    let main_py = p.path().join("stack/api/app/main.py");
+    let good = std::fs::read_to_string(&main_py).unwrap();
+    std::fs::write(
+        &main_py,
+        good.replacen(
+            "from __future__ import annotations\n",
+            "from __future__ import annotations\n\nraise RuntimeError(\"broken on purpose by the release test\")\n",
+            1,
+        ),
+    )
+    .unwrap();
+    let load = api_load();
+    let broken = run(p.irisctl().arg("up"));
+    std::thread::sleep(Duration::from_secs(1));
+    load.finish_without_failures("failed API release");
+    broken.user_error("release of `api` failed");
+    assert!(
+        broken
+            .stderr
+            .contains("broken on purpose by the release test"),
+        "the log tail shows the cause: {}",
+        broken.stderr
+    );
+    assert!(broken.stderr.contains("keeps serving"), "{}", broken.stderr);
+    let after_broken = containers("api");
+    assert_eq!(after_broken, api, "the old container serves on, alone");
+    assert_eq!(api_version(), "1.0.0-rel1");
+    std::fs::write(&main_py, &good).unwrap();
+
+    // 3. Ctrl-C during a swap, before and after the new container takes the traffic: a
+    //    healthy API serves throughout, and the next `up` converges to one container.
+    for (i, phase) in ["releasing api: waiting for", "releasing api: draining"]
+        .iter()
+        .enumerate()
+    {
+        let version = format!("1.0.0-int{i}");
+        set_api_version(&p, &version);
+        let load = api_load();
+        up_interrupted_at(&p, phase);
+        std::thread::sleep(Duration::from_secs(3));
+        let during = containers("api");
+        assert!(
+            during.iter().any(|(_, s)| s.contains("(healthy)")),
+            "{phase}: no healthy API container: {during:?}"
+        );
+        let again = run(p.irisctl().arg("up"));
+        std::thread::sleep(Duration::from_secs(1));
+        load.finish_without_failures(&format!("interrupted at {phase}, then up"));
+        again.ok();
+        let after = containers("api");
+        assert_eq!(after.len(), 1, "{phase}: {after:?}");
+        assert_eq!(api_version(), version, "{phase}");
+        let noop = run(p.irisctl().args(["up", "--dry-run"]));
+        assert_eq!(noop.stdout, "nothing to change\n", "{phase}");
+    }
+
+    // 4. A changed web UI: released under load on `/` and `/api/`.
+    let index = p.path().join("stack/frontend/index.html");
+    let html = std::fs::read_to_string(&index).unwrap();
+    std::fs::write(
+        &index,
+        html.replace(
+            "<title>Iris classifier</title>",
+            "<title>Iris classifier (rel)</title>",
+        ),
+    )
+    .unwrap();
+    let first_ui = containers("frontend");
+    let load = Load::start(&[
+        (PORTS[1], "GET", "/"),
+        (PORTS[1], "POST", "/api/predict"),
+        (PORTS[0], "POST", "/predict"),
+    ]);
+    let started = Instant::now();
+    let up = run(p.irisctl().arg("up"));
+    let took = started.elapsed();
+    std::thread::sleep(Duration::from_secs(2));
+    let n = load.finish_without_failures("web UI release");
+    up.ok();
+    assert!(up.stderr.contains("released frontend"), "{}", up.stderr);
+    eprintln!("web UI release: `up` took {took:?}, {n} requests, 0 failed");
+    let ui = containers("frontend");
+    assert_eq!(ui.len(), 1, "{ui:?}");
+    assert_ne!(ui[0].0, first_ui[0].0);
+    let (code, page) = request(PORTS[1], "GET", "/", "").unwrap();
+    assert_eq!(code, 200);
+    assert!(page.contains("Iris classifier (rel)"), "{page}");
+}

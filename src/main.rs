@@ -156,12 +156,14 @@ async fn run(cli: Cli, printer: Printer) -> Result<Exit> {
         Command::Up(a) => Some(&a.stack),
         Command::Status(a) => Some(&a.stack),
         Command::Compose(a) => Some(&a.stack),
+        Command::Rollback(a) => Some(&a.stack),
         _ => None,
     };
     let mut flags = match &cli.command {
         Command::Up(a) => stack_flags(&a.stack),
         Command::Status(a) => stack_flags(&a.stack),
         Command::Compose(a) => stack_flags(&a.stack),
+        Command::Rollback(a) => stack_flags(&a.stack),
         _ => Vec::new(),
     };
     if let Some(p) = &cli.global.project_name {
@@ -223,6 +225,17 @@ async fn run(cli: Cli, printer: Printer) -> Result<Exit> {
                     volumes: a.volumes,
                     rmi: a.rmi,
                     target: a.target.into(),
+                },
+            )
+            .await?;
+            Ok(Exit::Success)
+        }
+        Command::Rollback(a) => {
+            commands::rollback::run(
+                &ctx,
+                commands::rollback::RollbackOptions {
+                    service: a.service,
+                    target: a.stack.target.into(),
                 },
             )
             .await?;

@@ -6,6 +6,7 @@ pub mod down;
 pub mod grafana;
 pub mod init;
 pub mod logs;
+pub mod rollback;
 pub mod status;
 pub mod up;
 

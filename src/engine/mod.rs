@@ -233,6 +233,18 @@ impl Engine {
             .build_image(options, None, Some(bollard::body_try_stream(context)))
     }
 
+    /// Tag an image (by ID or reference) as `repo:tag`.
+    pub async fn tag_image(&self, image: &str, repo: &str, tag: &str) -> Result<()> {
+        let options = bollard::query_parameters::TagImageOptions {
+            repo: Some(repo.to_string()),
+            tag: Some(tag.to_string()),
+        };
+        self.docker
+            .tag_image(image, Some(options))
+            .await
+            .map_err(|e| failed("tag", "image", &format!("{image} as {repo}:{tag}"), &e))
+    }
+
     pub async fn remove_image(&self, reference: &str) -> Result<ImageRemoval> {
         match self
             .docker
@@ -598,6 +610,26 @@ impl Engine {
             .await
             .map(|_| ())
             .map_err(|e| failed("update", "service", name, &e))
+    }
+
+    /// Roll a service back to its previous spec (Swarm keeps one: `PreviousSpec`), as
+    /// `docker service rollback` does; `spec` is the current one, read at `version`.
+    pub async fn rollback_service(
+        &self,
+        name: &str,
+        spec: bollard::models::ServiceSpec,
+        version: u64,
+    ) -> Result<()> {
+        let options = bollard::query_parameters::UpdateServiceOptions {
+            version: i32::try_from(version).unwrap_or(i32::MAX),
+            rollback: Some("previous".to_string()),
+            ..Default::default()
+        };
+        self.docker
+            .update_service(name, spec, options, None)
+            .await
+            .map(|_| ())
+            .map_err(|e| failed("roll back", "service", name, &e))
     }
 
     /// Create a Swarm config or secret unless one of that name exists (irisctl names them by

@@ -35,6 +35,18 @@ pub struct Docker {
 /// (nginx `resolver valid=1s`) see the new address by then.
 const RELEASE_SETTLE: Duration = Duration::from_secs(2);
 
+/// The tag of the image a release replaced: `<project>-<service>:previous`.
+pub const PREVIOUS_TAG: &str = "previous";
+
+pub fn previous_repo(stack: &Stack, service: &str) -> String {
+    format!("{}-{service}", stack.project)
+}
+
+fn short_id(id: &str) -> &str {
+    let id = id.trim_start_matches("sha256:");
+    &id[..id.len().min(12)]
+}
+
 fn project_label(stack: &Stack) -> String {
     format!("{}={}", labels::PROJECT, stack.project)
 }
@@ -290,11 +302,18 @@ impl Docker {
         service: &crate::stack::Service,
         op: &Op,
         record: &Record,
+        image: Option<&str>,
         deadline: Instant,
         timeout: Duration,
         printer: &Printer,
     ) -> Result<()> {
         let old = &op.object;
+        let old_image = self
+            .engine
+            .inspect_container(op.id.as_deref().unwrap_or(old))
+            .await?
+            .image
+            .unwrap_or_default();
         let new = op
             .replacement
             .clone()
@@ -304,6 +323,10 @@ impl Docker {
             .enter(format!("releasing {name}: starting {new} beside {old}"))
             .await;
         let mut body = body::container_body(stack, service, record);
+        if let Some(image) = image {
+            // A rollback: the previous release's image, by ID.
+            body.image = Some(image.to_string());
+        }
         let number = new.rsplit('-').next().unwrap_or("1").to_string();
         if let Some(l) = body.labels.as_mut() {
             l.insert(labels::NUMBER.to_string(), number);
@@ -337,12 +360,145 @@ impl Docker {
         // The proxies resolve the alias again every second (nginx `valid=1s`): let each of
         // them see the new address before the old one stops accepting.
         tokio::time::sleep(RELEASE_SETTLE).await;
+        self.keep_previous(stack, service, &old_image, &record.image)
+            .await?;
         printer
             .enter(format!("releasing {name}: draining {old}"))
             .await;
         self.engine
             .remove_container(op.id.as_deref().unwrap_or(old), old)
             .await
+    }
+
+    /// Tag the image a release replaces as `<project>-<service>:previous`, so that `irisctl
+    /// rollback` finds it offline (and `down --rmi` removes it).
+    async fn keep_previous(
+        &self,
+        stack: &Stack,
+        service: &crate::stack::Service,
+        old_image: &str,
+        new_image: &str,
+    ) -> Result<()> {
+        if old_image.is_empty() || old_image == new_image {
+            return Ok(());
+        }
+        self.engine
+            .tag_image(
+                old_image,
+                &previous_repo(stack, &service.name),
+                PREVIOUS_TAG,
+            )
+            .await
+    }
+
+    /// The release a service runs (its container's image) and the previous one, if kept.
+    async fn releases(
+        &self,
+        stack: &Stack,
+        service: &crate::stack::Service,
+        current: Option<&str>,
+    ) -> Result<super::Releases> {
+        let describe = |reference: String| async move {
+            let Some(i) = self.engine.image_exists(&reference).await? else {
+                return Ok::<_, anyhow::Error>(None);
+            };
+            Ok(Some(super::ReleaseImage {
+                image_id: i.id.clone().unwrap_or_default(),
+                built_at: i.created.clone(),
+                build_digest: i
+                    .config
+                    .as_ref()
+                    .and_then(|c| c.labels.as_ref())
+                    .and_then(|l| l.get(labels::BUILD_HASH))
+                    .cloned(),
+            }))
+        };
+        Ok(super::Releases {
+            current: match current {
+                Some(id) => describe(id.to_string()).await?,
+                None => None,
+            },
+            previous: describe(format!(
+                "{}:{PREVIOUS_TAG}",
+                previous_repo(stack, &service.name)
+            ))
+            .await?,
+        })
+    }
+
+    /// `irisctl rollback`: release each service's previous image (kept as
+    /// `<project>-<service>:previous` by the release that replaced it) through the same swap;
+    /// the image it replaces becomes the previous one. What was rolled back, one phrase each.
+    pub async fn rollback(
+        &self,
+        stack: &Stack,
+        services: &[String],
+        explicit: bool,
+        timeout: Duration,
+        printer: &Printer,
+    ) -> Result<Vec<String>> {
+        let mut done = Vec::new();
+        let deadline = Instant::now() + timeout;
+        for name in services {
+            let Some(service) = stack.service(name) else {
+                continue;
+            };
+            if !crate::stack::edge::is_released(stack, service) {
+                return Err(hinted(
+                    format!("`{name}` has no releases to roll back: only the services irisctl builds behind the edge do ({})", crate::stack::edge::FRONTED.join(", ")),
+                    "name one of them, or none for all",
+                ));
+            }
+            let Some(previous) = self
+                .engine
+                .image_id(&format!("{}:{PREVIOUS_TAG}", previous_repo(stack, name)))
+                .await?
+            else {
+                if explicit {
+                    return Err(hinted(
+                        format!("`{name}` has no previous release to roll back to (one is kept from its second release on, as image `{}:{PREVIOUS_TAG}`)", previous_repo(stack, name)),
+                        "release a change with `irisctl up` first",
+                    ));
+                }
+                printer.info(format!("{name}: no previous release, left as it is"));
+                continue;
+            };
+            let observed = self.observe(stack).await?;
+            let Some(current) = observed
+                .containers
+                .iter()
+                .filter(|c| c.service == *name)
+                .min_by_key(|c| (c.state != RunState::Running, c.name.clone()))
+            else {
+                return Err(hinted(
+                    format!("`{name}` has no container to roll back"),
+                    "run `irisctl up` first",
+                ));
+            };
+            let files = hash_inputs(&mounted_files(service)?);
+            let record = Record::of(service, &previous, &files);
+            let op = Op::new(Verb::Release, Kind::Container, &current.name)
+                .service(name)
+                .id(&current.id)
+                .because("rollback to the previous release")
+                .replaced_by(plan::free_name(stack, name, &observed.containers));
+            self.release(
+                stack,
+                service,
+                &op,
+                &record,
+                Some(&previous),
+                deadline,
+                timeout,
+                printer,
+            )
+            .await?;
+            done.push(format!(
+                "rolled back {name} to image {}",
+                short_id(&previous)
+            ));
+        }
+        Ok(done)
     }
 
     /// Apply `plan`: network and volumes, orphans, then the services wave by wave (a service
@@ -498,8 +654,10 @@ impl Docker {
                                 true
                             }
                             Verb::Release => {
-                                self.release(stack, s, op, &record, deadline, timeout, printer)
-                                    .await?;
+                                self.release(
+                                    stack, s, op, &record, None, deadline, timeout, printer,
+                                )
+                                .await?;
                                 true
                             }
                             Verb::Start => {
@@ -532,7 +690,21 @@ impl Docker {
                         wait_healthy(&self.engine, &kept, &s.name, deadline, timeout).await?;
                         self.ensure_aliases(stack, s, &kept).await?;
                         tokio::time::sleep(RELEASE_SETTLE).await;
+                        let kept_image = self
+                            .engine
+                            .inspect_container(&kept)
+                            .await?
+                            .image
+                            .unwrap_or_default();
                         for extra in &extras {
+                            let image = self
+                                .engine
+                                .inspect_container(extra.id.as_deref().unwrap_or(&extra.object))
+                                .await
+                                .ok()
+                                .and_then(|c| c.image)
+                                .unwrap_or_default();
+                            self.keep_previous(stack, s, &image, &kept_image).await?;
                             self.engine
                                 .remove_container(
                                     extra.id.as_deref().unwrap_or(&extra.object),
@@ -612,6 +784,7 @@ impl Docker {
                     replicas: None,
                     probes: vec![],
                     probe_port: None,
+                    releases: None,
                 });
                 continue;
             };
@@ -680,6 +853,11 @@ impl Docker {
                 replicas: None,
                 probes: vec![],
                 probe_port: if running { actual_port } else { None },
+                releases: if crate::stack::edge::is_released(stack, s) {
+                    Some(self.releases(stack, s, detail.image.as_deref()).await?)
+                } else {
+                    None
+                },
             });
         }
         let orphans = observed

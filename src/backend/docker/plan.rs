@@ -168,7 +168,7 @@ pub fn plan(stack: &Stack, desired: &[Desired], observed: &Observed, remove_orph
 
 /// The first `<project>-<service>-<n>` no container of the project has: a release's new
 /// container, started beside the old one (`-1`, `-2`, `-1`…).
-fn free_name(stack: &Stack, service: &str, containers: &[Container]) -> String {
+pub fn free_name(stack: &Stack, service: &str, containers: &[Container]) -> String {
     (1..)
         .map(|n| format!("{}-{service}-{n}", stack.project))
         .find(|name| !containers.iter().any(|c| &c.name == name))

@@ -118,7 +118,8 @@ fn all_healthy(project: &str) -> bool {
         "--format",
         "{{.Status}}",
     ]);
-    states.lines().count() == 4 && states.lines().all(|s| s.contains("(healthy)"))
+    // The four services and the edge.
+    states.lines().count() == 5 && states.lines().all(|s| s.contains("(healthy)"))
 }
 
 #[test]

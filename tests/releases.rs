@@ -100,6 +100,11 @@ impl Load {
         Load { stop, threads }
     }
 
+    /// Like [`Load::start`], for a bench: failures are counted, not fatal.
+    fn start_counting(targets: &[(u16, &'static str, &'static str)]) -> (Load, Instant) {
+        (Load::start(targets), Instant::now())
+    }
+
     /// Stop; the total of successful requests, after asserting that none failed.
     fn finish_without_failures(self, what: &str) -> u64 {
         self.stop.store(true, Ordering::Relaxed);
@@ -124,6 +129,17 @@ impl Load {
         }
         eprintln!("{what}: {}", report.join("; "));
         total
+    }
+}
+
+impl Load {
+    /// Stop; (requests sent, requests failed).
+    fn finish_counting(self) -> (u64, u64) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.threads
+            .into_iter()
+            .map(|(_, t)| t.join().expect("load thread"))
+            .fold((0, 0), |(s, f), st| (s + st.ok + st.failed, f + st.failed))
     }
 }
 
@@ -207,6 +223,32 @@ fn up_interrupted_at(p: &Project, phase: &str) -> String {
     stderr
 }
 
+/// The texts of the release annotations of `service` in the stack's Grafana (the stand-in).
+fn release_annotations(p: &Project, service: &str) -> Vec<String> {
+    let env = std::fs::read_to_string(p.path().join(".env")).unwrap_or_default();
+    let password = env
+        .lines()
+        .find_map(|l| l.strip_prefix("GRAFANA_ADMIN_PASSWORD="))
+        .unwrap_or_default()
+        .to_string();
+    let client = irisctl::grafana::Client::new(
+        &format!("http://127.0.0.1:{}", PORTS[3]),
+        irisctl::grafana::Auth::Basic {
+            user: "admin".into(),
+            password,
+        },
+    );
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(client.annotations(&["irisctl", "release", service], 100))
+        .expect("annotations")
+        .iter()
+        .filter_map(|a| a["text"].as_str().map(str::to_string))
+        .collect()
+}
+
 fn api_load() -> Load {
     Load::start(&[
         (PORTS[0], "POST", "/predict"),
@@ -249,6 +291,13 @@ fn releases_under_steady_load_drop_no_request() {
     assert_ne!(api[0].0, first_api[0].0, "a new container serves");
     assert!(api[0].1.contains("healthy"), "{api:?}");
     assert_eq!(api_version(), "1.0.0-rel1");
+    let notes = release_annotations(&p, "api");
+    assert!(
+        notes.len() == 1
+            && notes[0].starts_with("release api: image changed (")
+            && notes[0].contains("; model "),
+        "the release is annotated on the dashboard: {notes:?}"
+    );
 
     // 2. A release that builds but raises at import: refused by the health gate.
     let main_py = p.path().join("stack/api/app/main.py");
@@ -372,6 +421,14 @@ fn releases_under_steady_load_drop_no_request() {
         serving_id,
         "the replaced release is the previous one now"
     );
+    assert!(
+        release_annotations(&p, "api")
+            .first()
+            .is_some_and(|t| t.starts_with("rolled back api (image ")),
+        "{:?}",
+        release_annotations(&p, "api")
+    );
+    assert_eq!(release_annotations(&p, "frontend").len(), 1);
     // A service without releases is refused.
     run(p.irisctl().args(["rollback", "prometheus"])).user_error("has no releases");
 
@@ -382,4 +439,83 @@ fn releases_under_steady_load_drop_no_request() {
         "",
         "{previous} left after down --rmi"
     );
+}
+
+/// Bench (bench/README.md, "Releases under load"; ignored: `cargo test --test releases --
+/// --ignored --nocapture`): one change to the API's source under steady load (clients posting
+/// /predict back to back through the published port and the UI's proxy, ≥ 50 req/s each), applied
+/// by `irisctl up` and by `docker-compose up -d --build` of the file `irisctl compose` writes.
+/// Prints failed requests and the time until the new version answers.
+#[test]
+#[ignore]
+fn bench_release_under_load_irisctl_vs_compose() {
+    if !common::engine_available() {
+        return;
+    }
+    const COMPOSE: &str = "irisctl-test-rel-compose";
+    let measure = |label: &str, p: &Project, ports: [u16; 4], apply: &dyn Fn() -> bool| {
+        let stop = Arc::new(AtomicBool::new(false));
+        let served_at = Arc::new(std::sync::Mutex::new(None::<Duration>));
+        let started = Instant::now();
+        let poller = {
+            let (stop, served_at) = (stop.clone(), served_at.clone());
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    let (_, body) =
+                        request(ports[0], "GET", "/openapi.json", "").unwrap_or_default();
+                    if body.contains("\"1.0.0-bench\"") {
+                        *served_at.lock().unwrap() = Some(started.elapsed());
+                        return;
+                    }
+                    std::thread::sleep(Duration::from_millis(50));
+                }
+            })
+        };
+        let (load, load_started) = Load::start_counting(&[
+            (ports[0], "POST", "/predict"),
+            (ports[1], "POST", "/api/predict"),
+        ]);
+        set_api_version(p, "1.0.0-bench");
+        let ok = apply();
+        let applied = started.elapsed();
+        assert!(common::eventually(120, || served_at
+            .lock()
+            .unwrap()
+            .is_some()));
+        std::thread::sleep(Duration::from_secs(2));
+        stop.store(true, Ordering::Relaxed);
+        let _ = poller.join();
+        let (sent, failed) = load.finish_counting();
+        let secs = load_started.elapsed().as_secs_f64();
+        eprintln!(
+            "BENCH {label}: command ok={ok} in {:.1}s; new version served after {:.1}s; {sent} requests in {secs:.1}s ({:.0} req/s), {failed} failed",
+            applied.as_secs_f64(),
+            served_at.lock().unwrap().unwrap_or_default().as_secs_f64(),
+            sent as f64 / secs
+        );
+    };
+
+    let p = Project::new(NAME, PORTS);
+    run(p.irisctl().arg("up")).ok();
+    measure("irisctl up", &p, PORTS, &|| {
+        run(p.irisctl().arg("up")).code == 0
+    });
+    drop(p);
+
+    let c_ports = [22610, 22611, 22612, 22613];
+    let c = Project::new(COMPOSE, c_ports);
+    run(c.irisctl().args(["compose", "-o", "docker-compose.yml"])).ok();
+    let compose_up = || {
+        std::process::Command::new("docker-compose")
+            .args(["-p", COMPOSE, "up", "-d", "--build"])
+            .current_dir(c.path())
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    assert!(compose_up());
+    assert!(common::eventually(240, || {
+        request(c_ports[0], "GET", "/health", "").is_ok_and(|(s, _)| s == 200)
+            && request(c_ports[1], "GET", "/api/health", "").is_ok_and(|(s, _)| s == 200)
+    }));
+    measure("docker-compose up -d --build", &c, c_ports, &compose_up);
 }

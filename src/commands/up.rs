@@ -80,7 +80,7 @@ pub async fn run(ctx: &Ctx, opts: UpOptions) -> Result<()> {
         let outcomes = super::grafana::provision(
             ctx,
             &super::grafana::ProvisionOptions {
-                password: Some(password),
+                password: Some(password.clone()),
                 wait_timeout: Duration::from_secs(60),
                 ..Default::default()
             },
@@ -91,6 +91,18 @@ pub async fn run(ctx: &Ctx, opts: UpOptions) -> Result<()> {
             .map(|o| format!("{} {}", o.object, o.action))
             .collect();
         printer.info(format!("grafana: {}", text.join(", ")));
+    }
+
+    if opts.provision {
+        let releases: Vec<(String, String)> = done
+            .iter()
+            .filter(|o| o.verb == Verb::Release)
+            .filter_map(|o| {
+                let service = o.service.clone()?;
+                Some((service.clone(), format!("release {service}: {}", o.cause)))
+            })
+            .collect();
+        super::rollback::annotate(ctx, &stack, Some(password), &releases).await;
     }
 
     let summary: Vec<String> = built

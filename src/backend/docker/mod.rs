@@ -475,6 +475,12 @@ impl Docker {
                     "run `irisctl up` first",
                 ));
             };
+            let serving = self
+                .engine
+                .inspect_container(&current.id)
+                .await?
+                .image
+                .unwrap_or_default();
             let files = hash_inputs(&mounted_files(service)?);
             let record = Record::of(service, &previous, &files);
             let op = Op::new(Verb::Release, Kind::Container, &current.name)
@@ -494,7 +500,8 @@ impl Docker {
             )
             .await?;
             done.push(format!(
-                "rolled back {name} to image {}",
+                "rolled back {name} (image {} → {})",
+                short_id(&serving),
                 short_id(&previous)
             ));
         }

@@ -291,6 +291,21 @@ fn releases_under_steady_load_drop_no_request() {
     assert_ne!(api[0].0, first_api[0].0, "a new container serves");
     assert!(api[0].1.contains("healthy"), "{api:?}");
     assert_eq!(api_version(), "1.0.0-rel1");
+    // Prometheus's scrapes of `api` kept working through the release: no failed scrape
+    // (`up` 0) in the window of the `up` that released it.
+    let window = took.as_secs() + 4;
+    let (_, body) = request(
+        PORTS[2],
+        "GET",
+        &format!("/api/v1/query?query=min_over_time(up%7Bjob%3D%22iris-api%22%7D%5B{window}s%5D)"),
+        "",
+    )
+    .unwrap();
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+    assert_eq!(
+        v["data"]["result"][0]["value"][1], "1",
+        "a scrape of the API failed during the release: {body}"
+    );
     let notes = release_annotations(&p, "api");
     assert!(
         notes.len() == 1

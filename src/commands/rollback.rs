@@ -19,6 +19,8 @@ pub async fn run(ctx: &Ctx, opts: RollbackOptions) -> Result<()> {
     let backend = Backend::connect(opts.target).await?;
     let stack = backend.form(&Stack::from_settings(&ctx.settings));
     let _lock = ctx.lock_project().await?;
+    // A stack managed from another directory is refused, as `up` refuses it.
+    backend.preflight(&stack).await?;
     let services: Vec<String> = opts.service.into_iter().collect();
     let done = backend
         .rollback(&stack, &services, ctx.settings.health_timeout, &ctx.printer)

@@ -436,6 +436,38 @@ fn releases_under_steady_load_drop_no_request() {
         serving_id,
         "the replaced release is the previous one now"
     );
+    // `status` shows the current and the previous release (JSON and table).
+    let st = run(p.irisctl().args(["status", "--format", "json"]));
+    let report: serde_json::Value = serde_json::from_str(&st.stdout).expect("status json");
+    let api_row = report["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "api")
+        .unwrap()
+        .clone();
+    assert_eq!(api_row["releases"]["current"]["image_id"], prev_id.as_str());
+    assert_eq!(
+        api_row["releases"]["previous"]["image_id"],
+        serving_id.as_str()
+    );
+    assert!(
+        api_row["releases"]["current"]["build_digest"]
+            .as_str()
+            .is_some_and(|d| !d.is_empty())
+            && api_row["releases"]["current"]["built_at"].is_string(),
+        "{api_row}"
+    );
+    let table = run(p.irisctl().arg("status"));
+    assert!(
+        table.stdout.contains("\nreleases\n")
+            && table.stdout.contains(&format!(
+                "previous  image {}",
+                &serving_id.trim_start_matches("sha256:")[..12]
+            )),
+        "{}",
+        table.stdout
+    );
     assert!(
         release_annotations(&p, "api")
             .first()

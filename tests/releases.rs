@@ -566,3 +566,166 @@ fn bench_release_under_load_irisctl_vs_compose() {
     }));
     measure("docker-compose up -d --build", &c, c_ports, &compose_up);
 }
+
+/// Swarm: built images go through a local registry (Debian's `docker-registry`, started here on
+/// 127.0.0.1:5000 and stopped again) and are pinned by digest; a rolling update of new API code,
+/// then `irisctl rollback --target swarm api` (Swarm's own rollback to the previous spec) serves
+/// the previous code again. Makes a single-node swarm when the engine is not in one, and leaves it
+/// again.
+#[test]
+fn swarm_rollback_through_a_local_registry() {
+    if !common::engine_available() {
+        return;
+    }
+    const SWARM: &str = "irisctl-test-rel-swarm";
+    let ports = [22620, 22621, 22622, 22623];
+    let Ok(registry_bin) = which("docker-registry") else {
+        panic!("docker-registry is not installed (`apt-get install -y docker-registry`)");
+    };
+    let store = tempfile::tempdir().unwrap();
+    let config = store.path().join("config.yml");
+    std::fs::write(
+        &config,
+        format!(
+            "version: 0.1\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:5000\n",
+            store.path().join("data").display()
+        ),
+    )
+    .unwrap();
+    let mut registry = std::process::Command::new(registry_bin)
+        .args(["serve", config.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start docker-registry");
+    struct Stop<'a>(&'a mut std::process::Child);
+    impl Drop for Stop<'_> {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let _registry = Stop(&mut registry);
+    assert!(
+        common::eventually(20, || request(5000, "GET", "/v2/", "")
+            .is_ok_and(|(s, _)| s == 200)),
+        "the registry does not answer on 127.0.0.1:5000"
+    );
+
+    let p = Project::new(SWARM, ports);
+    let mut yaml = std::fs::read_to_string(&p.config).unwrap();
+    yaml.push_str("swarm:\n  registry: 127.0.0.1:5000\n");
+    std::fs::write(&p.config, yaml).unwrap();
+    let made_swarm = docker(&["info", "--format", "{{.Swarm.LocalNodeState}}"]) != "active";
+    let made_gwbridge =
+        docker(&["network", "ls", "-q", "--filter", "name=^docker_gwbridge$"]).is_empty();
+    if made_swarm {
+        let out = std::process::Command::new("docker")
+            .args(["swarm", "init", "--advertise-addr", "127.0.0.1"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    struct Leave<'a> {
+        p: &'a Project,
+        made_swarm: bool,
+        made_gwbridge: bool,
+    }
+    impl Drop for Leave<'_> {
+        fn drop(&mut self) {
+            let _ = self
+                .p
+                .irisctl()
+                .args(["down", "--target", "swarm", "--volumes", "--rmi", "-q"])
+                .output();
+            if self.made_swarm {
+                docker(&["swarm", "leave", "--force"]);
+            }
+            if self.made_gwbridge {
+                docker(&["network", "rm", "docker_gwbridge"]);
+            }
+            // Superseded pushes stay as untagged images (known by their digest): the test's own.
+            for service in ["api", "frontend", "grafana"] {
+                let repo = format!("127.0.0.1:5000/{SWARM}-{service}");
+                for id in docker(&["images", "-q", &repo]).lines() {
+                    docker(&["rmi", "-f", id]);
+                }
+            }
+        }
+    }
+    let _leave = Leave {
+        p: &p,
+        made_swarm,
+        made_gwbridge,
+    };
+    // The replicated API is reached through the web UI's proxy on Swarm.
+    let version = || {
+        let (_, body) = request(ports[1], "GET", "/api/openapi.json", "").unwrap_or_default();
+        let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+        v["info"]["version"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
+    };
+    set_api_version(&p, "1.0.0-swarm1");
+    run(p
+        .irisctl()
+        .args(["up", "--target", "swarm", "--no-provision"]))
+    .ok();
+    assert!(common::eventually(60, || version() == "1.0.0-swarm1"));
+    let image = || {
+        docker(&[
+            "service",
+            "inspect",
+            "--format",
+            "{{.Spec.TaskTemplate.ContainerSpec.Image}}",
+            &format!("{SWARM}_api"),
+        ])
+    };
+    assert!(
+        image().starts_with(&format!("127.0.0.1:5000/{SWARM}-api:dev@sha256:")),
+        "{}",
+        image()
+    );
+    let first = image();
+
+    set_api_version(&p, "1.0.0-swarm2");
+    run(p
+        .irisctl()
+        .args(["up", "--target", "swarm", "--no-provision"]))
+    .ok();
+    assert!(common::eventually(60, || version() == "1.0.0-swarm2"));
+    assert_ne!(image(), first);
+
+    let rb = run(p.irisctl().args(["rollback", "--target", "swarm", "api"]));
+    rb.ok();
+    assert!(rb.stderr.contains("rolled back api"), "{}", rb.stderr);
+    assert_eq!(image(), first, "Swarm runs the previous spec");
+    assert!(
+        common::eventually(60, || version() == "1.0.0-swarm1"),
+        "the previous code does not serve: {}",
+        version()
+    );
+
+    // `down --rmi` removes the registry-tagged copies too.
+    run(p.irisctl().args(["down", "--target", "swarm", "--rmi"])).ok();
+    let pushed = format!("127.0.0.1:5000/{SWARM}-api:dev");
+    assert_eq!(
+        docker(&["image", "inspect", "--format", "{{.Id}}", &pushed]),
+        "",
+        "{pushed} left after down --rmi"
+    );
+}
+
+fn which(name: &str) -> Result<std::path::PathBuf, ()> {
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|d| d.join(name))
+        .find(|p| p.is_file())
+        .ok_or(())
+}

@@ -283,10 +283,18 @@ impl Backend {
                 docker::previous_repo(stack, &s.name),
                 docker::PREVIOUS_TAG
             );
+            // The copy tagged for the Swarm registry (`swarm.registry`), when there is one.
+            let pushed = stack
+                .swarm
+                .registry
+                .as_ref()
+                .filter(|_| s.build.is_some())
+                .map(|r| format!("{r}/{}", s.image));
             for tag in [
                 s.build.as_ref().map(|_| s.image.clone()),
                 Some(built_name),
                 Some(previous),
+                pushed,
             ]
             .into_iter()
             .flatten()

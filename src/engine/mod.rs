@@ -262,6 +262,25 @@ impl Engine {
         }
     }
 
+    /// `remote@sha256:…`: the reference of the content a push of `remote` (`repo:tag`) sent,
+    /// from the image's repo digests; `None` when the engine records none.
+    pub async fn pushed_digest(&self, remote: &str) -> Result<Option<String>> {
+        let repo = remote
+            .rsplit_once(':')
+            .filter(|(_, t)| !t.contains('/'))
+            .map_or(remote, |(r, _)| r);
+        Ok(self
+            .image_exists(remote)
+            .await?
+            .and_then(|i| i.repo_digests)
+            .unwrap_or_default()
+            .iter()
+            .find_map(|d| {
+                d.strip_prefix(&format!("{repo}@"))
+                    .map(|digest| format!("{remote}@{digest}"))
+            }))
+    }
+
     /// Tag `local` as `remote` and push it; the first error the registry reports.
     pub async fn push_image(&self, local: &str, remote: &str) -> Result<(), String> {
         let (repo, tag) = remote

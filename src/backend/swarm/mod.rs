@@ -162,6 +162,18 @@ impl Swarm {
                             "check the `registry` setting and that this engine may push there (`docker login`)",
                         )
                     })?;
+                    // Pinned by digest: every node runs exactly what was pushed, and Swarm's
+                    // rollback (`irisctl rollback --target swarm`) returns to the previous
+                    // content, not to whatever the tag holds later.
+                    if let Some(pinned) = self.engine.pushed_digest(&remote).await? {
+                        if let Some(c) = spec
+                            .task_template
+                            .as_mut()
+                            .and_then(|t| t.container_spec.as_mut())
+                        {
+                            c.image = Some(pinned);
+                        }
+                    }
                 }
             }
             if !op.changes() {

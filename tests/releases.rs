@@ -119,7 +119,19 @@ impl Load {
             if st.failed > 0 {
                 for c in ["edge", "frontend", "api"] {
                     for (n, _) in containers(c) {
-                        eprintln!("--- {n} ---\n{}", docker(&["logs", "--tail", "15", &n]));
+                        // nginx and uvicorn log errors on stderr.
+                        let out = std::process::Command::new("docker")
+                            .args(["logs", "--tail", "15", &n])
+                            .output()
+                            .map(|o| {
+                                format!(
+                                    "{}{}",
+                                    String::from_utf8_lossy(&o.stdout),
+                                    String::from_utf8_lossy(&o.stderr)
+                                )
+                            })
+                            .unwrap_or_default();
+                        eprintln!("--- {n} ---\n{out}");
                     }
                 }
             }
@@ -256,11 +268,20 @@ fn api_load() -> Load {
     ])
 }
 
+/// The tests of this file one at a time: each measures failed requests under load, which the
+/// other's builds and swarm set-up would disturb.
+static ONE_AT_A_TIME: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 #[test]
 fn releases_under_steady_load_drop_no_request() {
     if !common::engine_available() {
         return;
     }
+    let _serial = one_at_a_time();
     let p = Project::new(NAME, PORTS);
     run(p.irisctl().arg("up")).ok();
     assert_eq!(containers("edge").len(), 1, "the edge publishes the ports");
@@ -499,6 +520,7 @@ fn bench_release_under_load_irisctl_vs_compose() {
     if !common::engine_available() {
         return;
     }
+    let _serial = one_at_a_time();
     const COMPOSE: &str = "irisctl-test-rel-compose";
     let measure = |label: &str, p: &Project, ports: [u16; 4], apply: &dyn Fn() -> bool| {
         let stop = Arc::new(AtomicBool::new(false));
@@ -577,11 +599,16 @@ fn swarm_rollback_through_a_local_registry() {
     if !common::engine_available() {
         return;
     }
+    let _serial = one_at_a_time();
     const SWARM: &str = "irisctl-test-rel-swarm";
     let ports = [22620, 22621, 22622, 22623];
     let Ok(registry_bin) = which("docker-registry") else {
         panic!("docker-registry is not installed (`apt-get install -y docker-registry`)");
     };
+    assert!(
+        std::net::TcpListener::bind(("127.0.0.1", 5000)).is_ok(),
+        "127.0.0.1:5000 is taken (Debian's docker-registry service? `systemctl disable --now docker-registry`)"
+    );
     let store = tempfile::tempdir().unwrap();
     let config = store.path().join("config.yml");
     std::fs::write(

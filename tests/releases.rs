@@ -587,6 +587,11 @@ fn bench_release_under_load_irisctl_vs_compose() {
             && request(c_ports[1], "GET", "/api/health", "").is_ok_and(|(s, _)| s == 200)
     }));
     measure("docker-compose up -d --build", &c, c_ports, &compose_up);
+    drop(c);
+    // docker-compose's builds carry no irisctl label, so `down --rmi` leaves them: the test's own.
+    for service in ["api", "frontend", "grafana"] {
+        docker(&["rmi", &format!("{COMPOSE}-{service}:dev")]);
+    }
 }
 
 /// Swarm: built images go through a local registry (Debian's `docker-registry`, started here on

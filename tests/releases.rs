@@ -390,6 +390,14 @@ fn releases_under_steady_load_drop_no_request() {
         std::thread::sleep(Duration::from_secs(1));
         load.finish_without_failures(&format!("interrupted at {phase}, then up"));
         again.ok();
+        assert!(again.stderr.contains("released api"), "{}", again.stderr);
+        assert!(
+            release_annotations(&p, "api")
+                .first()
+                .is_some_and(|t| t.contains("finished an interrupted release")),
+            "{phase}: {:?}",
+            release_annotations(&p, "api")
+        );
         let after = containers("api");
         assert_eq!(after.len(), 1, "{phase}: {after:?}");
         assert_eq!(api_version(), version, "{phase}");

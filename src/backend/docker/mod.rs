@@ -719,6 +719,19 @@ impl Docker {
                                 )
                                 .await?;
                             done.push((*extra).clone());
+                            // An interrupted release, finished: a release like any other
+                            // (summary, Grafana annotation).
+                            if !image.is_empty() && image != kept_image {
+                                done.push(
+                                    Op::new(Verb::Release, Kind::Container, &kept)
+                                        .service(&s.name)
+                                        .because(format!(
+                                            "finished an interrupted release, image changed ({} → {})",
+                                            short_id(&image),
+                                            short_id(&kept_image)
+                                        )),
+                                );
+                            }
                         }
                     }
                     Ok::<_, anyhow::Error>(done)

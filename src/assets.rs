@@ -18,9 +18,17 @@ pub fn holds_stack(dir: &Path) -> bool {
     MARKERS.iter().all(|m| dir.join(m).is_file())
 }
 
-/// The first marker file missing from `dir`, if any.
+/// Files a stack needs beyond the markers (a project directory made before they existed lacks
+/// them: `irisctl init DIR` writes the missing ones and keeps the rest).
+pub const REQUIRED: &[&str] = &["stack/edge/nginx.conf"];
+
+/// The first marker or required file missing from `dir`, if any.
 pub fn missing_marker(dir: &Path) -> Option<&'static str> {
-    MARKERS.iter().copied().find(|m| !dir.join(m).is_file())
+    MARKERS
+        .iter()
+        .chain(REQUIRED)
+        .copied()
+        .find(|m| !dir.join(m).is_file())
 }
 
 /// What writing the files did.

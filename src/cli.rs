@@ -58,6 +58,8 @@ pub enum Command {
     Status(StatusArgs),
     /// Stop and remove the stack's containers and network (volumes and images are kept)
     Down(DownArgs),
+    /// Return the API and/or the web UI to their previous release (the same health-gated swap)
+    Rollback(RollbackArgs),
     /// Show the logs of the stack's services
     Logs(LogsArgs),
     /// Grafana operations
@@ -184,6 +186,15 @@ pub struct StatusArgs {
     /// Output format
     #[arg(long, value_enum, default_value_t = Format::Table)]
     pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    /// Service to roll back (api or frontend); every one that has a previous release when omitted
+    pub service: Option<String>,
+
+    #[command(flatten)]
+    pub stack: StackFlags,
 }
 
 #[derive(Debug, Args)]

@@ -275,6 +275,35 @@ impl Client {
             .await
     }
 
+    /// Write an organisation annotation (`POST /api/annotations`): at `time_ms` (epoch
+    /// milliseconds), with `tags` and `text`; Grafana's ID for it. Any dashboard that queries
+    /// the built-in "Grafana" annotations by these tags shows it.
+    pub async fn annotate(&self, time_ms: i64, tags: &[&str], text: &str) -> Result<i64> {
+        let body = serde_json::json!({ "time": time_ms, "tags": tags, "text": text });
+        let a = self.write(Method::POST, "/api/annotations", &body).await?;
+        a.body
+            .get("id")
+            .and_then(Value::as_i64)
+            .ok_or_else(|| GrafanaError::Unexpected {
+                call: "POST /api/annotations".into(),
+                status: a.status.as_u16(),
+                message: format!("no annotation id in {}", a.body),
+            })
+    }
+
+    /// Annotations carrying every one of `tags` (`GET /api/annotations?tags=…`), newest first.
+    pub async fn annotations(&self, tags: &[&str], limit: u32) -> Result<Vec<Value>> {
+        let mut path = format!("/api/annotations?type=annotation&limit={limit}");
+        for t in tags {
+            path.push_str(&format!("&tags={}", encode(t)));
+        }
+        let a = self.call(Method::GET, &path, None).await?;
+        if !a.status.is_success() {
+            return Err(Self::unexpected(&format!("GET {path}"), &a));
+        }
+        Ok(a.body.as_array().cloned().unwrap_or_default())
+    }
+
     async fn write(&self, method: Method, path: &str, body: &Value) -> Result<Answer> {
         let a = self.call(method.clone(), path, Some(body)).await?;
         let call = format!("{method} {path}");

@@ -164,6 +164,7 @@ async fn run(cli: Cli, printer: Printer) -> Result<Exit> {
         Command::Watch(a) => Some(&a.stack),
         Command::Status(a) => Some(&a.stack),
         Command::Compose(a) => Some(&a.stack),
+        Command::Rollback(a) => Some(&a.stack),
         _ => None,
     };
     let mut flags = match &cli.command {
@@ -171,6 +172,7 @@ async fn run(cli: Cli, printer: Printer) -> Result<Exit> {
         Command::Status(a) => stack_flags(&a.stack),
         Command::Compose(a) => stack_flags(&a.stack),
         Command::Watch(a) => stack_flags(&a.stack),
+        Command::Rollback(a) => stack_flags(&a.stack),
         _ => Vec::new(),
     };
     if let Some(p) = &cli.global.project_name {
@@ -243,6 +245,17 @@ async fn run(cli: Cli, printer: Printer) -> Result<Exit> {
                     volumes: a.volumes,
                     rmi: a.rmi,
                     target: a.target.into(),
+                },
+            )
+            .await?;
+            Ok(Exit::Success)
+        }
+        Command::Rollback(a) => {
+            commands::rollback::run(
+                &ctx,
+                commands::rollback::RollbackOptions {
+                    service: a.service,
+                    target: a.stack.target.into(),
                 },
             )
             .await?;

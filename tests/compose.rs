@@ -118,7 +118,8 @@ fn all_healthy(project: &str) -> bool {
         "--format",
         "{{.Status}}",
     ]);
-    states.lines().count() == 4 && states.lines().all(|s| s.contains("(healthy)"))
+    // The four services and the edge.
+    states.lines().count() == 5 && states.lines().all(|s| s.contains("(healthy)"))
 }
 
 #[test]
@@ -166,7 +167,7 @@ fn compose_file_is_equivalent_to_up() {
         .trim()
         .to_string()
     };
-    for service in ["api", "frontend", "prometheus", "grafana"] {
+    for service in ["api", "frontend", "prometheus", "grafana", "edge"] {
         let left = normalized(&container_of(A, service), A, a.path());
         let right = normalized(&container_of(B, service), B, b.path());
         assert_eq!(
@@ -202,7 +203,7 @@ fn compose_file_is_equivalent_to_up() {
         "{}",
         String::from_utf8_lossy(&ps.stderr)
     );
-    for service in ["api", "frontend", "prometheus", "grafana"] {
+    for service in ["api", "frontend", "prometheus", "grafana", "edge"] {
         assert!(
             listing.contains(&format!("{A}-{service}-1")) && listing.contains("Up (healthy)"),
             "{listing}"

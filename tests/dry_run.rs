@@ -112,7 +112,8 @@ fn dry_run_plans_with_causes_and_changes_nothing() {
     );
     assert_eq!(world(&p), before, "a dry run changed something");
 
-    // A changed API source: the API's rebuild and recreate, the build context as the cause.
+    // A changed API source: the API's rebuild and release (a swap behind the edge, not a
+    // recreate since the releases of issue 15), the build context as the cause.
     let main_py = p.path().join("stack/api/app/main.py");
     let mut text = std::fs::read_to_string(&main_py).unwrap();
     text.push_str("\n# a comment that changes the build context\n");
@@ -121,7 +122,7 @@ fn dry_run_plans_with_causes_and_changes_nothing() {
     let edited = dry_run(&p, &[]);
     assert_eq!(
         edited.stdout,
-        "rebuild api: build context changed (app/main.py)\nrecreate api: its image is rebuilt\n",
+        "rebuild api: build context changed (app/main.py)\nrelease api: its image is rebuilt\n",
         "{}",
         edited.stderr
     );
@@ -145,6 +146,6 @@ fn dry_run_plans_with_causes_and_changes_nothing() {
         .filter(|o| o["verb"] == "keep")
         .map(|o| o["service"].as_str().unwrap())
         .collect();
-    assert_eq!(kept, ["frontend", "prometheus", "grafana"]);
+    assert_eq!(kept, ["frontend", "prometheus", "grafana", "edge"]);
     assert_eq!(world(&p), before, "a JSON dry run changed something");
 }

@@ -48,7 +48,7 @@ fn stack_lifecycle_on_the_real_engine() {
     let report: serde_json::Value = serde_json::from_str(&st.stdout).expect("status json");
     assert_eq!(report["project"], "irisctl-test-e2e");
     let services = report["services"].as_array().expect("services");
-    assert_eq!(services.len(), 4);
+    assert_eq!(services.len(), 5, "four services and the edge");
     for s in services {
         assert_eq!(s["state"], "running", "{s}");
         assert_eq!(s["health"], "healthy", "{s}");
@@ -69,7 +69,7 @@ fn stack_lifecycle_on_the_real_engine() {
     assert_eq!(report["grafana_dashboards"][0]["present"], true, "{report}");
 
     // Secure defaults, as the engine reports them.
-    for service in ["api", "frontend", "prometheus", "grafana"] {
+    for service in ["api", "frontend", "prometheus", "grafana", "edge"] {
         let c: serde_json::Value = serde_json::from_str(&docker(&[
             "inspect",
             &format!("irisctl-test-e2e-{service}-1"),
@@ -160,7 +160,7 @@ fn stack_lifecycle_on_the_real_engine() {
 
     // A second up changes nothing.
     let before = p.container_ids();
-    assert_eq!(before.len(), 4);
+    assert_eq!(before.len(), 5);
     let again = run(p.irisctl().arg("up"));
     again.ok();
     assert!(

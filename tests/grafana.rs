@@ -794,3 +794,55 @@ fn credentials_in_the_url_are_used_and_never_echoed() {
     bad.user_error("is not an http(s) URL");
     assert!(!bad.stderr.contains("hunter2"), "{}", bad.stderr);
 }
+
+#[test]
+fn releases_are_written_as_annotations_the_dashboard_queries() {
+    let s = standin(None, &[]);
+    let c = s.admin();
+    rt().block_on(async {
+        c.wait_ready(Duration::from_secs(10)).await.unwrap();
+        let id = c
+            .annotate(
+                1_700_000_000_000,
+                &["irisctl", "release", "api"],
+                "release api: image changed (aaa → bbb); model 1.0.0",
+            )
+            .await
+            .unwrap();
+        c.annotate(1_700_000_100_000, &["irisctl", "release", "frontend"], "ui")
+            .await
+            .unwrap();
+        c.annotate(1_700_000_200_000, &["deploy"], "someone else's")
+            .await
+            .unwrap();
+        // The dashboard's annotation query: the built-in Grafana source, by these tags.
+        let dash: serde_json::Value = serde_json::from_str(
+            &std::fs::read_to_string(
+                common::repo().join("monitoring/dashboards/grafana-fastapi-dashboard.json"),
+            )
+            .unwrap(),
+        )
+        .unwrap();
+        let query = &dash["annotations"]["list"][0];
+        assert_eq!(query["datasource"]["type"], "grafana");
+        assert_eq!(query["target"]["type"], "tags");
+        let tags: Vec<&str> = query["target"]["tags"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|t| t.as_str().unwrap())
+            .collect();
+        let found = c.annotations(&tags, 100).await.unwrap();
+        let texts: Vec<&str> = found.iter().map(|a| a["text"].as_str().unwrap()).collect();
+        assert_eq!(
+            texts,
+            ["ui", "release api: image changed (aaa → bbb); model 1.0.0"]
+        );
+        assert_eq!(found[1]["id"].as_i64(), Some(id));
+        assert_eq!(found[1]["time"].as_i64(), Some(1_700_000_000_000));
+        // A viewer token cannot write one: Grafana's 403, named.
+        let viewer = Client::new(&s.url(), Auth::Token("viewertoken".into()));
+        let err = viewer.annotate(1, &["irisctl"], "x").await.unwrap_err();
+        assert!(matches!(err, GrafanaError::Forbidden { .. }), "{err:?}");
+    });
+}

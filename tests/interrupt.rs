@@ -134,8 +134,8 @@ fn interrupted_up_always_converges() {
         let ids = p.container_ids();
         assert_eq!(
             ids.len(),
-            4,
-            "point {i} ({phase}): expected exactly the four services, got {ids:?}"
+            5,
+            "point {i} ({phase}): expected exactly the four services and the edge, got {ids:?}"
         );
         let nets = docker(&[
             "network",

@@ -88,7 +88,7 @@ fn ownership_locking_and_duplicate_networks() {
         "two passwords"
     );
     let ids = p.container_ids();
-    assert_eq!(ids.len(), 4);
+    assert_eq!(ids.len(), 5, "four services and the edge");
 
     // Another directory with the same project name: refused, nothing changed.
     let q = Project::new(NAME, PORTS);

@@ -76,7 +76,11 @@ fn watch_deploys_source_changes_and_keeps_serving() {
     let mut seen = String::new();
     wait_for(&rx, &["watching "], 300, &mut seen);
     let before = p.container_ids();
-    assert_eq!(before.len(), 4);
+    assert_eq!(
+        before.len(),
+        5,
+        "api, frontend, prometheus, grafana and the edge"
+    );
     assert_eq!(predict(), 200);
 
     // An edit goes live: a new API container answers; nothing else is redeployed.

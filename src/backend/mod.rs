@@ -55,6 +55,71 @@ pub struct ServiceStatus {
     /// The host port the service's probes go to (as published, not as configured).
     #[serde(skip)]
     pub probe_port: Option<u16>,
+    /// A released service (single engine): the release it runs and the one `irisctl
+    /// rollback` would return to.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub releases: Option<Releases>,
+}
+
+/// The current and previous release of a service.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Releases {
+    pub current: Option<ReleaseImage>,
+    pub previous: Option<ReleaseImage>,
+}
+
+/// One release: its image.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ReleaseImage {
+    pub image_id: String,
+    /// When the image was built (RFC 3339, as the engine says).
+    pub built_at: Option<String>,
+    /// The digest of its build inputs (context files, args, base images): label
+    /// `io.irisctl.build-hash`.
+    pub build_digest: Option<String>,
+}
+
+impl ReleaseImage {
+    fn line(&self) -> String {
+        let short = |s: &str| {
+            s.trim_start_matches("sha256:")
+                .chars()
+                .take(12)
+                .collect::<String>()
+        };
+        format!(
+            "image {} built {} source {}",
+            short(&self.image_id),
+            self.built_at
+                .as_deref()
+                .map_or("-", |t| t.split('.').next().unwrap_or(t)),
+            self.build_digest.as_deref().map_or("-".to_string(), short)
+        )
+    }
+}
+
+/// `status`'s releases section: one line per release of each released service (empty when
+/// none has releases).
+pub fn releases_section(services: &[ServiceStatus]) -> String {
+    let mut out = String::new();
+    for s in services {
+        let Some(r) = &s.releases else { continue };
+        if out.is_empty() {
+            out.push_str(
+                "
+releases
+",
+            );
+        }
+        for (which, img) in [("current", &r.current), ("previous", &r.previous)] {
+            let text = img.as_ref().map_or(
+                "none (`irisctl rollback` needs one)".to_string(),
+                ReleaseImage::line,
+            );
+            out.push_str(&format!("  {:<12} {which:<9} {text}\n", s.name));
+        }
+    }
+    out
 }
 
 impl ServiceStatus {
@@ -110,7 +175,7 @@ impl Backend {
     /// The stack as this backend runs it.
     pub fn form(&self, stack: &Stack) -> Stack {
         match self {
-            Backend::Docker(_) => stack.clone(),
+            Backend::Docker(_) => stack.docker_form(),
             Backend::Swarm(_) => stack.swarm_form(),
         }
     }
@@ -151,6 +216,55 @@ impl Backend {
         }
     }
 
+    /// Return released services to their previous release (all of them when `services` is
+    /// empty); what was done, one phrase each.
+    pub async fn rollback(
+        &self,
+        stack: &Stack,
+        services: &[String],
+        timeout: Duration,
+        printer: &Printer,
+    ) -> Result<Vec<String>> {
+        let explicit = !services.is_empty();
+        let chosen: Vec<String> = if explicit {
+            services.to_vec()
+        } else {
+            stack
+                .services
+                .iter()
+                .filter(|s| s.build.is_some())
+                .map(|s| s.name.clone())
+                .collect()
+        };
+        for name in &chosen {
+            if stack.service(name).is_none() {
+                let known: Vec<_> = stack.services.iter().map(|s| s.name.as_str()).collect();
+                return Err(crate::error::hinted(
+                    format!("no service named `{name}`"),
+                    format!("services: {}", known.join(", ")),
+                ));
+            }
+        }
+        match self {
+            Backend::Docker(b) => {
+                let chosen: Vec<String> = if explicit {
+                    chosen
+                } else {
+                    chosen
+                        .into_iter()
+                        .filter(|n| {
+                            stack
+                                .service(n)
+                                .is_some_and(|s| crate::stack::edge::is_released(stack, s))
+                        })
+                        .collect()
+                };
+                b.rollback(stack, &chosen, explicit, timeout, printer).await
+            }
+            Backend::Swarm(b) => b.rollback(stack, &chosen, timeout, printer).await,
+        }
+    }
+
     /// The services as the engine reports them.
     pub async fn observe(&self, stack: &Stack, host: &str) -> Result<Observation> {
         match self {
@@ -175,9 +289,27 @@ impl Backend {
         let mut tags: Vec<String> = Vec::new();
         for s in &stack.services {
             let built_name = format!("{}-{}:dev", stack.project, s.name);
-            for tag in [s.build.as_ref().map(|_| s.image.clone()), Some(built_name)]
-                .into_iter()
-                .flatten()
+            // The image a release replaced, kept for `irisctl rollback`.
+            let previous = format!(
+                "{}:{}",
+                docker::previous_repo(stack, &s.name),
+                docker::PREVIOUS_TAG
+            );
+            // The copy tagged for the Swarm registry (`swarm.registry`), when there is one.
+            let pushed = stack
+                .swarm
+                .registry
+                .as_ref()
+                .filter(|_| s.build.is_some())
+                .map(|r| format!("{r}/{}", s.image));
+            for tag in [
+                s.build.as_ref().map(|_| s.image.clone()),
+                Some(built_name),
+                Some(previous),
+                pushed,
+            ]
+            .into_iter()
+            .flatten()
             {
                 if !tags.contains(&tag) {
                     tags.push(tag);

@@ -16,6 +16,9 @@ pub enum Verb {
     Pull,
     Create,
     Recreate,
+    /// Single engine: a zero-downtime swap. The new container starts beside the old one
+    /// (same network alias), must become healthy, then the old one drains and goes.
+    Release,
     /// Swarm: a rolling update of a service.
     Update,
     Start,
@@ -35,6 +38,7 @@ impl Verb {
             Verb::Pull => "pull",
             Verb::Create => "create",
             Verb::Recreate => "recreate",
+            Verb::Release => "release",
             Verb::Update => "update",
             Verb::Start => "start",
             Verb::Unpause => "unpause",
@@ -75,6 +79,9 @@ pub struct Op {
     pub id: Option<String>,
     /// Why: empty for `keep`.
     pub cause: String,
+    /// `release`: the name of the container that replaces `object`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replacement: Option<String>,
 }
 
 impl Op {
@@ -86,6 +93,7 @@ impl Op {
             object: object.into(),
             id: None,
             cause: String::new(),
+            replacement: None,
         }
     }
 
@@ -96,6 +104,11 @@ impl Op {
 
     pub fn id(mut self, id: impl Into<String>) -> Op {
         self.id = Some(id.into());
+        self
+    }
+
+    pub fn replaced_by(mut self, name: impl Into<String>) -> Op {
+        self.replacement = Some(name.into());
         self
     }
 
@@ -132,6 +145,7 @@ impl Op {
             Verb::Pull => "pulled",
             Verb::Create => "created",
             Verb::Recreate => "recreated",
+            Verb::Release => "released",
             Verb::Update => "updated",
             Verb::Start => "started",
             Verb::Unpause => "unpaused",

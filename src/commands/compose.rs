@@ -42,7 +42,7 @@ fn header(ctx: &Ctx, base: &Path) -> String {
 }
 
 pub fn rendered_for(ctx: &Ctx, file_dir: &Path) -> String {
-    let stack = Stack::from_settings(&ctx.settings);
+    let stack = Stack::from_settings(&ctx.settings).docker_form();
     render::compose::render(&stack, file_dir, &header(ctx, file_dir))
 }
 

@@ -83,7 +83,7 @@ pub async fn published_url(ctx: &Ctx) -> Option<String> {
     .await
     .ok()?
     .ok()?;
-    let stack = crate::stack::Stack::from_settings(&ctx.settings);
+    let stack = backend.form(&crate::stack::Stack::from_settings(&ctx.settings));
     let host = ctx.settings.client_host();
     let seen = backend.observe(&stack, &host).await.ok()?;
     let port = seen

@@ -18,7 +18,7 @@ pub async fn run(ctx: &Ctx, service: Option<&str>, follow: bool, tail: &str) -> 
             )
         })?,
     };
-    let stack = Stack::from_settings(&ctx.settings);
+    let stack = Stack::from_settings(&ctx.settings).docker_form();
     if let Some(name) = service {
         if stack.service(name).is_none() {
             let known: Vec<_> = stack.services.iter().map(|s| s.name.as_str()).collect();

@@ -6,6 +6,7 @@ pub mod down;
 pub mod grafana;
 pub mod init;
 pub mod logs;
+pub mod rollback;
 pub mod status;
 pub mod up;
 pub mod watch;
@@ -45,10 +46,7 @@ impl Ctx {
                     missing,
                     dir.display()
                 ),
-                format!(
-                    "restore it, or write the built-in stack there with `irisctl init {} --force`",
-                    dir.display()
-                ),
+                restore_hint(missing, dir),
             ));
         }
         Ok(())
@@ -97,7 +95,7 @@ impl Ctx {
                 if self.embedded {
                     "run `irisctl up` once (it writes the built-in stack there), or `irisctl init DIR` and `--project-dir DIR`".to_string()
                 } else {
-                    format!("restore it, or write the built-in stack there with `irisctl init {} --force`", dir.display())
+                    restore_hint(missing, dir)
                 },
             ));
         }
@@ -297,6 +295,22 @@ pub fn short_duration(secs: u64) -> String {
         s if s < 3600 => format!("{}m", s / 60),
         s if s < 86400 => format!("{}h", s / 3600),
         s => format!("{}d", s / 86400),
+    }
+}
+
+/// What to do about a missing stack file: a file newer than the project directory (the edge's
+/// configuration) is written by `irisctl init DIR`, which keeps the files that differ.
+fn restore_hint(missing: &str, dir: &std::path::Path) -> String {
+    if crate::assets::REQUIRED.contains(&missing) {
+        format!(
+            "this directory predates it: `irisctl init {}` writes the missing files and keeps the ones you changed",
+            dir.display()
+        )
+    } else {
+        format!(
+            "restore it, or write the built-in stack there with `irisctl init {} --force`",
+            dir.display()
+        )
     }
 }
 

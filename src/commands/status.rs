@@ -295,6 +295,7 @@ pub fn render_table(r: &Report) -> String {
         };
         out.push_str(&format!("  {:<12} {:<22} {state}\n", d.uid, d.title));
     }
+    out.push_str(&crate::backend::releases_section(&r.services));
     for o in &r.orphans {
         out.push_str(&format!(
             "\norphan container {o} (remove with `irisctl up --remove-orphans`)\n"
@@ -329,6 +330,7 @@ mod tests {
             replicas: None,
             probes,
             probe_port: None,
+            releases: None,
         };
         let report = Report {
             project: "iris".into(),

@@ -97,7 +97,7 @@ pub(crate) async fn converge(ctx: &Ctx, opts: &UpOptions) -> Result<(String, Str
         let outcomes = super::grafana::provision(
             ctx,
             &super::grafana::ProvisionOptions {
-                password: Some(password),
+                password: Some(password.clone()),
                 wait_timeout: Duration::from_secs(60),
                 ..Default::default()
             },
@@ -108,6 +108,18 @@ pub(crate) async fn converge(ctx: &Ctx, opts: &UpOptions) -> Result<(String, Str
             .map(|o| format!("{} {}", o.object, o.action))
             .collect();
         printer.info(format!("grafana: {}", text.join(", ")));
+    }
+
+    if opts.provision {
+        let releases: Vec<(String, String)> = done
+            .iter()
+            .filter(|o| o.verb == Verb::Release)
+            .filter_map(|o| {
+                let service = o.service.clone()?;
+                Some((service.clone(), format!("release {service}: {}", o.cause)))
+            })
+            .collect();
+        super::rollback::annotate(ctx, &stack, Some(password), &releases).await;
     }
 
     let summary: Vec<String> = built
@@ -205,7 +217,9 @@ fn urls_table(ctx: &Ctx, stack: &Stack) -> String {
         format!("http://{host}:{}/", p.frontend),
     ]);
     // An API the stack does not publish (replicated on Swarm) is reached through the web UI's proxy.
-    let api_published = stack.service("api").is_some_and(|s| !s.ports.is_empty());
+    let api_published = stack
+        .service("api")
+        .is_some_and(|s| !s.ports.is_empty() || crate::stack::edge::edge_port(stack, s).is_some());
     let docs = if api_published {
         format!("http://{host}:{}/docs", p.api)
     } else {

@@ -238,6 +238,18 @@ impl Engine {
             .build_image(options, None, Some(bollard::body_try_stream(context)))
     }
 
+    /// Tag an image (by ID or reference) as `repo:tag`.
+    pub async fn tag_image(&self, image: &str, repo: &str, tag: &str) -> Result<()> {
+        let options = bollard::query_parameters::TagImageOptions {
+            repo: Some(repo.to_string()),
+            tag: Some(tag.to_string()),
+        };
+        self.docker
+            .tag_image(image, Some(options))
+            .await
+            .map_err(|e| failed("tag", "image", &format!("{image} as {repo}:{tag}"), &e))
+    }
+
     pub async fn remove_image(&self, reference: &str) -> Result<ImageRemoval> {
         match self
             .docker
@@ -253,6 +265,25 @@ impl Engine {
             Err(e) if is_conflict(&e) => Ok(ImageRemoval::InUse),
             Err(e) => Err(failed("remove", "image", reference, &e)),
         }
+    }
+
+    /// `remote@sha256:…`: the reference of the content a push of `remote` (`repo:tag`) sent,
+    /// from the image's repo digests; `None` when the engine records none.
+    pub async fn pushed_digest(&self, remote: &str) -> Result<Option<String>> {
+        let repo = remote
+            .rsplit_once(':')
+            .filter(|(_, t)| !t.contains('/'))
+            .map_or(remote, |(r, _)| r);
+        Ok(self
+            .image_exists(remote)
+            .await?
+            .and_then(|i| i.repo_digests)
+            .unwrap_or_default()
+            .iter()
+            .find_map(|d| {
+                d.strip_prefix(&format!("{repo}@"))
+                    .map(|digest| format!("{remote}@{digest}"))
+            }))
     }
 
     /// Tag `local` as `remote` and push it; the first error the registry reports.
@@ -394,6 +425,63 @@ impl Engine {
             Err(e) if is_conflict(&e) => Ok(()),
             Err(e) => Err(failed("remove", "container", name, &e)),
         }
+    }
+
+    /// Remove a container at once (killed, no stop grace): for one that serves nothing yet.
+    pub async fn kill_and_remove(&self, name: &str) -> Result<()> {
+        let rm = bollard::query_parameters::RemoveContainerOptions {
+            force: true,
+            v: false,
+            ..Default::default()
+        };
+        match self.docker.remove_container(name, Some(rm)).await {
+            Ok(()) => Ok(()),
+            Err(e) if is_not_found(&e) || is_conflict(&e) => Ok(()),
+            Err(e) => Err(failed("remove", "container", name, &e)),
+        }
+    }
+
+    /// Attach a container to a network under `aliases` (Docker's DNS answers them with its
+    /// address from then on).
+    pub async fn connect_network(
+        &self,
+        network: &str,
+        container: &str,
+        aliases: &[String],
+    ) -> Result<()> {
+        let request = bollard::models::NetworkConnectRequest {
+            container: container.to_string(),
+            endpoint_config: Some(bollard::models::EndpointSettings {
+                aliases: Some(aliases.to_vec()),
+                ..Default::default()
+            }),
+        };
+        self.docker
+            .connect_network(network, request)
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "failed to connect container `{container}` to network `{network}`: {}",
+                    root_message(&e)
+                )
+            })
+    }
+
+    /// Detach a container from a network (its aliases there stop answering).
+    pub async fn disconnect_network(&self, network: &str, container: &str) -> Result<()> {
+        let request = bollard::models::NetworkDisconnectRequest {
+            container: container.to_string(),
+            force: Some(true),
+        };
+        self.docker
+            .disconnect_network(network, request)
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "failed to disconnect container `{container}` from network `{network}`: {}",
+                    root_message(&e)
+                )
+            })
     }
 
     /// A container's output; `follow` keeps the stream open.
@@ -546,6 +634,26 @@ impl Engine {
             .await
             .map(|_| ())
             .map_err(|e| failed("update", "service", name, &e))
+    }
+
+    /// Roll a service back to its previous spec (Swarm keeps one: `PreviousSpec`), as
+    /// `docker service rollback` does; `spec` is the current one, read at `version`.
+    pub async fn rollback_service(
+        &self,
+        name: &str,
+        spec: bollard::models::ServiceSpec,
+        version: u64,
+    ) -> Result<()> {
+        let options = bollard::query_parameters::UpdateServiceOptions {
+            version: i32::try_from(version).unwrap_or(i32::MAX),
+            rollback: Some("previous".to_string()),
+            ..Default::default()
+        };
+        self.docker
+            .update_service(name, spec, options, None)
+            .await
+            .map(|_| ())
+            .map_err(|e| failed("roll back", "service", name, &e))
     }
 
     /// Create a Swarm config or secret unless one of that name exists (irisctl names them by

@@ -3,6 +3,7 @@
 //! Every backend applies it and every renderer writes it out, so they agree by construction.
 //! The Swarm view (replicas, registry, rollout policy) is part of it: nothing travels beside it.
 
+pub mod edge;
 pub mod files;
 pub mod record;
 

@@ -1006,6 +1006,92 @@ def search(store, body, query):
     return 200, sorted(hits, key=lambda h: (h["type"] != "dash-folder", h["title"].lower())), False
 
 
+# Annotations, as pkg/api/annotations.go and the SQL store (pkg/services/annotations) do them: POST
+# needs annotations:create (Editor), text must not be empty ("Failed to save annotation", 400), a
+# dashboardUID that names a dashboard sets dashboardId, time defaults to now and timeEnd to time (epoch
+# ms); the answer is {"message": "Annotation added", "id": N}. GET filters by from/to (overlap), tags
+# (all of them, or any with matchAny=true), dashboardUID, type=annotation and limit (default 100),
+# newest first.
+def _annotations(store):
+    store.state.setdefault("next_id", {}).setdefault("annotation", 1)
+    return store.state.setdefault("annotations", [])
+
+
+def _int_field(body, key):
+    value = body.get(key)
+    if value is None:
+        return 0
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise bad_request()
+    return value
+
+
+@route("POST", "/api/annotations", "annotations:create", "Editor")
+def annotation_add(store, body, query):
+    text = body.get("text")
+    tags = body.get("tags") or []
+    if not isinstance(text, str) or not isinstance(tags, list) or not all(isinstance(t, str) for t in tags):
+        raise bad_request()
+    if not text:
+        raise ApiError(400, "Failed to save annotation")
+    items = _annotations(store)
+    now = int(time.time() * 1000)
+    epoch = _int_field(body, "time") or now
+    epoch_end = _int_field(body, "timeEnd") or epoch
+    dashboard_uid = body.get("dashboardUID") or ""
+    dashboard = store.state["dashboards"].get(dashboard_uid) if dashboard_uid else None
+    item = {
+        "id": store.next_id("annotation"),
+        "alertId": 0,
+        "alertName": "",
+        "dashboardId": dashboard["id"] if dashboard else _int_field(body, "dashboardId"),
+        "dashboardUID": dashboard_uid or None,
+        "panelId": _int_field(body, "panelId"),
+        "userId": 1,
+        "newState": "",
+        "prevState": "",
+        "created": now,
+        "updated": now,
+        "time": epoch,
+        "timeEnd": epoch_end,
+        "text": text,
+        "tags": tags,
+        "login": "admin",
+        "email": "admin@localhost",
+        "avatarUrl": "/avatar/46d229b033af06a191ff2267bca9ae56",
+        "data": body.get("data") or {},
+    }
+    items.append(item)
+    return 200, {"message": "Annotation added", "id": item["id"]}, True
+
+
+@route("GET", "/api/annotations")
+def annotation_find(store, body, query):
+    def one(key, default=""):
+        return (query.get(key) or [default])[0]
+
+    try:
+        start, end = int(one("from", "0")), int(one("to", "0"))
+        limit = int(one("limit", "100")) or 100
+    except ValueError:
+        raise bad_request() from None
+    tags = query.get("tags") or []
+    match_any = one("matchAny").lower() == "true"
+    found = []
+    for item in _annotations(store):
+        if start and item["timeEnd"] < start or end and item["time"] > end:
+            continue
+        if tags and not (any if match_any else all)(t in item["tags"] for t in tags):
+            continue
+        if one("dashboardUID") and item["dashboardUID"] != one("dashboardUID"):
+            continue
+        if one("type") == "alert":
+            continue
+        found.append(item)
+    found.sort(key=lambda i: (i["time"], i["id"]), reverse=True)
+    return 200, found[:limit], False
+
+
 # --- start-up --------------------------------------------------------------------------------------
 
 

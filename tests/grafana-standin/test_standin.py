@@ -844,3 +844,50 @@ def test_yaml_subset_explicit():
     assert parse(PROVIDERS_YAML.format(path="/p"))["providers"][0]["options"] == {"path": "/p"}
     with pytest.raises(ValueError):
         parse("a:\n\tb: 1\n")
+
+
+# --- annotations -----------------------------------------------------------------------------------
+
+
+def test_annotation_added_and_found_by_tags(standin):
+    status, added = standin.call(
+        "POST",
+        "/api/annotations",
+        {"time": 1000, "tags": ["irisctl", "release", "api"], "text": "release api: a → b"},
+    )
+    assert (status, added["message"]) == (200, "Annotation added")
+    standin.call(
+        "POST", "/api/annotations", {"time": 2000, "tags": ["irisctl", "release", "frontend"], "text": "ui"}
+    )
+    standin.call("POST", "/api/annotations", {"time": 3000, "tags": ["other"], "text": "not ours"})
+    status, found = standin.call("GET", "/api/annotations?tags=irisctl&tags=release")
+    assert status == 200
+    assert [a["text"] for a in found] == ["ui", "release api: a → b"]  # newest first
+    first = found[1]
+    assert first["id"] == added["id"] and first["timeEnd"] == first["time"] == 1000
+    assert first["tags"] == ["irisctl", "release", "api"] and first["dashboardId"] == 0
+    # every tag must match, unless matchAny
+    assert [a["text"] for a in standin.call("GET", "/api/annotations?tags=api&tags=frontend")[1]] == []
+    assert len(standin.call("GET", "/api/annotations?tags=api&tags=frontend&matchAny=true")[1]) == 2
+    assert [a["text"] for a in standin.call("GET", "/api/annotations?from=1500&to=2500")[1]] == ["ui"]
+    assert len(standin.call("GET", "/api/annotations?limit=1")[1]) == 1
+
+
+def test_annotation_needs_text_and_editor(standin):
+    assert standin.call("POST", "/api/annotations", {"tags": ["x"], "text": ""}) == (
+        400,
+        {"message": "Failed to save annotation"},
+    )
+    assert standin.call("POST", "/api/annotations", {"text": 5}) == (400, {"message": "bad request data"})
+    status, body = standin.call("POST", "/api/annotations", {"text": "t"}, token="view-tok")
+    assert status == 403 and "annotations:create" in body["message"]
+    assert standin.call("POST", "/api/annotations", {"text": "t"}, token="ed-tok")[0] == 200
+    assert standin.call("GET", "/api/annotations", token="view-tok")[0] == 200
+
+
+def test_annotation_time_defaults_to_now_and_survives_a_restart(standin):
+    before = int(time.time() * 1000)
+    standin.call("POST", "/api/annotations", {"text": "now"})
+    standin.restart()
+    (item,) = standin.call("GET", "/api/annotations")[1]
+    assert before <= item["time"] == item["timeEnd"] <= int(time.time() * 1000)

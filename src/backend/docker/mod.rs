@@ -31,6 +31,22 @@ pub struct Docker {
     pub engine: Engine,
 }
 
+/// How long both containers of a release serve before the old one drains: the proxies
+/// (nginx `resolver valid=1s`) see the new address by then.
+const RELEASE_SETTLE: Duration = Duration::from_secs(2);
+
+/// The tag of the image a release replaced: `<project>-<service>:previous`.
+pub const PREVIOUS_TAG: &str = "previous";
+
+pub fn previous_repo(stack: &Stack, service: &str) -> String {
+    format!("{}-{service}", stack.project)
+}
+
+fn short_id(id: &str) -> &str {
+    let id = id.trim_start_matches("sha256:");
+    &id[..id.len().min(12)]
+}
+
 fn project_label(stack: &Stack) -> String {
     format!("{}={}", labels::PROJECT, stack.project)
 }
@@ -209,27 +225,287 @@ impl Docker {
             return Ok(());
         };
         let body = body::container_body(stack, service, record);
-        let Some(id) = self
-            .engine
-            .create_container(&service.container_name, body)
-            .await?
-        else {
+        self.create_named(stack, service, &service.container_name, body)
+            .await
+    }
+
+    /// Create and start `body` as container `name`; a foreign container of that name is refused.
+    async fn create_named(
+        &self,
+        stack: &Stack,
+        service: &crate::stack::Service,
+        name: &str,
+        body: bollard::models::ContainerCreateBody,
+    ) -> Result<()> {
+        let Some(id) = self.engine.create_container(name, body).await? else {
             // A container of that name that is not labelled as ours (e.g. left by an
             // interrupted run before labels existed, or made by hand): refuse, never delete.
             return Err(hinted(
                 format!(
-                    "a container named `{}` already exists and does not belong to project `{}`",
-                    service.container_name, stack.project
+                    "a container named `{name}` already exists and does not belong to project `{}`",
+                    stack.project
                 ),
                 format!(
-                    "remove or rename it (`docker rm -f {}`), or use another project name with -p",
-                    service.container_name
+                    "remove or rename it (`docker rm -f {name}`), or use another project name with -p (service `{}`)",
+                    service.name
                 ),
             ));
         };
+        self.engine.start_container(&id, name).await
+    }
+
+    /// Make `container` answer to the service's aliases on the stack's network (a release's
+    /// new container is started without them, so no request reaches it before it is healthy).
+    async fn ensure_aliases(
+        &self,
+        stack: &Stack,
+        service: &crate::stack::Service,
+        container: &str,
+    ) -> Result<()> {
+        let c = self.engine.inspect_container(container).await?;
+        let endpoint = c
+            .network_settings
+            .as_ref()
+            .and_then(|n| n.networks.as_ref())
+            .and_then(|n| n.get(&stack.network.name));
+        let has_all = endpoint.is_some_and(|e| {
+            let aliases = e.aliases.clone().unwrap_or_default();
+            let dns = e.dns_names.clone().unwrap_or_default();
+            service
+                .aliases
+                .iter()
+                .all(|a| aliases.contains(a) || dns.contains(a))
+        });
+        if has_all {
+            return Ok(());
+        }
+        if endpoint.is_some() {
+            self.engine
+                .disconnect_network(&stack.network.name, container)
+                .await?;
+        }
         self.engine
-            .start_container(&id, &service.container_name)
+            .connect_network(&stack.network.name, container, &service.aliases)
             .await
+    }
+
+    /// A release: the new container starts beside the old one without the service's alias,
+    /// must become healthy by the deadline, then takes the alias (both serve for a moment),
+    /// and the old one drains (its stop signal: uvicorn and nginx finish what they hold and
+    /// refuse new connections, which the proxies retry on the new one) and goes. A new
+    /// container that does not become healthy is removed after its last log lines are shown;
+    /// the old one serves on, untouched.
+    #[allow(clippy::too_many_arguments)]
+    async fn release(
+        &self,
+        stack: &Stack,
+        service: &crate::stack::Service,
+        op: &Op,
+        record: &Record,
+        image: Option<&str>,
+        deadline: Instant,
+        timeout: Duration,
+        printer: &Printer,
+    ) -> Result<()> {
+        let old = &op.object;
+        let old_image = self
+            .engine
+            .inspect_container(op.id.as_deref().unwrap_or(old))
+            .await?
+            .image
+            .unwrap_or_default();
+        let new = op
+            .replacement
+            .clone()
+            .unwrap_or_else(|| format!("{}-{}-2", stack.project, service.name));
+        let name = &service.name;
+        printer
+            .enter(format!("releasing {name}: starting {new} beside {old}"))
+            .await;
+        let mut body = body::container_body(stack, service, record);
+        if let Some(image) = image {
+            // A rollback: the previous release's image, by ID.
+            body.image = Some(image.to_string());
+        }
+        let number = new.rsplit('-').next().unwrap_or("1").to_string();
+        if let Some(l) = body.labels.as_mut() {
+            l.insert(labels::NUMBER.to_string(), number);
+        }
+        if let Some(e) = body
+            .networking_config
+            .as_mut()
+            .and_then(|n| n.endpoints_config.as_mut())
+            .and_then(|e| e.get_mut(&stack.network.name))
+        {
+            e.aliases = Some(vec![]);
+        }
+        self.create_named(stack, service, &new, body).await?;
+        printer
+            .enter(format!("releasing {name}: waiting for {new} to be healthy"))
+            .await;
+        if let Err(e) = wait_healthy(&self.engine, stack, &new, name, deadline, timeout).await {
+            // Never reached by a request (no alias yet): removed at once.
+            let _ = self.engine.kill_and_remove(&new).await;
+            return Err(hinted(
+                format!(
+                    "release of `{name}` failed; `{old}` (the previous release) keeps serving and the new container `{new}` was removed: {e:#}"
+                ),
+                format!("fix the cause and run `irisctl up` again; `irisctl logs {name}` shows the serving container"),
+            ));
+        }
+        printer
+            .enter(format!("releasing {name}: moving traffic to {new}"))
+            .await;
+        self.ensure_aliases(stack, service, &new).await?;
+        // The proxies resolve the alias again every second (nginx `valid=1s`): let each of
+        // them see the new address before the old one stops accepting.
+        tokio::time::sleep(RELEASE_SETTLE).await;
+        self.keep_previous(stack, service, &old_image, &record.image)
+            .await?;
+        printer
+            .enter(format!("releasing {name}: draining {old}"))
+            .await;
+        self.engine
+            .remove_container(op.id.as_deref().unwrap_or(old), old)
+            .await
+    }
+
+    /// Tag the image a release replaces as `<project>-<service>:previous`, so that `irisctl
+    /// rollback` finds it offline (and `down --rmi` removes it).
+    async fn keep_previous(
+        &self,
+        stack: &Stack,
+        service: &crate::stack::Service,
+        old_image: &str,
+        new_image: &str,
+    ) -> Result<()> {
+        if old_image.is_empty() || old_image == new_image {
+            return Ok(());
+        }
+        self.engine
+            .tag_image(
+                old_image,
+                &previous_repo(stack, &service.name),
+                PREVIOUS_TAG,
+            )
+            .await
+    }
+
+    /// The release a service runs (its container's image) and the previous one, if kept.
+    async fn releases(
+        &self,
+        stack: &Stack,
+        service: &crate::stack::Service,
+        current: Option<&str>,
+    ) -> Result<super::Releases> {
+        let describe = |reference: String| async move {
+            let Some(i) = self.engine.image_exists(&reference).await? else {
+                return Ok::<_, anyhow::Error>(None);
+            };
+            Ok(Some(super::ReleaseImage {
+                image_id: i.id.clone().unwrap_or_default(),
+                built_at: i.created.clone(),
+                build_digest: i
+                    .config
+                    .as_ref()
+                    .and_then(|c| c.labels.as_ref())
+                    .and_then(|l| l.get(labels::BUILD_HASH))
+                    .cloned(),
+            }))
+        };
+        Ok(super::Releases {
+            current: match current {
+                Some(id) => describe(id.to_string()).await?,
+                None => None,
+            },
+            previous: describe(format!(
+                "{}:{PREVIOUS_TAG}",
+                previous_repo(stack, &service.name)
+            ))
+            .await?,
+        })
+    }
+
+    /// `irisctl rollback`: release each service's previous image (kept as
+    /// `<project>-<service>:previous` by the release that replaced it) through the same swap;
+    /// the image it replaces becomes the previous one. What was rolled back, one phrase each.
+    pub async fn rollback(
+        &self,
+        stack: &Stack,
+        services: &[String],
+        explicit: bool,
+        timeout: Duration,
+        printer: &Printer,
+    ) -> Result<Vec<String>> {
+        let mut done = Vec::new();
+        let deadline = Instant::now() + timeout;
+        for name in services {
+            let Some(service) = stack.service(name) else {
+                continue;
+            };
+            if !crate::stack::edge::is_released(stack, service) {
+                return Err(hinted(
+                    format!("`{name}` has no releases to roll back: only the services irisctl builds behind the edge do ({})", crate::stack::edge::FRONTED.join(", ")),
+                    "name one of them, or none for all",
+                ));
+            }
+            let Some(previous) = self
+                .engine
+                .image_id(&format!("{}:{PREVIOUS_TAG}", previous_repo(stack, name)))
+                .await?
+            else {
+                if explicit {
+                    return Err(hinted(
+                        format!("`{name}` has no previous release to roll back to (one is kept from its second release on, as image `{}:{PREVIOUS_TAG}`)", previous_repo(stack, name)),
+                        "release a change with `irisctl up` first",
+                    ));
+                }
+                printer.info(format!("{name}: no previous release, left as it is"));
+                continue;
+            };
+            let observed = self.observe(stack).await?;
+            let Some(current) = observed
+                .containers
+                .iter()
+                .filter(|c| c.service == *name)
+                .min_by_key(|c| (c.state != RunState::Running, c.name.clone()))
+            else {
+                return Err(hinted(
+                    format!("`{name}` has no container to roll back"),
+                    "run `irisctl up` first",
+                ));
+            };
+            let serving = self
+                .engine
+                .inspect_container(&current.id)
+                .await?
+                .image
+                .unwrap_or_default();
+            let files = hash_inputs(&mounted_files(service)?);
+            let record = Record::of(service, &previous, &files);
+            let op = Op::new(Verb::Release, Kind::Container, &current.name)
+                .service(name)
+                .id(&current.id)
+                .because("rollback to the previous release")
+                .replaced_by(plan::free_name(stack, name, &observed.containers));
+            self.release(
+                stack,
+                service,
+                &op,
+                &record,
+                Some(&previous),
+                deadline,
+                timeout,
+                printer,
+            )
+            .await?;
+            done.push(format!(
+                "rolled back {name} (image {} → {})",
+                short_id(&serving),
+                short_id(&previous)
+            ));
+        }
+        Ok(done)
     }
 
     /// Apply `plan`: network and volumes, orphans, then the services wave by wave (a service
@@ -300,6 +576,24 @@ impl Docker {
             done.push(op.clone());
         }
 
+        // The container each service runs once the plan is carried out.
+        let current: HashMap<String, String> = stack
+            .services
+            .iter()
+            .map(|s| {
+                let name = match plan.for_service(&s.name) {
+                    Some(op) if op.verb == Verb::Release => op
+                        .replacement
+                        .clone()
+                        .unwrap_or_else(|| s.container_name.clone()),
+                    Some(op) if !matches!(op.verb, Verb::Create | Verb::Recreate) => {
+                        op.object.clone()
+                    }
+                    _ => s.container_name.clone(),
+                };
+                (s.name.clone(), name)
+            })
+            .collect();
         let deadline = Instant::now() + timeout;
         for wave in stack.waves() {
             for s in &wave {
@@ -316,15 +610,11 @@ impl Docker {
                                 d.name, s.name
                             ))
                             .await;
-                        wait_healthy(
-                            &self.engine,
-                            stack,
-                            &d.container_name,
-                            &d.name,
-                            deadline,
-                            timeout,
-                        )
-                        .await?;
+                        let container = current
+                            .get(&d.name)
+                            .map_or(d.container_name.as_str(), String::as_str);
+                        wait_healthy(&self.engine, stack, container, &d.name, deadline, timeout)
+                            .await?;
                         if plan.for_service(&d.name).is_some_and(|o| o.changes()) {
                             printer.service(&d.name, "ready");
                         }
@@ -337,39 +627,130 @@ impl Docker {
                 .await;
             let wave_done = try_join_all(wave.iter().map(|s| {
                 let record = record_of(&s.name);
+                let current = &current;
                 async move {
                     let mut done = Vec::new();
-                    for extra in plan.ops.iter().filter(|o| {
-                        o.verb == Verb::Remove && o.service.as_deref() == Some(s.name.as_str())
-                    }) {
-                        self.engine
-                            .remove_container(
-                                extra.id.as_deref().unwrap_or(&extra.object),
-                                &extra.object,
-                            )
-                            .await?;
-                        done.push(extra.clone());
-                    }
-                    let Some(op) = plan.for_service(&s.name) else {
-                        return Ok::<_, anyhow::Error>(done);
-                    };
-                    let id = op.id.as_deref().unwrap_or_default();
-                    match op.verb {
-                        Verb::Create => self.create_and_start(stack, &s.name, &record).await?,
-                        Verb::Recreate => {
-                            printer
-                                .verbose(format!("recreating {}: {}", s.container_name, op.cause));
-                            printer.service(&s.name, "stopping the old container");
-                            self.engine.remove_container(id, &op.object).await?;
-                            self.create_and_start(stack, &s.name, &record).await?;
+                    let released = crate::stack::edge::is_released(stack, s);
+                    let extras: Vec<&Op> = plan
+                        .ops
+                        .iter()
+                        .filter(|o| {
+                            o.verb == Verb::Remove && o.service.as_deref() == Some(s.name.as_str())
+                        })
+                        .collect();
+                    // A released service's extra containers may be serving (an interrupted
+                    // release): they go after the one kept is healthy. Others go first.
+                    if !released {
+                        for extra in &extras {
+                            self.engine
+                                .remove_container(
+                                    extra.id.as_deref().unwrap_or(&extra.object),
+                                    &extra.object,
+                                )
+                                .await?;
+                            done.push((*extra).clone());
                         }
-                        Verb::Start => self.engine.start_container(id, &op.object).await?,
-                        Verb::Unpause => self.engine.unpause_container(id, &op.object).await?,
-                        _ => return Ok(done),
                     }
-                    printer.service(&s.name, "started");
-                    done.push(op.clone());
-                    Ok(done)
+                    if let Some(op) = plan.for_service(&s.name) {
+                        let id = op.id.as_deref().unwrap_or_default();
+                        let acted = match op.verb {
+                            Verb::Create => {
+                                self.create_and_start(stack, &s.name, &record).await?;
+                                true
+                            }
+                            Verb::Recreate => {
+                                printer.verbose(format!(
+                                    "recreating {}: {}",
+                                    s.container_name, op.cause
+                                ));
+                                printer.service(&s.name, "stopping the old container");
+                                self.engine.remove_container(id, &op.object).await?;
+                                self.create_and_start(stack, &s.name, &record).await?;
+                                true
+                            }
+                            Verb::Release => {
+                                self.release(
+                                    stack, s, op, &record, None, deadline, timeout, printer,
+                                )
+                                .await?;
+                                true
+                            }
+                            Verb::Start => {
+                                self.engine.start_container(id, &op.object).await?;
+                                true
+                            }
+                            Verb::Unpause => {
+                                self.engine.unpause_container(id, &op.object).await?;
+                                true
+                            }
+                            _ => false,
+                        };
+                        if acted {
+                            printer.service(
+                                &s.name,
+                                if op.verb == Verb::Release {
+                                    "released"
+                                } else {
+                                    "started"
+                                },
+                            );
+                            done.push(op.clone());
+                        }
+                    }
+                    if released && !extras.is_empty() {
+                        let kept = current.get(&s.name).cloned().unwrap_or_default();
+                        printer
+                            .enter(format!(
+                                "releasing {}: waiting for {kept} to be healthy before removing {}",
+                                s.name,
+                                extras
+                                    .iter()
+                                    .map(|e| e.object.as_str())
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
+                            ))
+                            .await;
+                        wait_healthy(&self.engine, stack, &kept, &s.name, deadline, timeout).await?;
+                        self.ensure_aliases(stack, s, &kept).await?;
+                        tokio::time::sleep(RELEASE_SETTLE).await;
+                        let kept_image = self
+                            .engine
+                            .inspect_container(&kept)
+                            .await?
+                            .image
+                            .unwrap_or_default();
+                        for extra in &extras {
+                            let image = self
+                                .engine
+                                .inspect_container(extra.id.as_deref().unwrap_or(&extra.object))
+                                .await
+                                .ok()
+                                .and_then(|c| c.image)
+                                .unwrap_or_default();
+                            self.keep_previous(stack, s, &image, &kept_image).await?;
+                            self.engine
+                                .remove_container(
+                                    extra.id.as_deref().unwrap_or(&extra.object),
+                                    &extra.object,
+                                )
+                                .await?;
+                            done.push((*extra).clone());
+                            // An interrupted release, finished: a release like any other
+                            // (summary, Grafana annotation).
+                            if !image.is_empty() && image != kept_image {
+                                done.push(
+                                    Op::new(Verb::Release, Kind::Container, &kept)
+                                        .service(&s.name)
+                                        .because(format!(
+                                            "finished an interrupted release, image changed ({} → {})",
+                                            short_id(&image),
+                                            short_id(&kept_image)
+                                        )),
+                                );
+                            }
+                        }
+                    }
+                    Ok::<_, anyhow::Error>(done)
                 }
             }))
             .await?;
@@ -378,16 +759,12 @@ impl Docker {
         printer
             .enter("waiting for every service to be healthy")
             .await;
+        let current = &current;
         try_join_all(stack.services.iter().map(|s| async move {
-            wait_healthy(
-                &self.engine,
-                stack,
-                &s.container_name,
-                &s.name,
-                deadline,
-                timeout,
-            )
-            .await?;
+            let container = current
+                .get(&s.name)
+                .map_or(s.container_name.as_str(), String::as_str);
+            wait_healthy(&self.engine, stack, container, &s.name, deadline, timeout).await?;
             if plan.for_service(&s.name).is_some_and(|o| o.changes()) {
                 printer.service(&s.name, "ready");
             }
@@ -404,6 +781,27 @@ impl Docker {
         let now = std::time::SystemTime::now();
         let mut services = Vec::new();
         let mut managed_from = None;
+        let edge = observed
+            .iter()
+            .find(|o| o.service == crate::stack::edge::EDGE)
+            .map(|o| o.id.clone());
+        let edge_published = |p: &crate::stack::Port| {
+            let p = p.clone();
+            let edge = edge.clone();
+            async move {
+                let Some(id) = edge else {
+                    return Ok::<u16, anyhow::Error>(p.host);
+                };
+                let detail = self.engine.inspect_container(&id).await?;
+                Ok(detail
+                    .host_config
+                    .and_then(|h| h.port_bindings)
+                    .and_then(|b| b.get(&format!("{}/tcp", p.container)).cloned().flatten())
+                    .and_then(|b| b.first().and_then(|b| b.host_port.clone()))
+                    .and_then(|h| h.parse::<u16>().ok())
+                    .unwrap_or(p.host))
+            }
+        };
         for s in &stack.services {
             let configured: Vec<String> = s
                 .ports
@@ -421,11 +819,13 @@ impl Docker {
                     url: s
                         .ports
                         .first()
+                        .or_else(|| crate::stack::edge::edge_port(stack, s))
                         .map(|p| format!("http://{host}:{}/", p.host)),
                     uptime_seconds: None,
                     replicas: None,
                     probes: vec![],
                     probe_port: None,
+                    releases: None,
                 });
                 continue;
             };
@@ -463,7 +863,12 @@ impl Docker {
                     .and_then(|h| h.parse::<u16>().ok())
                     .unwrap_or(p.host)
             };
-            let actual_port = s.ports.first().map(published);
+            // Behind the edge: the port the edge publishes for the service.
+            let actual_port = match (s.ports.first(), crate::stack::edge::edge_port(stack, s)) {
+                (Some(p), _) => Some(published(p)),
+                (None, Some(p)) => Some(edge_published(p).await?),
+                (None, None) => None,
+            };
             services.push(ServiceStatus {
                 name: s.name.clone(),
                 container: Some(o.name.clone()),
@@ -489,6 +894,11 @@ impl Docker {
                 replicas: None,
                 probes: vec![],
                 probe_port: if running { actual_port } else { None },
+                releases: if crate::stack::edge::is_released(stack, s) {
+                    Some(self.releases(stack, s, detail.image.as_deref()).await?)
+                } else {
+                    None
+                },
             });
         }
         let orphans = observed
@@ -607,6 +1017,12 @@ async fn preflight_ports(engine: &Engine, stack: &Stack) -> Result<()> {
             })
         });
         for p in &service.ports {
+            // The edge publishes a port for `api` or `frontend`: name that service.
+            let for_service = stack
+                .services
+                .iter()
+                .find(|f| crate::stack::edge::edge_port(stack, f).is_some_and(|e| e.host == p.host))
+                .map_or(service.name.as_str(), |f| f.name.as_str());
             // Any state: a paused container keeps its ports (a stopped one lists none).
             let holder = all.iter().find(|c| {
                 c.ports
@@ -626,8 +1042,8 @@ async fn preflight_ports(engine: &Engine, stack: &Stack) -> Result<()> {
                         .map(|n| n.trim_start_matches('/'))
                         .unwrap_or("?");
                     return Err(taken(format!(
-                        "host port {} (for `{}`) is already published by container `{name}`",
-                        p.host, service.name
+                        "host port {} (for `{for_service}`) is already published by container `{name}`",
+                        p.host
                     )));
                 }
                 None if !ours
@@ -635,8 +1051,8 @@ async fn preflight_ports(engine: &Engine, stack: &Stack) -> Result<()> {
                     && std::net::TcpListener::bind((p.host_ip, p.host)).is_err() =>
                 {
                     return Err(taken(format!(
-                        "host port {} on {} (for `{}`) is already in use by another program",
-                        p.host, p.host_ip, service.name
+                        "host port {} on {} (for `{for_service}`) is already in use by another program",
+                        p.host, p.host_ip
                     )));
                 }
                 None => {}

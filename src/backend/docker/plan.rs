@@ -110,7 +110,17 @@ pub fn plan(stack: &Stack, desired: &[Desired], observed: &Observed, remove_orph
                 .service(&d.service)
                 .id(&first.id)
         };
-        plan.push(if Some(&first.hash) != hash.as_ref() {
+        // Released when the container it replaces publishes no host port either (one from
+        // before the edge did: it is recreated, freeing the port for the edge).
+        let released = stack
+            .service(&d.service)
+            .is_some_and(|s| crate::stack::edge::is_released(stack, s))
+            && first.record.as_ref().is_some_and(|r| r.ports.is_empty());
+        plan.push(if Some(&first.hash) != hash.as_ref() && released {
+            op(Verb::Release)
+                .because(recreate_cause(first, &d.record, &stack.project_dir))
+                .replaced_by(free_name(stack, &d.service, &observed.containers))
+        } else if Some(&first.hash) != hash.as_ref() {
             op(Verb::Recreate).because(recreate_cause(first, &d.record, &stack.project_dir))
         } else {
             match first.state {
@@ -154,6 +164,15 @@ pub fn plan(stack: &Stack, desired: &[Desired], observed: &Observed, remove_orph
         });
     }
     plan
+}
+
+/// The first `<project>-<service>-<n>` no container of the project has: a release's new
+/// container, started beside the old one (`-1`, `-2`, `-1`…).
+pub fn free_name(stack: &Stack, service: &str, containers: &[Container]) -> String {
+    (1..)
+        .map(|n| format!("{}-{service}-{n}", stack.project))
+        .find(|name| !containers.iter().any(|c| &c.name == name))
+        .unwrap_or_default()
 }
 
 fn recreate_cause(c: &Container, wanted: &Record, base: &std::path::Path) -> String {
@@ -297,6 +316,52 @@ mod tests {
         assert_eq!(
             plan(&st, &d, &foreign, false).text(),
             "recreate api: made by another tool or an older irisctl (no record of its configuration)\n"
+        );
+    }
+
+    #[test]
+    fn behind_the_edge_a_changed_api_or_web_ui_is_released() {
+        let st = Stack::from_settings(&Settings::defaults("/p".into())).docker_form();
+        let d = desired(&st);
+        let o = converged(&st, &d);
+        let mut d2 = d.clone();
+        d2[0].record.image = String::new();
+        d2[1].record.image = "sha256:ui2".into();
+        let p = plan(&st, &d2, &o, false);
+        assert_eq!(
+            p.text(),
+            "release api: its image is rebuilt\n\
+             release frontend: image changed (frontend → ui2)\n"
+        );
+        let api = p.for_service("api").unwrap();
+        assert_eq!(api.object, "iris-api-1");
+        assert_eq!(api.replacement.as_deref(), Some("iris-api-2"));
+        assert_eq!(api.done_text(), "released api");
+        // The next release alternates back to -1.
+        let mut o2 = o.clone();
+        o2.containers[0].name = "iris-api-2".into();
+        let p2 = plan(&st, &d2, &o2, false);
+        assert_eq!(
+            p2.for_service("api").unwrap().replacement.as_deref(),
+            Some("iris-api-1")
+        );
+        // A container from before the edge publishes the port itself: recreated, which
+        // frees the port for the edge.
+        let mut o3 = o.clone();
+        if let Some(r) = o3.containers[0].record.as_mut() {
+            r.ports = vec!["127.0.0.1:8000->8000".into()];
+        }
+        assert_eq!(
+            plan(&st, &d2, &o3, false).for_service("api").unwrap().verb,
+            Verb::Recreate
+        );
+        // Prometheus keeps its port and volume: recreated, not released.
+        let mut d3 = d.clone();
+        let prom = d3.iter_mut().find(|d| d.service == "prometheus").unwrap();
+        prom.record.image = "sha256:p2".into();
+        assert_eq!(
+            plan(&st, &d3, &o, false).text(),
+            "recreate prometheus: image changed (prometheus → p2)\n"
         );
     }
 

@@ -162,6 +162,18 @@ impl Swarm {
                             "check the `registry` setting and that this engine may push there (`docker login`)",
                         )
                     })?;
+                    // Pinned by digest: every node runs exactly what was pushed, and Swarm's
+                    // rollback (`irisctl rollback --target swarm`) returns to the previous
+                    // content, not to whatever the tag holds later.
+                    if let Some(pinned) = self.engine.pushed_digest(&remote).await? {
+                        if let Some(c) = spec
+                            .task_template
+                            .as_mut()
+                            .and_then(|t| t.container_spec.as_mut())
+                        {
+                            c.image = Some(pinned);
+                        }
+                    }
                 }
             }
             if !op.changes() {
@@ -234,6 +246,95 @@ impl Swarm {
         Ok(done)
     }
 
+    /// `irisctl rollback --target swarm`: Swarm's own rollback of each service to its previous
+    /// spec (`PreviousSpec`, as `docker service rollback`), then wait until it converges.
+    pub async fn rollback(
+        &self,
+        stack: &Stack,
+        services: &[String],
+        timeout: Duration,
+        printer: &Printer,
+    ) -> Result<Vec<String>> {
+        let listed = self
+            .engine
+            .services_with(&format!("{NAMESPACE}={}", stack.project))
+            .await?;
+        let mut done = Vec::new();
+        let mut rolled = Vec::new();
+        let since = std::time::SystemTime::now();
+        for name in services {
+            let full = stack.swarm_name(name);
+            let Some(svc) = listed
+                .iter()
+                .find(|s| s.spec.as_ref().and_then(|sp| sp.name.as_deref()) == Some(full.as_str()))
+            else {
+                return Err(hinted(
+                    format!("Swarm service `{full}` does not exist"),
+                    "run `irisctl up --target swarm` first",
+                ));
+            };
+            // Swarm refuses a service without a previous spec ("service does not have a
+            // previous spec"): the engine's error says so.
+            let version = svc
+                .version
+                .as_ref()
+                .and_then(|v| v.index)
+                .unwrap_or_default();
+            printer.enter(format!("rolling back service {full}")).await;
+            self.engine
+                .rollback_service(&full, svc.spec.clone().unwrap_or_default(), version)
+                .await?;
+            rolled.push(name.clone());
+            done.push(format!(
+                "rolled back {name} (Swarm rollback to the previous spec)"
+            ));
+        }
+        printer
+            .enter("waiting for the Swarm rollback to complete")
+            .await;
+        let since = since - Duration::from_secs(2);
+        let deadline = Instant::now() + timeout;
+        loop {
+            let states = states(&self.engine, &stack.project).await?;
+            let mine: Vec<&ServiceState> = states
+                .iter()
+                .filter(|st| rolled.contains(&st.service))
+                .collect();
+            if let Some(bad) = mine.iter().find(|st| st.update == "rollback_paused") {
+                return Err(hinted(
+                    format!(
+                        "the rollback of service `{}` paused: {}",
+                        bad.name, bad.update_message
+                    ),
+                    format!("see `docker service ps {} --no-trunc`", bad.name),
+                ));
+            }
+            let finished = mine.iter().all(|st| {
+                st.update == "rollback_completed"
+                    && st.update_started.is_some_and(|t| t >= since)
+                    && st.desired > 0
+                    && st.running == st.desired
+            });
+            if finished {
+                return Ok(done);
+            }
+            if Instant::now() >= deadline {
+                return Err(hinted(
+                    format!(
+                        "the Swarm rollback did not complete within {} s",
+                        timeout.as_secs()
+                    ),
+                    format!(
+                        "see `docker service ps {}_{}`",
+                        stack.project,
+                        rolled.join(", ")
+                    ),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+    }
+
     /// One row per service with its running/desired tasks.
     pub async fn observe_status(&self, stack: &Stack, host: &str) -> Result<Observation> {
         let states = states(&self.engine, &stack.project).await?;
@@ -273,6 +374,7 @@ impl Swarm {
                 } else {
                     None
                 },
+                releases: None,
             });
         }
         let orphans = states

@@ -123,13 +123,12 @@ releases
 }
 
 impl ServiceStatus {
-    /// Running, healthy (or without a check, or not checked yet by Docker while its own probes
-    /// answer: irisctl starts services faster than Docker's first health check) and answering.
+    /// Running, healthy (or without a check, or `ready`: not checked by Docker yet while
+    /// irisctl's own readiness check answers — irisctl starts services faster than Docker's
+    /// first health check) and answering its probes.
     pub fn is_healthy(&self) -> bool {
         self.state == "running"
-            && (self.health == "healthy"
-                || self.health == "-"
-                || (self.health == "starting" && !self.probes.is_empty()))
+            && matches!(self.health.as_str(), "healthy" | "-" | "ready")
             && self.probes.iter().all(|p| p.ok)
     }
 }

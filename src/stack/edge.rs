@@ -103,6 +103,10 @@ impl Stack {
         edge.memory_bytes = Some(64 * 1024 * 1024);
         edge.aliases = vec![EDGE.into()];
         edge.probes = vec![];
+        edge.ready = Some(crate::stack::Ready {
+            port: 8081,
+            path: "/healthz".into(),
+        });
         stack.services.push(edge);
         stack
     }

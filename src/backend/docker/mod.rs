@@ -876,7 +876,7 @@ impl Docker {
                     .status
                     .map(|st| st.to_string())
                     .unwrap_or_else(|| "unknown".into()),
-                health: health_word(&detail),
+                health: self.health_or_ready(stack, s, &detail).await,
                 image: Some(
                     detail
                         .config
@@ -978,6 +978,42 @@ fn managed_elsewhere(stack: &Stack, dir: &str, what: &str) -> anyhow::Error {
             "run irisctl in `{dir}` (or with --project-dir {dir}) to change that stack, or give this one its own name with -p NAME"
         ),
     )
+}
+
+impl Docker {
+    /// Docker's word for the container's health; `ready` while Docker has not run its first
+    /// check yet but irisctl's own readiness check of the container answers.
+    async fn health_or_ready(
+        &self,
+        stack: &Stack,
+        service: &crate::stack::Service,
+        c: &ContainerInspectResponse,
+    ) -> String {
+        let health = health_word(c);
+        if health != "starting" || !self.engine.is_local() {
+            return health;
+        }
+        let (Some(r), Some(ip)) = (&service.ready, container_ip(stack, c)) else {
+            return health;
+        };
+        let client = crate::probe::client(Duration::from_millis(800));
+        let url = format!("http://{ip}:{}{}", r.port, r.path);
+        if crate::probe::check(&client, &service.name, &url).await.ok {
+            "ready".into()
+        } else {
+            health
+        }
+    }
+}
+
+/// The container's address on the stack's network.
+fn container_ip(stack: &Stack, c: &ContainerInspectResponse) -> Option<String> {
+    c.network_settings
+        .as_ref()
+        .and_then(|n| n.networks.as_ref())
+        .and_then(|n| n.get(&stack.network.name))
+        .and_then(|e| e.ip_address.clone())
+        .filter(|ip| !ip.is_empty())
 }
 
 /// Health as a word: `healthy`, `unhealthy`, `starting`, or `-` when there is no check.
@@ -1096,14 +1132,7 @@ async fn wait_healthy(
             return Ok(());
         }
         if let (true, Some(r)) = (running, &ready) {
-            let ip = c
-                .network_settings
-                .as_ref()
-                .and_then(|n| n.networks.as_ref())
-                .and_then(|n| n.get(&stack.network.name))
-                .and_then(|e| e.ip_address.clone())
-                .filter(|ip| !ip.is_empty());
-            if let Some(ip) = ip {
+            if let Some(ip) = container_ip(stack, &c) {
                 let url = format!("http://{ip}:{}{}", r.port, r.path);
                 if crate::probe::check(&client, service, &url).await.ok {
                     return Ok(());

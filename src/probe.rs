@@ -101,16 +101,20 @@ pub async fn prometheus_targets(
     client: &reqwest::Client,
     base: &str,
 ) -> Result<Vec<ScrapeTarget>, String> {
-    let url = format!("{base}/api/v1/targets?state=active");
-    let resp = client.get(&url).send().await.map_err(|e| short_error(&e))?;
+    Ok(parse_targets(
+        &prometheus_api(client, &format!("{base}/api/v1/targets?state=active")).await?,
+    ))
+}
+
+/// One GET of Prometheus's HTTP API: its JSON answer, or why there is none.
+async fn prometheus_api(client: &reqwest::Client, url: &str) -> Result<serde_json::Value, String> {
+    let resp = client.get(url).send().await.map_err(|e| short_error(&e))?;
     if !resp.status().is_success() {
         return Err(format!("HTTP {}", resp.status().as_u16()));
     }
-    let body: serde_json::Value = resp
-        .json()
+    resp.json()
         .await
-        .map_err(|e| format!("unreadable answer: {e}"))?;
-    Ok(parse_targets(&body))
+        .map_err(|e| format!("unreadable answer: {e}"))
 }
 
 pub fn parse_targets(body: &serde_json::Value) -> Vec<ScrapeTarget> {
@@ -155,16 +159,9 @@ pub struct Alert {
 
 /// Pending and firing alerts from Prometheus's `/api/v1/alerts`.
 pub async fn prometheus_alerts(client: &reqwest::Client, base: &str) -> Result<Vec<Alert>, String> {
-    let url = format!("{base}/api/v1/alerts");
-    let resp = client.get(&url).send().await.map_err(|e| short_error(&e))?;
-    if !resp.status().is_success() {
-        return Err(format!("HTTP {}", resp.status().as_u16()));
-    }
-    let body: serde_json::Value = resp
-        .json()
-        .await
-        .map_err(|e| format!("unreadable answer: {e}"))?;
-    Ok(parse_alerts(&body))
+    Ok(parse_alerts(
+        &prometheus_api(client, &format!("{base}/api/v1/alerts")).await?,
+    ))
 }
 
 /// The alerts of an `/api/v1/alerts` answer: firing first, then by severity (critical, warning,

@@ -8,10 +8,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::Stdio;
-use std::sync::mpsc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{docker, run, Project};
 
@@ -79,43 +76,8 @@ fn interrupted_up_always_converges() {
             }
             Before::Converged => {}
         }
-        let mut child = p
-            .irisctl()
-            .arg("up")
-            .env("IRISCTL_TEST_HOLD_AT", phase)
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
-        // Read stderr on a thread; the signal goes once `up` says it holds at the phase.
-        let (tx, rx) = mpsc::channel::<String>();
-        let stderr = child.stderr.take().unwrap();
-        let reader = std::thread::spawn(move || {
-            let mut all = String::new();
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                all.push_str(&line);
-                all.push('\n');
-                if line.starts_with("irisctl-test: holding at") {
-                    let _ = tx.send(line);
-                }
-            }
-            all
-        });
-        let held = rx.recv_timeout(Duration::from_secs(300));
-        assert!(
-            held.as_deref()
-                .is_ok_and(|l| l == format!("irisctl-test: holding at {phase}")
-                    || l.starts_with(&format!("irisctl-test: holding at {phase}"))),
-            "point {i} ({phase}): `up` never reached the phase: {held:?}"
-        );
-        let sent = Instant::now();
-        let _ = std::process::Command::new("kill")
-            .args(["-INT", &child.id().to_string()])
-            .status();
-        let status = child.wait().unwrap();
-        let stopped_in = sent.elapsed();
-        let stderr = reader.join().unwrap();
-        assert_eq!(status.code(), Some(130), "point {i} ({phase}): {stderr}");
+        let (code, stderr, stopped_in) = p.up_interrupted_at(phase);
+        assert_eq!(code, Some(130), "point {i} ({phase}): {stderr}");
         assert!(
             stopped_in < Duration::from_secs(3),
             "point {i} ({phase}): took {stopped_in:?} to stop"

@@ -9,11 +9,11 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -195,39 +195,8 @@ fn set_api_version(p: &Project, version: &str) {
 
 /// `up`, interrupted (SIGINT) once it holds at the start of `phase`.
 fn up_interrupted_at(p: &Project, phase: &str) -> String {
-    let mut child = p
-        .irisctl()
-        .arg("up")
-        .env("IRISCTL_TEST_HOLD_AT", phase)
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let (tx, rx) = mpsc::channel::<String>();
-    let stderr = child.stderr.take().unwrap();
-    let reader = std::thread::spawn(move || {
-        let mut all = String::new();
-        for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-            all.push_str(&line);
-            all.push('\n');
-            if line.starts_with("irisctl-test: holding at") {
-                let _ = tx.send(line);
-            }
-        }
-        all
-    });
-    let held = rx.recv_timeout(Duration::from_secs(400));
-    assert!(
-        held.as_deref()
-            .is_ok_and(|l| l.starts_with(&format!("irisctl-test: holding at {phase}"))),
-        "`up` never reached `{phase}`: {held:?}"
-    );
-    let _ = std::process::Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
-        .status();
-    let status = child.wait().unwrap();
-    let stderr = reader.join().unwrap();
-    assert_eq!(status.code(), Some(130), "{stderr}");
+    let (code, stderr, _) = p.up_interrupted_at(phase);
+    assert_eq!(code, Some(130), "{stderr}");
     assert!(
         stderr.contains(&format!("interrupted while {phase}")),
         "{stderr}"

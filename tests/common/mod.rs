@@ -191,6 +191,51 @@ impl Project {
         out
     }
 
+    /// `up` interrupted with SIGINT once it holds at the start of `phase` (the test hook
+    /// `IRISCTL_TEST_HOLD_AT`): its exit code, all it wrote to stderr, and how long it took to
+    /// stop after the signal. Panics when `up` never reaches the phase.
+    pub fn up_interrupted_at(&self, phase: &str) -> (Option<i32>, String, std::time::Duration) {
+        use std::io::BufRead;
+        let mut child = self
+            .irisctl()
+            .arg("up")
+            .env("IRISCTL_TEST_HOLD_AT", phase)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("run irisctl up");
+        // Read stderr on a thread; the signal goes once `up` says it holds at the phase.
+        let (tx, rx) = std::sync::mpsc::channel::<String>();
+        let stderr = child.stderr.take().expect("stderr");
+        let reader = std::thread::spawn(move || {
+            let mut all = String::new();
+            for line in std::io::BufReader::new(stderr)
+                .lines()
+                .map_while(Result::ok)
+            {
+                all.push_str(&line);
+                all.push('\n');
+                if line.starts_with("irisctl-test: holding at") {
+                    let _ = tx.send(line);
+                }
+            }
+            all
+        });
+        let held = rx.recv_timeout(std::time::Duration::from_secs(400));
+        assert!(
+            held.as_deref()
+                .is_ok_and(|l| l.starts_with(&format!("irisctl-test: holding at {phase}"))),
+            "`up` never reached `{phase}`: {held:?}"
+        );
+        let sent = std::time::Instant::now();
+        let _ = Command::new("kill")
+            .args(["-INT", &child.id().to_string()])
+            .status();
+        let status = child.wait().expect("wait for irisctl up");
+        let stopped_in = sent.elapsed();
+        (status.code(), reader.join().unwrap_or_default(), stopped_in)
+    }
+
     /// Container IDs of the project, by service; a second container of a service fails the test.
     pub fn container_ids(&self) -> std::collections::BTreeMap<String, String> {
         docker(&[

@@ -214,7 +214,9 @@ fn compose_file_is_equivalent_to_up() {
         .args(["compose", "--check", "docker-compose.yml"]));
     check.ok();
 
-    // `irisctl down` removes the compose-made stack too: they share the labels.
-    run(b.irisctl().args(["down", "--volumes"])).ok();
+    // `irisctl down` removes the compose-made stack too, images included: they share the
+    // labels.
+    run(b.irisctl().args(["down", "--volumes", "--rmi"])).ok();
     assert!(b.container_ids().is_empty());
+    assert_eq!(b.leftovers(), Vec::<String>::new());
 }

@@ -26,6 +26,14 @@ pub fn render(stack: &Stack, base: &Path, header: &str) -> String {
                 }
                 build.push(("args", Value::Mapping(args)));
             }
+            // As on the images irisctl builds: `irisctl down --rmi` removes these too.
+            build.push((
+                "labels",
+                map(vec![(
+                    crate::engine::labels::MANAGED_BY,
+                    s("irisctl".to_string()),
+                )]),
+            ));
             m.push(("build", map(build)));
         }
         m.push(("image", s(svc.image.clone())));

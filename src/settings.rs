@@ -42,6 +42,13 @@ pub struct Images {
     pub alertmanager: String,
 }
 
+/// Memory limits of the built services' containers, in bytes (whole MiB).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Memory {
+    pub api: u64,
+    pub frontend: u64,
+}
+
 /// Build a service from a context instead of using an image reference.
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct BuildSpec {
@@ -57,6 +64,8 @@ pub struct Settings {
     pub bind: IpAddr,
     pub ports: Ports,
     pub images: Images,
+    /// Memory limits of `api` and `frontend` (a release carries its own; rollback restores it).
+    pub memory: Memory,
     /// Services (`prometheus`, `grafana`) built from a context rather than pulled.
     pub builds: BTreeMap<String, BuildSpec>,
     #[serde(with = "secs")]
@@ -193,6 +202,10 @@ impl Settings {
                 grafana: "grafana/grafana:11.4.0".into(),
                 alertmanager: "prom/alertmanager:v0.27.0".into(),
             },
+            memory: Memory {
+                api: 512 * MIB,
+                frontend: 128 * MIB,
+            },
             builds: BTreeMap::new(),
             health_timeout: Duration::from_secs(180),
             grafana_admin_user: "admin".into(),
@@ -309,6 +322,19 @@ impl Settings {
                 };
                 *slot = value.to_string();
             }
+            "API_MEMORY" | "FRONTEND_MEMORY" => {
+                let bytes = parse_memory(value).ok_or_else(|| {
+                    bad(
+                        "a memory limit from 16m to 256g",
+                        "give a whole number of MiB or GiB, e.g. 512m or 2g",
+                    )
+                })?;
+                if key == "API_MEMORY" {
+                    self.memory.api = bytes;
+                } else {
+                    self.memory.frontend = bytes;
+                }
+            }
             "HEALTH_TIMEOUT" | "WAIT_TIMEOUT" => {
                 self.health_timeout = parse_duration_secs(&format!("{origin}: {wrote}"), value)?;
             }
@@ -366,7 +392,7 @@ impl Settings {
                 // serde names the Rust types; say what the user wrote instead.
                 let mut why = e.to_string();
                 for layer in [
-                    "File", "Ports", "Images", "Build", "Timeouts", "Grafana", "Swarm", "Alerting",
+                    "File", "Ports", "Images", "Memory", "Build", "Timeouts", "Grafana", "Swarm", "Alerting",
                 ] {
                     why = why.replace(&format!("struct {layer}Layer"), "a mapping of keys");
                 }
@@ -409,6 +435,14 @@ impl Settings {
                 if let Some(v) = v {
                     let name = key.trim_end_matches("_IMAGE").to_lowercase();
                     self.apply(key, &v, &origin(&format!("images.{name}")))?;
+                }
+            }
+        }
+        if let Some(m) = file.memory {
+            for (key, v) in [("API_MEMORY", m.api), ("FRONTEND_MEMORY", m.frontend)] {
+                if let Some(v) = v {
+                    let name = key.trim_end_matches("_MEMORY").to_lowercase();
+                    self.apply(key, &yaml_scalar(&v), &origin(&format!("memory.{name}")))?;
                 }
             }
         }
@@ -573,6 +607,8 @@ pub const KNOWN_KEYS: &[&str] = &[
     "PROMETHEUS_IMAGE",
     "GRAFANA_IMAGE",
     "ALERTMANAGER_IMAGE",
+    "API_MEMORY",
+    "FRONTEND_MEMORY",
     "HEALTH_TIMEOUT",
     "GRAFANA_ADMIN_USER",
     "API_REPLICAS",
@@ -592,6 +628,7 @@ struct FileLayer {
     bind: Option<String>,
     ports: Option<PortsLayer>,
     images: Option<ImagesLayer>,
+    memory: Option<MemoryLayer>,
     build: Option<BTreeMap<String, BuildLayer>>,
     timeouts: Option<TimeoutsLayer>,
     grafana: Option<GrafanaLayer>,
@@ -643,6 +680,14 @@ struct ImagesLayer {
 #[derive(Debug, Deserialize)]
 #[cfg_attr(test, derive(Serialize))]
 #[serde(deny_unknown_fields)]
+struct MemoryLayer {
+    api: Option<serde_yaml::Value>,
+    frontend: Option<serde_yaml::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+#[cfg_attr(test, derive(Serialize))]
+#[serde(deny_unknown_fields)]
 struct BuildLayer {
     context: PathBuf,
     dockerfile: Option<String>,
@@ -675,6 +720,23 @@ fn yaml_scalar(v: &serde_yaml::Value) -> String {
             .trim()
             .to_string(),
     }
+}
+
+const MIB: u64 = 1024 * 1024;
+
+/// A memory limit as `<n>m` or `<n>g` (MiB or GiB; `mb`, `mib`, `gb`, `gib` and upper case
+/// too), from 16 MiB to 256 GiB, in bytes.
+fn parse_memory(value: &str) -> Option<u64> {
+    let v = value.trim().to_ascii_lowercase();
+    let digits = v.find(|c: char| !c.is_ascii_digit())?;
+    let (n, unit) = v.split_at(digits);
+    let n: u64 = n.parse().ok()?;
+    let mib = match unit.trim() {
+        "m" | "mb" | "mib" => n,
+        "g" | "gb" | "gib" => n.checked_mul(1024)?,
+        _ => return None,
+    };
+    (16..=256 * 1024).contains(&mib).then(|| mib * MIB)
 }
 
 /// The longest duration any setting or flag accepts: 24 hours. It keeps every deadline
@@ -1582,6 +1644,47 @@ mod tests {
     }
 
     #[test]
+    fn memory_limits_take_mib_or_gib_within_bounds() {
+        let mut s = Settings::defaults(PathBuf::new());
+        assert_eq!(s.memory.api, 512 * MIB);
+        s.apply_file(
+            "memory:\n  api: 1g\n  frontend: 96M\n",
+            Path::new("/p/c.yaml"),
+        )
+        .unwrap();
+        assert_eq!((s.memory.api, s.memory.frontend), (1024 * MIB, 96 * MIB));
+        s.apply("API_MEMORY", " 768MiB ", "t").unwrap();
+        assert_eq!(s.memory.api, 768 * MIB);
+        for bad in [
+            "",
+            "512",
+            "0m",
+            "15m",
+            "257g",
+            "1.5g",
+            "-1m",
+            "1t",
+            "m",
+            "99999999999999999999g",
+        ] {
+            let e = s.apply("API_MEMORY", bad, "flag").unwrap_err();
+            assert!(crate::error::hint_of(&e).is_some(), "{bad:?}");
+            assert!(
+                err_text(e).contains("is not a memory limit from 16m to 256g"),
+                "{bad:?}"
+            );
+        }
+        let e = err_text(
+            s.apply_file("memory:\n  api: lots\n", Path::new("/p/c.yaml"))
+                .unwrap_err(),
+        );
+        assert!(
+            e.contains("key `memory.api`: \"lots\" is not a memory limit"),
+            "{e}"
+        );
+    }
+
+    #[test]
     fn the_alertmanager_port_conflicts_only_when_it_runs() {
         let mut s = Settings::defaults(PathBuf::new());
         s.apply("ALERTMANAGER_PORT", "9090", "t").unwrap();
@@ -1761,6 +1864,10 @@ mod tests {
                     args: Some(BTreeMap::new()),
                 },
             )])),
+            memory: Some(MemoryLayer {
+                api: v("1"),
+                frontend: v("1"),
+            }),
             timeouts: Some(TimeoutsLayer { health: v("1") }),
             grafana: Some(GrafanaLayer {
                 admin_user: Some("a".into()),

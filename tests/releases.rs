@@ -347,6 +347,12 @@ fn releases_under_steady_load_drop_no_request() {
     {
         let version = format!("1.0.0-int{i}");
         set_api_version(&p, &version);
+        if i == 1 {
+            // This release changes the API's configuration too (rollback restores it).
+            let mut config = std::fs::read_to_string(&p.config).unwrap();
+            config.push_str("memory:\n  api: 640m\n");
+            std::fs::write(&p.config, config).unwrap();
+        }
         let load = api_load();
         up_interrupted_at(&p, phase);
         std::thread::sleep(Duration::from_secs(3));
@@ -406,8 +412,16 @@ fn releases_under_steady_load_drop_no_request() {
     assert_eq!(code, 200);
     assert!(page.contains("Iris classifier (rel)"), "{page}");
 
-    // 5. Rollback under load: the previous release's image (kept as `:previous`, no registry)
-    //    serves again through the same swap, and the one it replaced becomes the previous one.
+    // 5. Rollback under load: the previous release — its image (kept as `:previous`, no
+    //    registry) and its configuration (512 MiB, where the settings now say 640) — serves
+    //    again through the same swap, and the one it replaced becomes the previous one.
+    const MIB: u64 = 1024 * 1024;
+    let memory = |c: &str| -> u64 {
+        docker(&["inspect", "--format", "{{.HostConfig.Memory}}", c])
+            .parse()
+            .unwrap_or(0)
+    };
+    assert_eq!(memory(&containers("api")[0].0), 640 * MIB);
     let previous = format!("{NAME}-api:previous");
     let prev_id = docker(&["image", "inspect", "--format", "{{.Id}}", &previous]);
     assert!(prev_id.starts_with("sha256:"), "no {previous}: {prev_id}");
@@ -430,9 +444,26 @@ fn releases_under_steady_load_drop_no_request() {
     );
     assert_eq!(api_version(), "1.0.0-int0");
     assert_eq!(
+        memory(&api[0].0),
+        512 * MIB,
+        "the previous configuration serves"
+    );
+    assert!(
+        rb.stderr.contains("definition changed (memory_bytes)"),
+        "{}",
+        rb.stderr
+    );
+    assert_eq!(
         docker(&["image", "inspect", "--format", "{{.Id}}", &previous]),
         serving_id,
         "the replaced release is the previous one now"
+    );
+    // The next `up` would release what the settings say again, and says why.
+    let dry = run(p.irisctl().args(["up", "--dry-run"]));
+    assert!(
+        dry.stdout.contains("release api: ") && dry.stdout.contains("memory_bytes"),
+        "{}",
+        dry.stdout
     );
     // `status` shows the current and the previous release (JSON and table).
     let st = run(p.irisctl().args(["status", "--format", "json"]));
@@ -474,6 +505,23 @@ fn releases_under_steady_load_drop_no_request() {
         release_annotations(&p, "api")
     );
     assert_eq!(release_annotations(&p, "frontend").len(), 1);
+    // A second rollback goes forward again, configuration included: back where the settings
+    // are, so there is nothing left to change.
+    let load = api_load();
+    let fwd = run(p.irisctl().args(["rollback", "api"]));
+    std::thread::sleep(Duration::from_secs(1));
+    load.finish_without_failures("API rollback forward");
+    fwd.ok();
+    let api = containers("api");
+    assert_eq!(api.len(), 1, "{api:?}");
+    assert_eq!(
+        docker(&["inspect", "--format", "{{.Image}}", &api[0].0]),
+        serving_id
+    );
+    assert_eq!(memory(&api[0].0), 640 * MIB);
+    assert_eq!(api_version(), "1.0.0-int1");
+    let noop = run(p.irisctl().args(["up", "--dry-run"]));
+    assert_eq!(noop.stdout, "nothing to change\n");
     // A service without releases is refused.
     run(p.irisctl().args(["rollback", "prometheus"])).user_error("has no releases");
 

@@ -32,6 +32,9 @@ pub mod labels {
     pub const BUILD_HASH: &str = "io.irisctl.build-hash";
     /// The build inputs (context file digests, args, base image IDs), so a plan can say what changed.
     pub const BUILD_RECORD: &str = "io.irisctl.build-record";
+    /// On a container a release started: the definition of the container it replaced (its
+    /// create request, image by ID), so `irisctl rollback` restores image and configuration.
+    pub const PREVIOUS_RELEASE: &str = "io.irisctl.previous-release";
 }
 
 /// The oldest Engine API irisctl speaks (Docker 19.03).

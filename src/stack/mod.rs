@@ -402,7 +402,7 @@ impl Stack {
         api.mounts = vec![Mount::Tmpfs {
             target: "/tmp".into(),
         }];
-        api.memory_bytes = Some(512 * MIB);
+        api.memory_bytes = Some(s.memory.api);
         api.probes = vec![Probe {
             name: "api".into(),
             port: s.ports.api,
@@ -432,7 +432,7 @@ impl Stack {
         frontend.mounts = vec![Mount::Tmpfs {
             target: "/tmp".into(),
         }];
-        frontend.memory_bytes = Some(128 * MIB);
+        frontend.memory_bytes = Some(s.memory.frontend);
         frontend.ready = Some(Ready {
             port: 8080,
             path: "/".into(),

@@ -4,8 +4,8 @@
 use std::collections::HashMap;
 
 use bollard::models::{
-    ContainerCreateBody, EndpointSettings, HostConfig, NetworkingConfig, PortBinding,
-    RestartPolicy, RestartPolicyNameEnum,
+    ContainerCreateBody, ContainerInspectResponse, EndpointSettings, HostConfig, NetworkingConfig,
+    PortBinding, RestartPolicy, RestartPolicyNameEnum,
 };
 
 use crate::engine::{health_config, labels};
@@ -108,6 +108,35 @@ pub fn container_body(stack: &Stack, service: &Service, record: &Record) -> Cont
     }
 }
 
+/// The definition a container was created with, as a create request for the same thing: its
+/// configuration and host configuration as the engine reports them, its image by ID. Left out:
+/// what belongs to the one container (host name, container number) and the previous release
+/// it carries itself (so definitions do not nest). `None` when the engine reported no
+/// configuration.
+pub fn definition_of(c: &ContainerInspectResponse) -> Option<ContainerCreateBody> {
+    let mut def = serde_json::to_value(c.config.as_ref()?).ok()?;
+    let obj = def.as_object_mut()?;
+    obj.remove("Hostname");
+    obj.remove("Domainname");
+    if let Some(image) = c.image.as_ref().filter(|i| !i.is_empty()) {
+        obj.insert("Image".into(), image.clone().into());
+    }
+    if let Some(l) = obj.get_mut("Labels").and_then(|l| l.as_object_mut()) {
+        l.remove(labels::PREVIOUS_RELEASE);
+        l.remove(labels::NUMBER);
+    }
+    obj.insert(
+        "HostConfig".into(),
+        serde_json::to_value(c.host_config.as_ref()?).ok()?,
+    );
+    serde_json::from_value(def).ok()
+}
+
+/// The previous release a container carries ([`labels::PREVIOUS_RELEASE`]), if any.
+pub fn previous_release(container_labels: &HashMap<String, String>) -> Option<ContainerCreateBody> {
+    serde_json::from_str(container_labels.get(labels::PREVIOUS_RELEASE)?).ok()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -144,5 +173,69 @@ mod tests {
             pb["3000/tcp"].as_ref().unwrap()[0].host_ip.as_deref(),
             Some("127.0.0.1")
         );
+    }
+
+    /// A container as Docker 20.10 inspects it (abridged), and the definition a rollback
+    /// recreates from it.
+    #[test]
+    fn definition_of_a_container_is_its_create_request() {
+        let inspected: ContainerInspectResponse = serde_json::from_value(serde_json::json!({
+            "Id": "4cc67234a810aa",
+            "Image": "sha256:0842",
+            "Config": {
+                "Hostname": "4cc67234a810", "Domainname": "", "User": "10001:10001",
+                "ExposedPorts": {"8000/tcp": {}},
+                "Env": ["PATH=/opt/venv/bin:/usr/bin", "IRIS_MODEL_PATH=/opt/iris/model.json"],
+                "Cmd": ["/opt/venv/bin/uvicorn", "--port", "8000"],
+                "Healthcheck": {"Test": ["CMD", "true"], "Interval": 5_000_000_000_i64, "Retries": 3},
+                "Image": "iris-api:dev", "Volumes": null, "WorkingDir": "/app", "Entrypoint": null,
+                "Labels": {
+                    "com.docker.compose.service": "api",
+                    "com.docker.compose.container-number": "2",
+                    "io.irisctl.record": "{\"image\":\"sha256:0842\"}",
+                    "io.irisctl.previous-release": "{\"Image\":\"sha256:0001\"}"
+                }
+            },
+            "HostConfig": {
+                "Binds": [], "NetworkMode": "iris-network", "PortBindings": {},
+                "RestartPolicy": {"Name": "unless-stopped", "MaximumRetryCount": 0},
+                "CapDrop": ["ALL"], "CgroupnsMode": "host", "ReadonlyRootfs": true,
+                "SecurityOpt": ["no-new-privileges:true"], "Tmpfs": {"/tmp": ""},
+                "ConsoleSize": [0, 0], "Isolation": "", "Memory": 671088640,
+                "MemorySwap": 1342177280, "MemorySwappiness": null, "KernelMemory": 0
+            }
+        }))
+        .expect("an inspect response");
+        let def = definition_of(&inspected).expect("a definition");
+        assert_eq!(def.image.as_deref(), Some("sha256:0842"), "the image by ID");
+        assert_eq!(def.hostname, None);
+        assert_eq!(def.user.as_deref(), Some("10001:10001"));
+        assert_eq!(def.cmd.as_ref().map(Vec::len), Some(3));
+        assert!(def
+            .env
+            .as_ref()
+            .unwrap()
+            .contains(&"IRIS_MODEL_PATH=/opt/iris/model.json".to_string()));
+        let l = def.labels.clone().unwrap();
+        assert_eq!(l[labels::SERVICE], "api");
+        assert!(l.contains_key(record::LABEL));
+        assert!(!l.contains_key(labels::NUMBER));
+        assert!(
+            !l.contains_key(labels::PREVIOUS_RELEASE),
+            "definitions do not nest"
+        );
+        let hc = def.host_config.clone().unwrap();
+        assert_eq!(hc.memory, Some(640 * 1024 * 1024));
+        assert_eq!(hc.readonly_rootfs, Some(true));
+        assert_eq!(hc.tmpfs.unwrap()["/tmp"], "");
+        // As carried in a label, it reads back the same.
+        let carried = HashMap::from([(
+            labels::PREVIOUS_RELEASE.to_string(),
+            serde_json::to_string(&def).unwrap(),
+        )]);
+        assert_eq!(previous_release(&carried), Some(def));
+        assert_eq!(previous_release(&HashMap::new()), None);
+        let garbled = HashMap::from([(labels::PREVIOUS_RELEASE.to_string(), "{".to_string())]);
+        assert_eq!(previous_release(&garbled), None);
     }
 }

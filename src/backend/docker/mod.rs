@@ -289,31 +289,32 @@ impl Docker {
             .await
     }
 
-    /// A release: the new container starts beside the old one without the service's alias,
-    /// must become healthy by the deadline, then takes the alias (both serve for a moment),
-    /// and the old one drains (its stop signal: uvicorn and nginx finish what they hold and
-    /// refuse new connections, which the proxies retry on the new one) and goes. A new
-    /// container that does not become healthy is removed after its last log lines are shown;
-    /// the old one serves on, untouched.
+    /// A release: the new container (`body`, running image `new_image`) starts beside the old
+    /// one without the service's alias, must become healthy by the deadline, then takes the
+    /// alias (both serve for a moment), and the old one drains (its stop signal: uvicorn and
+    /// nginx finish what they hold and refuse new connections, which the proxies retry on the
+    /// new one) and goes. The new container carries the old one's definition (label
+    /// [`labels::PREVIOUS_RELEASE`]) and the old image is tagged `:previous`: `irisctl rollback`
+    /// needs both. A new container that does not become healthy is removed after its last log
+    /// lines are shown; the old one serves on, untouched.
     #[allow(clippy::too_many_arguments)]
     async fn release(
         &self,
         stack: &Stack,
         service: &crate::stack::Service,
         op: &Op,
-        record: &Record,
-        image: Option<&str>,
+        mut body: bollard::models::ContainerCreateBody,
+        new_image: &str,
         deadline: Instant,
         timeout: Duration,
         printer: &Printer,
     ) -> Result<()> {
         let old = &op.object;
-        let old_image = self
+        let old_container = self
             .engine
             .inspect_container(op.id.as_deref().unwrap_or(old))
-            .await?
-            .image
-            .unwrap_or_default();
+            .await?;
+        let old_image = old_container.image.clone().unwrap_or_default();
         let new = op
             .replacement
             .clone()
@@ -322,23 +323,25 @@ impl Docker {
         printer
             .enter(format!("releasing {name}: starting {new} beside {old}"))
             .await;
-        let mut body = body::container_body(stack, service, record);
-        if let Some(image) = image {
-            // A rollback: the previous release's image, by ID.
-            body.image = Some(image.to_string());
-        }
         let number = new.rsplit('-').next().unwrap_or("1").to_string();
-        if let Some(l) = body.labels.as_mut() {
-            l.insert(labels::NUMBER.to_string(), number);
-        }
-        if let Some(e) = body
-            .networking_config
-            .as_mut()
-            .and_then(|n| n.endpoints_config.as_mut())
-            .and_then(|e| e.get_mut(&stack.network.name))
+        let labels = body.labels.get_or_insert_with(HashMap::new);
+        labels.insert(labels::NUMBER.to_string(), number);
+        labels.remove(labels::PREVIOUS_RELEASE);
+        if let Some(previous) =
+            body::definition_of(&old_container).and_then(|d| serde_json::to_string(&d).ok())
         {
-            e.aliases = Some(vec![]);
+            labels.insert(labels::PREVIOUS_RELEASE.to_string(), previous);
         }
+        // On the stack's network without the alias: no request reaches it before it is healthy.
+        body.networking_config = Some(bollard::models::NetworkingConfig {
+            endpoints_config: Some(HashMap::from([(
+                stack.network.name.clone(),
+                bollard::models::EndpointSettings {
+                    aliases: Some(vec![]),
+                    ..Default::default()
+                },
+            )])),
+        });
         self.create_named(stack, service, &new, body).await?;
         printer
             .enter(format!("releasing {name}: waiting for {new} to be healthy"))
@@ -360,7 +363,7 @@ impl Docker {
         // The proxies resolve the alias again every second (nginx `valid=1s`): let each of
         // them see the new address before the old one stops accepting.
         tokio::time::sleep(RELEASE_SETTLE).await;
-        self.keep_previous(stack, service, &old_image, &record.image)
+        self.keep_previous(stack, service, &old_image, new_image)
             .await?;
         printer
             .enter(format!("releasing {name}: draining {old}"))
@@ -426,9 +429,12 @@ impl Docker {
         })
     }
 
-    /// `irisctl rollback`: release each service's previous image (kept as
-    /// `<project>-<service>:previous` by the release that replaced it) through the same swap;
-    /// the image it replaces becomes the previous one. What was rolled back, one phrase each.
+    /// `irisctl rollback`: release each service's previous release — the definition of the
+    /// container its last release replaced (label [`labels::PREVIOUS_RELEASE`]: configuration
+    /// and image by ID, kept as `<project>-<service>:previous`) — through the same swap; the
+    /// release it replaces becomes the previous one. A container not started by a release
+    /// (after `down`, say) has no recorded definition: the previous image then runs with the
+    /// current settings. What was rolled back, one phrase each.
     pub async fn rollback(
         &self,
         stack: &Stack,
@@ -449,20 +455,6 @@ impl Docker {
                     "name one of them, or none for all",
                 ));
             }
-            let Some(previous) = self
-                .engine
-                .image_id(&format!("{}:{PREVIOUS_TAG}", previous_repo(stack, name)))
-                .await?
-            else {
-                if explicit {
-                    return Err(hinted(
-                        format!("`{name}` has no previous release to roll back to (one is kept from its second release on, as image `{}:{PREVIOUS_TAG}`)", previous_repo(stack, name)),
-                        "release a change with `irisctl up` first",
-                    ));
-                }
-                printer.info(format!("{name}: no previous release, left as it is"));
-                continue;
-            };
             let observed = self.observe(stack).await?;
             let Some(current) = observed
                 .containers
@@ -475,35 +467,83 @@ impl Docker {
                     "run `irisctl up` first",
                 ));
             };
-            let serving = self
-                .engine
-                .inspect_container(&current.id)
-                .await?
-                .image
-                .unwrap_or_default();
-            let files = hash_inputs(&mounted_files(service)?);
-            let record = Record::of(service, &previous, &files);
+            let serving_container = self.engine.inspect_container(&current.id).await?;
+            let serving = serving_container.image.clone().unwrap_or_default();
+            let kept_tag = format!("{}:{PREVIOUS_TAG}", previous_repo(stack, name));
+            let recorded = serving_container
+                .config
+                .as_ref()
+                .and_then(|c| c.labels.as_ref())
+                .and_then(body::previous_release);
+            let (body, previous) = match recorded {
+                Some(def) => {
+                    let image = def.image.clone().unwrap_or_default();
+                    if self.engine.image_id(&image).await?.is_none() {
+                        return Err(hinted(
+                            format!("`{name}`'s previous release runs image {}, which is no longer on the engine", short_id(&image)),
+                            format!("it was kept as `{kept_tag}`; something removed it (`docker image prune -a`, `docker rmi`). Release a change with `irisctl up` instead"),
+                        ));
+                    }
+                    (def, image)
+                }
+                None => {
+                    let Some(previous) = self.engine.image_id(&kept_tag).await? else {
+                        if explicit {
+                            return Err(hinted(
+                                format!("`{name}` has no previous release to roll back to (one is kept from its second release on, as image `{kept_tag}`)"),
+                                "release a change with `irisctl up` first",
+                            ));
+                        }
+                        printer.info(format!("{name}: no previous release, left as it is"));
+                        continue;
+                    };
+                    printer.info(format!(
+                        "{name}: `{}` was not started by a release, so the previous release's configuration is not known; its image ({}) runs with the current settings",
+                        current.name,
+                        short_id(&previous)
+                    ));
+                    let files = hash_inputs(&mounted_files(service)?);
+                    let record = Record::of(service, &previous, &files);
+                    let mut body = body::container_body(stack, service, &record);
+                    body.image = Some(previous.clone());
+                    (body, previous)
+                }
+            };
+            // What else changes besides the image, from the records both definitions carry.
+            let record_in = |l: Option<&HashMap<String, String>>| {
+                l.and_then(|l| l.get(record::LABEL))
+                    .and_then(|l| Record::from_label(l))
+            };
+            let definition = match (
+                record_in(
+                    serving_container
+                        .config
+                        .as_ref()
+                        .and_then(|c| c.labels.as_ref()),
+                ),
+                record_in(body.labels.as_ref()),
+            ) {
+                (Some(from), Some(to)) => record::causes(&from, &to, &stack.project_dir)
+                    .into_iter()
+                    .filter(|c| !c.starts_with("image changed"))
+                    .collect::<Vec<_>>(),
+                _ => vec![],
+            };
             let op = Op::new(Verb::Release, Kind::Container, &current.name)
                 .service(name)
                 .id(&current.id)
                 .because("rollback to the previous release")
                 .replaced_by(plan::free_name(stack, name, &observed.containers));
             self.release(
-                stack,
-                service,
-                &op,
-                &record,
-                Some(&previous),
-                deadline,
-                timeout,
-                printer,
+                stack, service, &op, body, &previous, deadline, timeout, printer,
             )
             .await?;
-            done.push(format!(
-                "rolled back {name} (image {} → {})",
-                short_id(&serving),
-                short_id(&previous)
-            ));
+            let mut what = format!("image {} → {}", short_id(&serving), short_id(&previous));
+            for cause in definition {
+                what.push_str("; ");
+                what.push_str(&cause);
+            }
+            done.push(format!("rolled back {name} ({what})"));
         }
         Ok(done)
     }
@@ -670,7 +710,14 @@ impl Docker {
                             }
                             Verb::Release => {
                                 self.release(
-                                    stack, s, op, &record, None, deadline, timeout, printer,
+                                    stack,
+                                    s,
+                                    op,
+                                    body::container_body(stack, s, &record),
+                                    &record.image,
+                                    deadline,
+                                    timeout,
+                                    printer,
                                 )
                                 .await?;
                                 true

@@ -230,6 +230,10 @@ fn release_annotations(p: &Project, service: &str) -> Vec<String> {
         .collect()
 }
 
+fn ui_load() -> Load {
+    Load::start(&[(PORTS[1], "GET", "/"), (PORTS[1], "POST", "/api/predict")])
+}
+
 fn api_load() -> Load {
     Load::start(&[
         (PORTS[0], "POST", "/predict"),
@@ -522,6 +526,86 @@ fn releases_under_steady_load_drop_no_request() {
     assert_eq!(api_version(), "1.0.0-int1");
     let noop = run(p.irisctl().args(["up", "--dry-run"]));
     assert_eq!(noop.stdout, "nothing to change\n");
+
+    // 6. The web UI behind the same gate, under load on `/` and `/api/`: an image that builds
+    //    but whose nginx refuses its config is refused, the old UI serving on.
+    let nginx_conf = p.path().join("stack/frontend/nginx.conf");
+    let conf = std::fs::read_to_string(&nginx_conf).unwrap();
+    std::fs::write(
+        &nginx_conf,
+        conf.replacen(
+            "http {",
+            "http {\n    broken_on_purpose_by_the_release_test on;",
+            1,
+        ),
+    )
+    .unwrap();
+    let serving_ui = containers("frontend");
+    let load = ui_load();
+    let broken = run(p.irisctl().arg("up"));
+    std::thread::sleep(Duration::from_secs(1));
+    load.finish_without_failures("failed web UI release");
+    broken.user_error("release of `frontend` failed");
+    assert!(
+        broken
+            .stderr
+            .contains("broken_on_purpose_by_the_release_test"),
+        "the log tail shows the cause: {}",
+        broken.stderr
+    );
+    let after_broken = containers("frontend");
+    assert_eq!(after_broken.len(), 1, "{after_broken:?}");
+    assert_eq!(
+        after_broken[0].0, serving_ui[0].0,
+        "the old UI serves on, alone"
+    );
+    assert!(after_broken[0].1.contains("(healthy)"), "{after_broken:?}");
+
+    // 7. Ctrl-C while the old UI drains: a healthy UI serves, the next `up` converges.
+    std::fs::write(
+        &nginx_conf,
+        format!("# changed by the release test\n{conf}"),
+    )
+    .unwrap();
+    let load = ui_load();
+    up_interrupted_at(&p, "releasing frontend: draining");
+    std::thread::sleep(Duration::from_secs(2));
+    let during = containers("frontend");
+    assert!(
+        during.iter().any(|(_, s)| s.contains("(healthy)")),
+        "no healthy web UI: {during:?}"
+    );
+    let again = run(p.irisctl().arg("up"));
+    std::thread::sleep(Duration::from_secs(1));
+    load.finish_without_failures("web UI interrupted while draining, then up");
+    again.ok();
+    assert_eq!(containers("frontend").len(), 1);
+    let noop = run(p.irisctl().args(["up", "--dry-run"]));
+    assert_eq!(noop.stdout, "nothing to change\n");
+
+    // 8. `rollback frontend` under load: the release of step 4 serves again.
+    let ui_previous = docker(&[
+        "image",
+        "inspect",
+        "--format",
+        "{{.Id}}",
+        &format!("{NAME}-frontend:previous"),
+    ]);
+    let load = ui_load();
+    let rb = run(p.irisctl().args(["rollback", "frontend"]));
+    std::thread::sleep(Duration::from_secs(1));
+    load.finish_without_failures("web UI rollback");
+    rb.ok();
+    let ui = containers("frontend");
+    assert_eq!(ui.len(), 1, "{ui:?}");
+    assert_eq!(
+        docker(&["inspect", "--format", "{{.Image}}", &ui[0].0]),
+        ui_previous
+    );
+    let (code, page) = request(PORTS[1], "GET", "/", "").unwrap();
+    assert_eq!(code, 200);
+    assert!(page.contains("Iris classifier (rel)"), "{page}");
+
     // A service without releases is refused.
     run(p.irisctl().args(["rollback", "prometheus"])).user_error("has no releases");
 

@@ -136,16 +136,16 @@ impl Engine {
                 Ok(Err(e)) => return Err(unreachable(&host, root_message(&e))),
                 Err(_) => return Err(unreachable(&host, "no answer within 10 s")),
             };
-        let version = docker
-            .version()
-            .await
-            .map_err(|e| unreachable(&host, root_message(&e)))?;
-        let api_version = version.api_version.unwrap_or_default();
+        // The negotiated version: the engine's own when it is older than bollard's, which
+        // is all that is compared (one `/version` request: the engine answers it slowly).
+        let negotiated = docker.client_version();
+        let api_version = format!("{}.{}", negotiated.major_version, negotiated.minor_version);
         if !api_at_least(&api_version, MIN_API) {
+            let version = docker.version().await.ok().and_then(|v| v.version);
             return Err(hinted(
                 format!(
                     "the Docker engine at `{host}` is too old: it speaks API {api_version} (Docker {}), irisctl needs API {}.{} (Docker 19.03) or newer",
-                    version.version.unwrap_or_else(|| "unknown".into()),
+                    version.unwrap_or_else(|| "unknown".into()),
                     MIN_API.0,
                     MIN_API.1
                 ),

@@ -143,54 +143,42 @@ impl Docker {
     /// project (or the same project name in another directory) made, containers of the project
     /// made from another directory — and host ports another program or project holds, before
     /// anything is built or touched.
+    /// Refuse what `up` must not touch (objects of another directory or project) and host
+    /// ports taken by someone else. Every lookup goes to the engine at once.
     pub async fn preflight(&self, stack: &Stack) -> Result<()> {
-        self.check_ownership(stack).await?;
-        preflight_ports(&self.engine, stack).await
-    }
-
-    /// The project's containers, network and volumes must all be this directory's.
-    async fn check_ownership(&self, stack: &Stack) -> Result<()> {
-        let label = project_label(stack);
-        for c in self.engine.list_labelled(Object::Container, &label).await? {
-            if let Owner::OtherDir(dir) = owner(&c.labels, &stack.project, &stack.project_dir) {
-                return Err(managed_elsewhere(
-                    stack,
-                    &dir,
-                    &format!("container `{}`", c.name),
-                ));
+        let (all, networks, volumes) = tokio::try_join!(
+            self.engine.containers_with(&[]),
+            self.engine.networks_named(&stack.network.name),
+            try_join_all(
+                stack
+                    .volumes
+                    .iter()
+                    .map(|v| self.engine.inspect_volume(&v.name))
+            ),
+        )?;
+        let mut objects = Vec::new();
+        for c in &all {
+            let labels = c.labels.clone().unwrap_or_default();
+            if labels.get(labels::PROJECT) == Some(&stack.project) {
+                let name = c
+                    .names
+                    .as_ref()
+                    .and_then(|n| n.first())
+                    .map(|n| n.trim_start_matches('/').to_string())
+                    .unwrap_or_default();
+                objects.push((format!("container `{name}`"), labels, name));
             }
         }
-        let mut objects = Vec::new();
-        for n in self.engine.networks_named(&stack.network.name).await? {
+        for n in networks {
             objects.push((format!("network `{}`", n.name), n.labels, n.name));
         }
-        for v in &stack.volumes {
-            if let Some(found) = self.engine.inspect_volume(&v.name).await? {
+        for (v, found) in stack.volumes.iter().zip(volumes) {
+            if let Some(found) = found {
                 objects.push((format!("volume `{}`", v.name), found.labels, v.name.clone()));
             }
         }
-        for (what, object_labels, name) in objects {
-            match owner(&object_labels, &stack.project, &stack.project_dir) {
-                Owner::Ours => {}
-                Owner::OtherDir(dir) => return Err(managed_elsewhere(stack, &dir, &what)),
-                Owner::OtherProject(other) => {
-                    let kind = what.split(' ').next().unwrap_or("object");
-                    return Err(hinted(
-                        format!(
-                            "{what} exists but does not belong to project `{}` ({})",
-                            stack.project,
-                            other.map_or("it has no project label".to_string(), |o| format!(
-                                "it belongs to `{o}`"
-                            ))
-                        ),
-                        format!(
-                            "remove it (`docker {kind} rm {name}`) or use another project name with -p"
-                        ),
-                    ));
-                }
-            }
-        }
-        Ok(())
+        check_ownership(stack, objects)?;
+        preflight_ports(&self.engine, stack, &all)
     }
 
     /// What each service should run: its record, from its definition, image and mounted files.
@@ -1014,6 +1002,36 @@ impl Docker {
     }
 }
 
+/// The project's containers, its network and volumes, as (what, labels, name): each must be
+/// this project's, made from this directory.
+fn check_ownership(
+    stack: &Stack,
+    objects: Vec<(String, HashMap<String, String>, String)>,
+) -> Result<()> {
+    for (what, object_labels, name) in objects {
+        match owner(&object_labels, &stack.project, &stack.project_dir) {
+            Owner::Ours => {}
+            Owner::OtherDir(dir) => return Err(managed_elsewhere(stack, &dir, &what)),
+            Owner::OtherProject(other) => {
+                let kind = what.split(' ').next().unwrap_or("object");
+                return Err(hinted(
+                    format!(
+                        "{what} exists but does not belong to project `{}` ({})",
+                        stack.project,
+                        other.map_or("it has no project label".to_string(), |o| format!(
+                            "it belongs to `{o}`"
+                        ))
+                    ),
+                    format!(
+                        "remove it (`docker {kind} rm {name}`) or use another project name with -p"
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 fn managed_elsewhere(stack: &Stack, dir: &str, what: &str) -> anyhow::Error {
     hinted(
         format!(
@@ -1082,8 +1100,11 @@ fn health_word(c: &ContainerInspectResponse) -> String {
 /// Refuse, before anything is built or touched, when a host port the stack publishes is taken by
 /// a container of another project or by another program. Ports the project's own containers
 /// hold are fine: converging frees or keeps them.
-async fn preflight_ports(engine: &Engine, stack: &Stack) -> Result<()> {
-    let all = engine.containers_with(&[]).await?;
+fn preflight_ports(
+    engine: &Engine,
+    stack: &Stack,
+    all: &[bollard::models::ContainerSummary],
+) -> Result<()> {
     let taken = |conflict: String| {
         hinted(
             conflict,

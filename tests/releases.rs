@@ -230,6 +230,27 @@ fn release_annotations(p: &Project, service: &str) -> Vec<String> {
         .collect()
 }
 
+/// `irisctl rollback SERVICE` while `load` runs: it succeeds, no request fails, and one
+/// container of the service is left; its output and the image that container runs.
+fn rollback_under_load(p: &Project, service: &str, load: Load) -> (common::Run, String) {
+    let started = Instant::now();
+    let rb = run(p.irisctl().args(["rollback", service]));
+    let took = started.elapsed();
+    std::thread::sleep(Duration::from_secs(1));
+    let n = load.finish_without_failures(&format!("{service} rollback"));
+    rb.ok();
+    eprintln!("{service} rollback took {took:?}, {n} requests, 0 failed");
+    assert!(
+        rb.stderr.contains(&format!("rolled back {service}")),
+        "{}",
+        rb.stderr
+    );
+    let left = containers(service);
+    assert_eq!(left.len(), 1, "{left:?}");
+    let image = docker(&["inspect", "--format", "{{.Image}}", &left[0].0]);
+    (rb, image)
+}
+
 fn ui_load() -> Load {
     Load::start(&[(PORTS[1], "GET", "/"), (PORTS[1], "POST", "/api/predict")])
 }
@@ -430,25 +451,11 @@ fn releases_under_steady_load_drop_no_request() {
     let prev_id = docker(&["image", "inspect", "--format", "{{.Id}}", &previous]);
     assert!(prev_id.starts_with("sha256:"), "no {previous}: {prev_id}");
     let serving_id = docker(&["inspect", "--format", "{{.Image}}", &containers("api")[0].0]);
-    let load = api_load();
-    let started = Instant::now();
-    let rb = run(p.irisctl().args(["rollback", "api"]));
-    let took = started.elapsed();
-    std::thread::sleep(Duration::from_secs(1));
-    let n = load.finish_without_failures("API rollback");
-    rb.ok();
-    eprintln!("API rollback took {took:?}, {n} requests, 0 failed");
-    assert!(rb.stderr.contains("rolled back api"), "{}", rb.stderr);
-    let api = containers("api");
-    assert_eq!(api.len(), 1, "{api:?}");
-    assert_eq!(
-        docker(&["inspect", "--format", "{{.Image}}", &api[0].0]),
-        prev_id,
-        "the previous image serves"
-    );
+    let (rb, image) = rollback_under_load(&p, "api", api_load());
+    assert_eq!(image, prev_id, "the previous image serves");
     assert_eq!(api_version(), "1.0.0-int0");
     assert_eq!(
-        memory(&api[0].0),
+        memory(&containers("api")[0].0),
         512 * MIB,
         "the previous configuration serves"
     );
@@ -511,18 +518,9 @@ fn releases_under_steady_load_drop_no_request() {
     assert_eq!(release_annotations(&p, "frontend").len(), 1);
     // A second rollback goes forward again, configuration included: back where the settings
     // are, so there is nothing left to change.
-    let load = api_load();
-    let fwd = run(p.irisctl().args(["rollback", "api"]));
-    std::thread::sleep(Duration::from_secs(1));
-    load.finish_without_failures("API rollback forward");
-    fwd.ok();
-    let api = containers("api");
-    assert_eq!(api.len(), 1, "{api:?}");
-    assert_eq!(
-        docker(&["inspect", "--format", "{{.Image}}", &api[0].0]),
-        serving_id
-    );
-    assert_eq!(memory(&api[0].0), 640 * MIB);
+    let (_, image) = rollback_under_load(&p, "api", api_load());
+    assert_eq!(image, serving_id);
+    assert_eq!(memory(&containers("api")[0].0), 640 * MIB);
     assert_eq!(api_version(), "1.0.0-int1");
     let noop = run(p.irisctl().args(["up", "--dry-run"]));
     assert_eq!(noop.stdout, "nothing to change\n");
@@ -591,17 +589,8 @@ fn releases_under_steady_load_drop_no_request() {
         "{{.Id}}",
         &format!("{NAME}-frontend:previous"),
     ]);
-    let load = ui_load();
-    let rb = run(p.irisctl().args(["rollback", "frontend"]));
-    std::thread::sleep(Duration::from_secs(1));
-    load.finish_without_failures("web UI rollback");
-    rb.ok();
-    let ui = containers("frontend");
-    assert_eq!(ui.len(), 1, "{ui:?}");
-    assert_eq!(
-        docker(&["inspect", "--format", "{{.Image}}", &ui[0].0]),
-        ui_previous
-    );
+    let (_, image) = rollback_under_load(&p, "frontend", ui_load());
+    assert_eq!(image, ui_previous);
     let (code, page) = request(PORTS[1], "GET", "/", "").unwrap();
     assert_eq!(code, 200);
     assert!(page.contains("Iris classifier (rel)"), "{page}");

@@ -50,8 +50,10 @@ const POINTS: &[(&str, Before)] = &[
         "waiting for every service to be healthy",
         Before::ApiChanged,
     ),
-    ("probing the published endpoints", Before::Converged),
-    ("provisioning Grafana", Before::Converged),
+    (
+        "probing the published endpoints and provisioning Grafana",
+        Before::Converged,
+    ),
 ];
 
 #[test]

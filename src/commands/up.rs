@@ -88,12 +88,19 @@ pub(crate) async fn converge(ctx: &Ctx, opts: &UpOptions) -> Result<(String, Str
         )
         .await?;
 
-    // The engine says healthy; check the published endpoints from this host too.
-    printer.enter("probing the published endpoints").await;
-    probe_published(ctx, &stack).await?;
-
-    if opts.provision {
-        printer.enter("provisioning Grafana").await;
+    // The engine says healthy; check the published endpoints from this host too, while
+    // Grafana (healthy: `apply` waited for it) is provisioned.
+    printer
+        .enter(if opts.provision {
+            "probing the published endpoints and provisioning Grafana"
+        } else {
+            "probing the published endpoints"
+        })
+        .await;
+    let provision = async {
+        if !opts.provision {
+            return Ok(());
+        }
         let outcomes = super::grafana::provision(
             ctx,
             &super::grafana::ProvisionOptions {
@@ -108,7 +115,9 @@ pub(crate) async fn converge(ctx: &Ctx, opts: &UpOptions) -> Result<(String, Str
             .map(|o| format!("{} {}", o.object, o.action))
             .collect();
         printer.info(format!("grafana: {}", text.join(", ")));
-    }
+        Ok::<_, anyhow::Error>(())
+    };
+    tokio::try_join!(probe_published(ctx, &stack), provision)?;
 
     if opts.provision {
         let releases: Vec<(String, String)> = done

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{docker, eventually, run, Project};
+use common::{docker, eventually, http, run, Project};
 
 const P: &str = "irisctl-test-swarm";
 const PORTS: [u16; 4] = [22100, 22101, 22102, 22103];
@@ -72,6 +72,17 @@ fn three_replicas_rolling_update_and_down() {
         return;
     }
     let p = Project::new(P, PORTS);
+    // With alert delivery: the Alertmanager's config (it holds the webhook URL) goes as a secret.
+    let config = std::fs::read_to_string(&p.config).unwrap().replacen(
+        "ports:\n",
+        "ports:\n  alertmanager: 22104\n",
+        1,
+    );
+    std::fs::write(
+        &p.config,
+        format!("{config}\nalerting:\n  webhook_url: http://receiver:8080/hook/T0KEN\n"),
+    )
+    .unwrap();
     let made_swarm = docker(&["info", "--format", "{{.Swarm.LocalNodeState}}"]) != "active";
     let made_gwbridge =
         docker(&["network", "ls", "-q", "--filter", "name=^docker_gwbridge$"]).is_empty();
@@ -132,6 +143,38 @@ fn three_replicas_rolling_update_and_down() {
         api_targets_up()
     );
 
+    // The Alertmanager runs (its image's entrypoint, its flags as arguments) and Prometheus
+    // sends to it; its config is a secret, never a config `docker config inspect` shows.
+    let alertmanager = report["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "alertmanager")
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(alertmanager["replicas"], "1/1", "{report}");
+    assert!(
+        eventually(60, || {
+            let (_, body) = http(
+                "GET",
+                &format!("http://127.0.0.1:{}/api/v1/alertmanagers", PORTS[2]),
+                None,
+            );
+            body.contains("alertmanager:9093")
+        }),
+        "Prometheus has no Alertmanager"
+    );
+    let label = format!("label=com.docker.stack.namespace={P}");
+    let secrets = docker(&["secret", "ls", "--filter", &label, "--format", "{{.Name}}"]);
+    assert!(
+        secrets.lines().any(|n| n.contains("alertmanager")),
+        "{secrets}"
+    );
+    for config in docker(&["config", "ls", "-q", "--filter", &label]).lines() {
+        let name = docker(&["config", "inspect", "--format", "{{.Spec.Name}}", config]);
+        assert!(!name.contains("alertmanager"), "{name} is a config");
+    }
+
     // A rolling update (new API code) under light load loses no request.
     let main_py = p.path().join("stack/api/app/main.py");
     let mut text = std::fs::read_to_string(&main_py).unwrap();
@@ -185,7 +228,6 @@ fn three_replicas_rolling_update_and_down() {
 
     // down removes services, secrets, configs and the network.
     run(p.irisctl().args(["down", "--target", "swarm"])).ok();
-    let label = format!("label=com.docker.stack.namespace={P}");
     let nothing_left = || {
         for kind in ["service", "secret", "config", "network"] {
             assert_eq!(

@@ -218,9 +218,9 @@ mod tests {
             .unwrap()
             .contains(&"http://127.0.0.1:9093/-/ready".into()));
         assert!(doc["volumes"].get("alertmanager-data").is_some());
-        assert!(a.contains(
-            "- ./.irisctl/derived/alertmanager.yml:/etc/alertmanager/alertmanager.yml:ro"
-        ));
+        assert!(
+            a.contains("- ./.irisctl/derived/alertmanager.yml:/run/secrets/alertmanager.yml:ro")
+        );
         assert!(a.contains("- ./.irisctl/derived/prometheus.yml:/etc/prometheus/prometheus.yml:ro"));
         crate::snapshot::assert_snapshot("compose-alerting.yml", &a);
     }

@@ -248,10 +248,11 @@ mod tests {
         let am = &doc["services"]["alertmanager"];
         assert_eq!(am["read_only"], true);
         assert_eq!(am["cap_drop"][0], "ALL");
-        assert_eq!(
-            am["configs"][0]["target"],
-            "/etc/alertmanager/alertmanager.yml"
-        );
+        // The config holds the webhook URL (maybe a token): a secret, not a config.
+        assert!(am.get("configs").is_none(), "{am:?}");
+        assert_eq!(am["secrets"][0]["target"], "alertmanager.yml");
+        let key = am["secrets"][0]["source"].as_str().unwrap();
+        assert!(doc["secrets"].get(key).is_some());
         assert!(doc["volumes"].get("alertmanager-data").is_some());
         // Prometheus's Swarm config keeps the alerting section beside the DNS discovery.
         let prom: serde_yaml::Value = serde_yaml::from_slice(&files.extra[0].1).unwrap();

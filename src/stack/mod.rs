@@ -569,7 +569,7 @@ impl Stack {
             am.healthcheck = Some(wget_check("http://127.0.0.1:9093/-/ready"));
             // The image's own command, and no cluster listener: one Alertmanager, no peers.
             am.command = [
-                "--config.file=/etc/alertmanager/alertmanager.yml",
+                "--config.file=/run/secrets/alertmanager.yml",
                 "--storage.path=/alertmanager",
                 "--cluster.listen-address=",
             ]
@@ -587,7 +587,9 @@ impl Stack {
             am.mounts = vec![
                 Mount::Bind {
                     source: config,
-                    target: "/etc/alertmanager/alertmanager.yml".into(),
+                    // Under /run/secrets: on Swarm it travels as a secret (the webhook URL
+                    // may hold a token), not as a config anyone can inspect.
+                    target: "/run/secrets/alertmanager.yml".into(),
                 },
                 Mount::Volume {
                     key: "alertmanager-data".into(),
@@ -773,7 +775,7 @@ mod tests {
             .iter()
             .any(|v| v.name == format!("{}_alertmanager-data", st.project)));
         let files = files::mounted_files(am).unwrap();
-        assert_eq!(files[0].target, "/etc/alertmanager/alertmanager.yml");
+        assert_eq!(files[0].target, "/run/secrets/alertmanager.yml");
         let config: serde_yaml::Value = serde_yaml::from_slice(&files[0].data).unwrap();
         let hook = &config["receivers"][0]["webhook_configs"][0];
         assert_eq!(hook["url"], "https://hooks.example.com/T0K\"EN");

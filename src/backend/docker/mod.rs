@@ -462,7 +462,8 @@ impl Docker {
                 .config
                 .as_ref()
                 .and_then(|c| c.labels.as_ref())
-                .and_then(body::previous_release);
+                .and_then(body::previous_release)
+                .filter(|d| d.image.as_deref().is_some_and(|i| !i.is_empty()));
             let (body, previous) = match recorded {
                 Some(def) => {
                     let image = def.image.clone().unwrap_or_default();

@@ -18,7 +18,7 @@ use bollard::models::{
 use sha2::{Digest, Sha256};
 
 use crate::stack::files::mounted_files;
-use crate::stack::{grafana_secret_path, Mount, Service, Stack};
+use crate::stack::{Mount, Service, Stack};
 
 /// The label `docker stack deploy` puts on everything of a stack.
 pub const NAMESPACE: &str = "com.docker.stack.namespace";
@@ -27,7 +27,8 @@ pub fn network_name(stack: &Stack) -> String {
     stack.swarm_name(&stack.network.key)
 }
 
-/// A file a task needs: a Swarm config, or a secret when it holds the Grafana password.
+/// A file a task needs: a Swarm config, or a secret when it is mounted under `/run/secrets/`
+/// (the Grafana password, the Alertmanager config with its webhook URL).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct FileObject {
     pub name: String,
@@ -73,7 +74,6 @@ pub fn prometheus_config_for_swarm(text: &str, project: &str, service: &str) -> 
 
 /// The files a service mounts, as Swarm objects named by their content (one per file).
 pub fn file_objects(stack: &Stack, service: &Service) -> Result<Vec<FileObject>> {
-    let secret_path = grafana_secret_path(&stack.project_dir);
     let mut out = Vec::new();
     for f in mounted_files(service)? {
         let mut data = f.data;
@@ -112,7 +112,7 @@ pub fn file_objects(stack: &Stack, service: &Service) -> Result<Vec<FileObject>>
         };
         out.push(FileObject {
             name,
-            secret: f.source == secret_path,
+            secret: f.target.starts_with("/run/secrets/"),
             target: f.target,
             data,
             source: f.source,
@@ -197,7 +197,9 @@ pub fn service_spec(stack: &Stack, service: &Service, files: &[FileObject]) -> S
             container_spec: Some(TaskSpecContainerSpec {
                 image: Some(image),
                 labels: Some(labels.clone()),
-                command: (!service.command.is_empty()).then(|| service.command.clone()),
+                // Compose's `command` is the image's CMD: Swarm's `Args` (its `Command` would
+                // replace the entrypoint), as `docker stack deploy` maps it.
+                args: (!service.command.is_empty()).then(|| service.command.clone()),
                 env: Some(
                     service
                         .env
@@ -306,7 +308,7 @@ mod tests {
     fn stack(dir: &std::path::Path) -> Stack {
         crate::assets::write_to(dir, false).unwrap();
         std::fs::create_dir_all(dir.join(".irisctl/secrets")).unwrap();
-        std::fs::write(grafana_secret_path(dir), "pw").unwrap();
+        std::fs::write(crate::stack::grafana_secret_path(dir), "pw").unwrap();
         Stack::from_settings(&Settings::defaults(dir.to_path_buf()))
     }
 
@@ -348,6 +350,38 @@ mod tests {
         assert!(files.iter().all(|f| f.name.len() <= 64), "{files:?}");
         let names: std::collections::BTreeSet<_> = files.iter().map(|f| &f.name).collect();
         assert_eq!(names.len(), files.len(), "config names must be unique");
+    }
+
+    /// The Alertmanager keeps its image's entrypoint (its flags are the CMD: Swarm's `Args`)
+    /// and gets its config, which holds the webhook URL, as a secret.
+    #[test]
+    fn the_alertmanager_takes_flags_as_args_and_its_config_as_a_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        crate::assets::write_to(dir.path(), false).unwrap();
+        let mut settings = Settings::defaults(dir.path().to_path_buf());
+        settings
+            .apply(
+                "ALERTING_WEBHOOK_URL",
+                "http://receiver:8080/hook/T0KEN",
+                "t",
+            )
+            .unwrap();
+        let st = Stack::from_settings(&settings).swarm_form();
+        let am = st.service("alertmanager").unwrap();
+        let files = file_objects(&st, am).unwrap();
+        assert!(files.iter().all(|f| f.secret), "{files:?}");
+        let spec = service_spec(&st, am, &files);
+        let c = spec.task_template.unwrap().container_spec.unwrap();
+        assert_eq!(c.command, None, "the image's entrypoint stays");
+        assert_eq!(
+            c.args.unwrap()[0],
+            "--config.file=/run/secrets/alertmanager.yml"
+        );
+        assert_eq!(
+            c.secrets.unwrap()[0].file.as_ref().unwrap().name.as_deref(),
+            Some("alertmanager.yml")
+        );
+        assert!(c.configs.unwrap_or_default().is_empty());
     }
 
     #[test]

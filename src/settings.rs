@@ -42,11 +42,23 @@ pub struct Images {
     pub alertmanager: String,
 }
 
-/// Memory limits of the built services' containers, in bytes (whole MiB).
+/// Memory limits of the built services' containers, in bytes (whole MiB); shown as written
+/// (`512m`, `1g`).
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 pub struct Memory {
+    #[serde(serialize_with = "as_size")]
     pub api: u64,
+    #[serde(serialize_with = "as_size")]
     pub frontend: u64,
+}
+
+fn as_size<S: serde::Serializer>(bytes: &u64, s: S) -> std::result::Result<S::Ok, S::Error> {
+    let mib = bytes / MIB;
+    if mib % 1024 == 0 {
+        s.serialize_str(&format!("{}g", mib / 1024))
+    } else {
+        s.serialize_str(&format!("{mib}m"))
+    }
 }
 
 /// Build a service from a context instead of using an image reference.
@@ -1653,6 +1665,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!((s.memory.api, s.memory.frontend), (1024 * MIB, 96 * MIB));
+        let shown = serde_json::to_value(&s.memory).unwrap();
+        assert_eq!(shown, serde_json::json!({"api": "1g", "frontend": "96m"}));
         s.apply("API_MEMORY", " 768MiB ", "t").unwrap();
         assert_eq!(s.memory.api, 768 * MIB);
         for bad in [

@@ -142,9 +142,7 @@ impl Docker {
     /// Refuse what is not the project's — a network or volume of its names that another
     /// project (or the same project name in another directory) made, containers of the project
     /// made from another directory — and host ports another program or project holds, before
-    /// anything is built or touched.
-    /// Refuse what `up` must not touch (objects of another directory or project) and host
-    /// ports taken by someone else. Every lookup goes to the engine at once.
+    /// anything is built or touched. Every lookup goes to the engine at once.
     pub async fn preflight(&self, stack: &Stack) -> Result<()> {
         let (all, networks, volumes) = tokio::try_join!(
             self.engine.containers_with(&[]),

@@ -2,7 +2,8 @@
 
     IRIS_API_IMAGE=iris-api:dev pytest tests/test_container.py
 
-Skipped when IRIS_API_IMAGE is not set, so the plain test run needs no Docker.
+Skipped when IRIS_API_IMAGE is not set, so the plain test run needs no Docker; with CI=true they
+fail instead (scripts/test builds the image and runs them once the Docker-backed tests have).
 """
 
 from __future__ import annotations
@@ -21,7 +22,15 @@ import pytest
 from tests.flowers import SETOSA, VIRGINICA
 
 IMAGE = os.environ.get("IRIS_API_IMAGE")
-pytestmark = pytest.mark.skipif(not IMAGE, reason="set IRIS_API_IMAGE to a built API image to test it")
+IN_CI = os.environ.get("CI") == "true"
+pytestmark = pytest.mark.skipif(not IMAGE and not IN_CI, reason="set IRIS_API_IMAGE to a built API image to test it")
+
+
+@pytest.fixture(autouse=True)
+def _an_image_in_ci() -> None:
+    assert IMAGE, "CI=true but IRIS_API_IMAGE is not set: in CI the container tests run, never skip"
+
+
 HARDENED = ["--read-only", "--tmpfs", "/tmp", "--cap-drop", "ALL", "--security-opt", "no-new-privileges"]
 
 

@@ -174,7 +174,7 @@ fn short_id(id: &str) -> String {
         return "none".into();
     }
     let bare = id.trim_start_matches("sha256:");
-    bare[..bare.len().min(12)].to_string()
+    bare.chars().take(12).collect()
 }
 
 #[cfg(test)]

@@ -44,7 +44,8 @@ pub fn previous_repo(stack: &Stack, service: &str) -> String {
 
 fn short_id(id: &str) -> &str {
     let id = id.trim_start_matches("sha256:");
-    &id[..id.len().min(12)]
+    // At a character boundary: an ID read from a label may be anything.
+    id.char_indices().nth(12).map_or(id, |(end, _)| &id[..end])
 }
 
 fn project_label(stack: &Stack) -> String {
@@ -1233,5 +1234,31 @@ async fn wait_healthy(
         last_health = if running { health } else { "restarting".into() };
         tokio::time::sleep(pause).await;
         pause = (pause * 2).min(Duration::from_millis(400));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::short_id;
+
+    #[test]
+    fn short_ids_never_split_a_character() {
+        assert_eq!(short_id("sha256:0123456789abcdef"), "0123456789ab");
+        assert_eq!(short_id("abc"), "abc");
+        assert_eq!(short_id("sha256:ééééééééééééé"), "éééééééééééé");
+        assert_eq!(
+            super::record::causes(
+                &crate::stack::record::Record {
+                    image: "ééééééééééééé".into(),
+                    ..Default::default()
+                },
+                &crate::stack::record::Record {
+                    image: "sha256:b".into(),
+                    ..Default::default()
+                },
+                std::path::Path::new("/"),
+            )[0],
+            "image changed (éééééééééééé → b)"
+        );
     }
 }

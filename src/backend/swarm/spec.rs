@@ -305,11 +305,16 @@ mod tests {
     use super::*;
     use crate::settings::Settings;
 
-    fn stack(dir: &std::path::Path) -> Stack {
+    /// Default settings for a project directory holding the stack's files and the secret.
+    fn settings(dir: &std::path::Path) -> Settings {
         crate::assets::write_to(dir, false).unwrap();
         std::fs::create_dir_all(dir.join(".irisctl/secrets")).unwrap();
         std::fs::write(crate::stack::grafana_secret_path(dir), "pw").unwrap();
-        Stack::from_settings(&Settings::defaults(dir.to_path_buf()))
+        Settings::defaults(dir.to_path_buf())
+    }
+
+    fn stack(dir: &std::path::Path) -> Stack {
+        Stack::from_settings(&settings(dir))
     }
 
     #[test]
@@ -357,16 +362,14 @@ mod tests {
     #[test]
     fn the_alertmanager_takes_flags_as_args_and_its_config_as_a_secret() {
         let dir = tempfile::tempdir().unwrap();
-        crate::assets::write_to(dir.path(), false).unwrap();
-        let mut settings = Settings::defaults(dir.path().to_path_buf());
-        settings
-            .apply(
-                "ALERTING_WEBHOOK_URL",
-                "http://receiver:8080/hook/T0KEN",
-                "t",
-            )
-            .unwrap();
-        let st = Stack::from_settings(&settings).swarm_form();
+        let mut s = settings(dir.path());
+        s.apply(
+            "ALERTING_WEBHOOK_URL",
+            "http://receiver:8080/hook/T0KEN",
+            "t",
+        )
+        .unwrap();
+        let st = Stack::from_settings(&s).swarm_form();
         let am = st.service("alertmanager").unwrap();
         let files = file_objects(&st, am).unwrap();
         assert!(files.iter().all(|f| f.secret), "{files:?}");

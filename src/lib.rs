@@ -13,6 +13,7 @@ pub mod engine;
 pub mod error;
 pub mod grafana;
 pub mod output;
+pub mod poll;
 pub mod probe;
 pub mod render;
 pub mod settings;

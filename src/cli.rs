@@ -43,6 +43,12 @@ pub struct GlobalArgs {
     #[arg(short, long, global = true)]
     pub verbose: bool,
 
+    /// How progress is shown on stderr: redrawn lines on a terminal and plain lines in a pipe
+    /// (auto), always redrawn (tty), plain lines, one JSON object per line (json: phases, each
+    /// operation of the plan started, done or failed, messages; see the README), or errors only
+    #[arg(long, global = true, value_enum, default_value_t = ProgressArg::Auto, env = "IRISCTL_PROGRESS")]
+    pub progress: ProgressArg,
+
     /// Print the resolved settings (and where each came from) as YAML, and exit
     #[arg(long, global = true)]
     pub print_settings: bool,
@@ -132,6 +138,29 @@ pub struct UpArgs {
     /// Output format of `--dry-run`
     #[arg(long, value_enum, default_value_t = Format::Table, requires = "dry_run")]
     pub format: Format,
+}
+
+/// `--progress`.
+#[derive(Debug, Clone, Copy, ValueEnum, PartialEq, Eq, Default)]
+pub enum ProgressArg {
+    #[default]
+    Auto,
+    Tty,
+    Plain,
+    Json,
+    Quiet,
+}
+
+impl From<ProgressArg> for crate::output::Progress {
+    fn from(p: ProgressArg) -> Self {
+        match p {
+            ProgressArg::Auto => crate::output::Progress::Auto,
+            ProgressArg::Tty => crate::output::Progress::Tty,
+            ProgressArg::Plain => crate::output::Progress::Plain,
+            ProgressArg::Json => crate::output::Progress::Json,
+            ProgressArg::Quiet => crate::output::Progress::Quiet,
+        }
+    }
 }
 
 /// Where the stack runs.

@@ -32,7 +32,7 @@ fn main() -> ExitCode {
         (_, true) => Verbosity::Verbose,
         _ => Verbosity::Normal,
     };
-    let printer = Printer::new(verbosity);
+    let printer = Printer::with_progress(verbosity, cli.global.progress.into());
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -1,5 +1,10 @@
 //! The one place that decides where output goes: data to stdout, progress and messages to
 //! stderr, progress bars only on a terminal. Commands never `println!`.
+//!
+//! Lower layers report what happens as events (a phase entered, an operation of the plan
+//! started, done or failed, a service's state, a message); the renderer chosen by `--progress`
+//! is the only writer: redrawn lines on a terminal (indicatif), plain lines, or one JSON object
+//! per line ([`Progress::Json`], an interface documented in the README).
 
 #![allow(clippy::print_stderr)]
 
@@ -15,6 +20,29 @@ pub enum Format {
     Json,
 }
 
+/// How progress is shown on stderr (`--progress`, as Compose v2's).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Progress {
+    /// Redrawn lines on a terminal, plain lines elsewhere.
+    #[default]
+    Auto,
+    /// Redrawn lines (indicatif), even when stderr is not a terminal.
+    Tty,
+    /// One plain line per change.
+    Plain,
+    /// One JSON object per line: every event, message and the final error.
+    Json,
+    /// Errors only.
+    Quiet,
+}
+
+/// Something that can be reported as an operation of a plan: its fields as in the plan's
+/// JSON (`verb`, `kind`, `object`, `service`, `cause`) and its sentence.
+pub trait Operation {
+    fn fields(&self) -> serde_json::Map<String, serde_json::Value>;
+    fn text(&self) -> String;
+}
+
 /// How chatty the run is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Verbosity {
@@ -28,11 +56,12 @@ pub struct Printer {
     verbosity: Verbosity,
     color: bool,
     progress: bool,
+    /// Every event as a JSON line on stderr.
+    json: bool,
+    /// When the command started: events carry the time since.
+    started: std::time::Instant,
     /// What the command is doing now, for the message after an interruption.
     phase: std::sync::Arc<std::sync::Mutex<String>>,
-    /// Test hook (`IRISCTL_TEST_HOLD_AT`): a phase at whose start the command waits, so that a
-    /// test can interrupt it at a known point.
-    hold_at: Option<String>,
     /// One progress line per service while `up` works (see [`Printer::start_board`]).
     board: std::sync::Arc<std::sync::Mutex<Option<Board>>>,
 }
@@ -50,17 +79,97 @@ struct Board {
 
 impl Printer {
     pub fn new(verbosity: Verbosity) -> Self {
+        Self::with_progress(verbosity, Progress::Auto)
+    }
+
+    /// A printer whose progress is shown as `progress` says.
+    pub fn with_progress(verbosity: Verbosity, progress: Progress) -> Self {
         let stderr_tty = std::io::stderr().is_terminal();
-        let color = stderr_tty && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+        let json = progress == Progress::Json;
+        let verbosity = if progress == Progress::Quiet {
+            Verbosity::Quiet
+        } else {
+            verbosity
+        };
+        let color =
+            stderr_tty && !json && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+        let redraw = match progress {
+            Progress::Auto => stderr_tty,
+            Progress::Tty => true,
+            Progress::Plain | Progress::Json | Progress::Quiet => false,
+        };
         Printer {
             verbosity,
             color,
-            progress: stderr_tty && verbosity != Verbosity::Quiet,
+            progress: redraw && verbosity != Verbosity::Quiet,
+            json,
+            started: std::time::Instant::now(),
             phase: Default::default(),
-            hold_at: std::env::var("IRISCTL_TEST_HOLD_AT")
-                .ok()
-                .filter(|v| !v.is_empty()),
             board: Default::default(),
+        }
+    }
+
+    /// Whether events go out as JSON lines.
+    pub fn is_json(&self) -> bool {
+        self.json
+    }
+
+    /// Write one event as a JSON line: `{"event": kind, "elapsed_ms": …, …fields}`.
+    fn emit(&self, kind: &str, fields: serde_json::Map<String, serde_json::Value>) {
+        let mut event = serde_json::Map::new();
+        event.insert("event".into(), kind.into());
+        event.insert(
+            "elapsed_ms".into(),
+            u64::try_from(self.started.elapsed().as_millis())
+                .unwrap_or(u64::MAX)
+                .into(),
+        );
+        event.extend(fields);
+        let line = serde_json::Value::Object(event).to_string();
+        let mut err = std::io::stderr().lock();
+        let _ = writeln!(err, "{line}");
+    }
+
+    fn message(&self, level: &str, text: &str) {
+        let mut f = serde_json::Map::new();
+        f.insert("level".into(), level.into());
+        f.insert("text".into(), text.into());
+        self.emit("message", f);
+    }
+
+    /// An operation of the plan starts.
+    pub fn op_started(&self, op: &impl Operation) {
+        if self.json {
+            let mut f = op.fields();
+            f.insert("status".into(), "started".into());
+            self.emit("op", f);
+        } else if !self.progress && self.verbosity != Verbosity::Quiet {
+            eprintln!("{}", op.text());
+        }
+    }
+
+    /// An operation of the plan is done, `took` after it started.
+    pub fn op_done(&self, op: &impl Operation, took: std::time::Duration) {
+        if self.json {
+            let mut f = op.fields();
+            f.insert("status".into(), "done".into());
+            f.insert(
+                "took_ms".into(),
+                u64::try_from(took.as_millis()).unwrap_or(u64::MAX).into(),
+            );
+            self.emit("op", f);
+        } else {
+            self.verbose(format!("done in {:.1}s: {}", took.as_secs_f64(), op.text()));
+        }
+    }
+
+    /// An operation of the plan failed: the run stops with `cause`.
+    pub fn op_failed(&self, op: &impl Operation, cause: &str) {
+        if self.json {
+            let mut f = op.fields();
+            f.insert("status".into(), "failed".into());
+            f.insert("error".into(), cause.into());
+            self.emit("op", f);
         }
     }
 
@@ -113,7 +222,12 @@ impl Printer {
         board.last.insert(service.to_string(), state.to_string());
         let at = board.started.elapsed().as_secs_f64();
         let line = format!("{state} ({at:.1}s)");
-        if self.progress {
+        if self.json {
+            let mut f = serde_json::Map::new();
+            f.insert("service".into(), service.into());
+            f.insert("state".into(), state.into());
+            self.emit("service", f);
+        } else if self.progress {
             if let Some((_, bar)) = board.bars.iter().find(|(n, _)| n == service) {
                 bar.set_message(line);
             }
@@ -134,19 +248,19 @@ impl Printer {
         }
     }
 
-    /// Enter a phase: record what the command is doing now (shown if it is interrupted).
-    pub async fn enter(&self, phase: impl Into<String>) {
+    /// Enter a phase: record what the command is doing now (shown if it is interrupted) and
+    /// report it (a `phase` event; a verbose line otherwise).
+    pub fn enter(&self, phase: impl Into<String>) {
         let phase = phase.into();
-        if let Ok(mut p) = self.phase.lock() {
-            p.clone_from(&phase);
+        if self.json {
+            let mut f = serde_json::Map::new();
+            f.insert("phase".into(), phase.clone().into());
+            self.emit("phase", f);
+        } else {
+            self.verbose(&phase);
         }
-        if self
-            .hold_at
-            .as_ref()
-            .is_some_and(|h| phase.starts_with(h.as_str()))
-        {
-            eprintln!("irisctl-test: holding at {phase}");
-            std::future::pending::<()>().await;
+        if let Ok(mut p) = self.phase.lock() {
+            *p = phase;
         }
     }
 
@@ -168,29 +282,52 @@ impl Printer {
     /// A progress message or a result for people.
     pub fn info(&self, text: impl AsRef<str>) {
         if self.verbosity != Verbosity::Quiet {
-            eprintln!("{}", text.as_ref());
+            if self.json {
+                self.message("info", text.as_ref());
+            } else {
+                eprintln!("{}", text.as_ref());
+            }
         }
     }
 
     pub fn verbose(&self, text: impl AsRef<str>) {
         if self.verbosity == Verbosity::Verbose {
-            eprintln!("{}", self.dim(text.as_ref()));
+            if self.json {
+                self.message("verbose", text.as_ref());
+            } else {
+                eprintln!("{}", self.dim(text.as_ref()));
+            }
         }
     }
 
     pub fn warn(&self, text: impl AsRef<str>) {
+        if self.json {
+            return self.message("warning", text.as_ref());
+        }
         eprintln!("{} {}", self.paint("warning:", "33;1"), text.as_ref());
     }
 
     pub fn error(&self, text: impl AsRef<str>) {
+        if self.json {
+            return self.message("error", text.as_ref());
+        }
         eprintln!("{} {}", self.paint("error:", "31;1"), text.as_ref());
     }
 
     pub fn hint(&self, text: impl AsRef<str>) {
+        if self.json {
+            return self.message("hint", text.as_ref());
+        }
         eprintln!("{} {}", self.paint("hint:", "36;1"), text.as_ref());
     }
 
     pub fn success(&self, text: impl AsRef<str>) {
+        if self.json {
+            if self.verbosity != Verbosity::Quiet {
+                self.message("success", text.as_ref());
+            }
+            return;
+        }
         self.info(self.paint(text.as_ref(), "32"));
     }
 

@@ -193,15 +193,19 @@ fn set_api_version(p: &Project, version: &str) {
     std::fs::write(&main_py, changed).expect("write main.py");
 }
 
-/// `up`, interrupted (SIGINT) once it holds at the start of `phase`.
+/// `up`, interrupted (SIGINT) the moment its progress events say `phase` started.
 fn up_interrupted_at(p: &Project, phase: &str) -> String {
-    let (code, stderr, _) = p.up_interrupted_at(phase);
-    assert_eq!(code, Some(130), "{stderr}");
+    let run = p.up_interrupted_at(phase);
+    assert_eq!(run.code, Some(130), "{}", run.stderr);
     assert!(
-        stderr.contains(&format!("interrupted while {phase}")),
-        "{stderr}"
+        run.last_phase.starts_with(phase)
+            && run
+                .stderr
+                .contains(&format!("interrupted while {}", run.last_phase)),
+        "{}",
+        run.stderr
     );
-    stderr
+    run.stderr
 }
 
 /// The texts of the release annotations of `service` in the stack's Grafana (the stand-in).

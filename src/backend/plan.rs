@@ -64,8 +64,20 @@ pub enum Kind {
     Secret,
 }
 
+/// What an operation creates, as the planner decided it: `apply` carries it out as it is.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Spec {
+    /// A service's container from the stack's definition: its record (the image ID is filled
+    /// in by `apply` when the plan builds the image first).
+    Container(Box<crate::stack::record::Record>),
+    /// A container of exactly this definition (a rollback: the previous release's).
+    Definition(Box<bollard::models::ContainerCreateBody>),
+    Network(Box<bollard::models::NetworkCreateRequest>),
+    Volume(Box<bollard::models::VolumeCreateRequest>),
+}
+
 /// One operation of a plan.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Op {
     pub verb: Verb,
     pub kind: Kind,
@@ -82,6 +94,9 @@ pub struct Op {
     /// `release`: the name of the container that replaces `object`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub replacement: Option<String>,
+    /// What it creates (not in the JSON: the request bodies hold the environment).
+    #[serde(skip)]
+    pub spec: Option<Spec>,
 }
 
 impl Op {
@@ -94,7 +109,13 @@ impl Op {
             id: None,
             cause: String::new(),
             replacement: None,
+            spec: None,
         }
+    }
+
+    pub fn spec(mut self, spec: Spec) -> Op {
+        self.spec = Some(spec);
+        self
     }
 
     pub fn service(mut self, service: impl Into<String>) -> Op {
@@ -168,6 +189,40 @@ impl Op {
     }
 }
 
+impl crate::output::Operation for Op {
+    fn fields(&self) -> serde_json::Map<String, serde_json::Value> {
+        match serde_json::to_value(self) {
+            Ok(serde_json::Value::Object(m)) => m,
+            _ => serde_json::Map::new(),
+        }
+    }
+
+    fn text(&self) -> String {
+        Op::text(self)
+    }
+}
+
+/// Carry out one operation of a plan, reporting its start, then its end or its failure (the
+/// error goes on unchanged: the run stops with it).
+pub async fn step<T>(
+    printer: &crate::output::Printer,
+    op: &Op,
+    work: impl std::future::Future<Output = anyhow::Result<T>>,
+) -> anyhow::Result<T> {
+    printer.op_started(op);
+    let started = std::time::Instant::now();
+    match work.await {
+        Ok(v) => {
+            printer.op_done(op, started.elapsed());
+            Ok(v)
+        }
+        Err(e) => {
+            printer.op_failed(op, &format!("{e:#}"));
+            Err(e)
+        }
+    }
+}
+
 fn kind_word(kind: Kind) -> &'static str {
     match kind {
         Kind::Image => "image",
@@ -181,7 +236,7 @@ fn kind_word(kind: Kind) -> &'static str {
 }
 
 /// Everything a run will do, in order.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Plan {
     pub ops: Vec<Op>,
 }

@@ -20,6 +20,36 @@ use crate::error::hinted;
 use crate::output::Printer;
 use crate::settings::{Settings, GRAFANA_PASSWORD_KEY};
 
+/// Print a verb's plan (`--dry-run`): one line per operation with its cause, or JSON
+/// (`{"project", "changes", "ops"}`); `verb` is the command that would carry it out.
+pub fn print_plan(
+    ctx: &Ctx,
+    project: &str,
+    plan: &crate::backend::plan::Plan,
+    format: crate::output::Format,
+    verb: &str,
+) -> Result<()> {
+    match format {
+        crate::output::Format::Json => {
+            ctx.printer
+                .data(&serde_json::to_string_pretty(&serde_json::json!({
+                    "project": project,
+                    "changes": !plan.is_noop(),
+                    "ops": plan.ops,
+                }))?)
+        }
+        crate::output::Format::Table => {
+            ctx.printer.data(&plan.text());
+            if !plan.is_noop() {
+                ctx.printer.info(format!(
+                    "dry run: nothing was changed; `irisctl {verb}` does this"
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// What every command gets.
 pub struct Ctx {
     pub settings: Settings,

@@ -51,33 +51,69 @@ pub(crate) async fn converge(ctx: &Ctx, opts: &UpOptions) -> Result<(String, Str
     let stack = backend.form(&Stack::from_settings(&ctx.settings));
     // Concurrent `up`s of this project run one after the other.
     let _lock = ctx.lock_project().await?;
-    printer.enter("checking host ports").await;
+    printer.enter("checking host ports");
     backend.preflight(&stack).await?;
-    printer.enter("checking images").await;
-    let (known, pulled) = images::ensure_present(backend.engine(), &stack).await?;
-    // Nothing is written before the engine has been reached and the preflight passed.
+    // The built-in stack's copy is irisctl's own (refreshed here); a user's directory is only
+    // checked.
     ctx.ensure_stack_files()?;
+    printer.enter("checking images");
+    let (image_plan, ids) = images::plan(backend.engine(), &stack).await?;
+    // The pulls first, all at once: an image that cannot be had is named before anything is
+    // written.
+    let pulls: Vec<_> = image_plan
+        .ops
+        .iter()
+        .filter(|o| o.verb == Verb::Pull)
+        .collect();
+    for op in &pulls {
+        printer.op_started(*op);
+    }
+    let pulled_at = Instant::now();
+    let (known, _) = images::ensure_present(backend.engine(), &stack)
+        .await
+        .inspect_err(|e| {
+            for op in &pulls {
+                printer.op_failed(*op, &format!("{e:#}"));
+            }
+        })?;
+    for op in &pulls {
+        printer.op_done(*op, pulled_at.elapsed());
+    }
+    // Nothing of the user's is written before the engine has been reached, the preflight
+    // passed and every image is at hand.
     let password = ctx.ensure_grafana_password()?;
     ctx.write_derived_files()?;
+    let mut plan = image_plan.clone();
+    plan.extend(backend.plan(&stack, &ids, opts.remove_orphans).await?);
+    warn_orphans(ctx, &stack, &plan);
     let names: Vec<&str> = stack.services.iter().map(|s| s.name.as_str()).collect();
     printer.start_board(&names);
-    printer.enter("building images").await;
-    let (mut built, image_ids) = images::ensure(backend.engine(), &stack, printer, &known).await?;
-    built.extend(pulled);
-    let known = image_ids
+    printer.enter("building images");
+    let builds: Vec<_> = plan
+        .ops
         .iter()
-        .map(|(k, v)| (k.clone(), Some(v.clone())))
+        .filter(|o| matches!(o.verb, Verb::Build | Verb::Rebuild))
         .collect();
-    let plan = backend.plan(&stack, &known, opts.remove_orphans).await?;
-    for op in plan.ops.iter().filter(|o| o.verb == Verb::Report) {
-        printer.warn(match op.kind {
-            Kind::Container => format!(
-                "container `{}` belongs to project `{}` but to no service of it; `irisctl up --remove-orphans` removes it",
-                op.object, stack.project
-            ),
-            _ => op.text(),
-        });
+    for op in &builds {
+        printer.op_started(*op);
     }
+    let built_at = Instant::now();
+    let (_, image_ids) = images::ensure(backend.engine(), &stack, printer, &known)
+        .await
+        .inspect_err(|e| {
+            for op in &builds {
+                printer.op_failed(*op, &format!("{e:#}"));
+            }
+        })?;
+    for op in &builds {
+        printer.op_done(*op, built_at.elapsed());
+    }
+    let built: Vec<_> = plan
+        .ops
+        .iter()
+        .filter(|o| o.kind == Kind::Image && o.changes())
+        .cloned()
+        .collect();
     let done = backend
         .apply(
             &stack,
@@ -90,13 +126,11 @@ pub(crate) async fn converge(ctx: &Ctx, opts: &UpOptions) -> Result<(String, Str
 
     // The engine says healthy; check the published endpoints from this host too, while
     // Grafana (healthy: `apply` waited for it) is provisioned.
-    printer
-        .enter(if opts.provision {
-            "probing the published endpoints and provisioning Grafana"
-        } else {
-            "probing the published endpoints"
-        })
-        .await;
+    printer.enter(if opts.provision {
+        "probing the published endpoints and provisioning Grafana"
+    } else {
+        "probing the published endpoints"
+    });
     let provision = async {
         if !opts.provision {
             return Ok(());
@@ -163,27 +197,20 @@ async fn dry_run(ctx: &Ctx, opts: &UpOptions, format: Format) -> Result<()> {
     let (mut plan, ids) = images::plan(backend.engine(), &stack).await?;
     let services = backend.plan(&stack, &ids, opts.remove_orphans).await?;
     plan.extend(services);
-    print_plan(ctx, &stack, &plan, format)
+    super::print_plan(ctx, &stack.project, &plan, format, "up")
 }
 
-fn print_plan(ctx: &Ctx, stack: &Stack, plan: &Plan, format: Format) -> Result<()> {
-    match format {
-        Format::Json => ctx
-            .printer
-            .data(&serde_json::to_string_pretty(&serde_json::json!({
-                "project": stack.project,
-                "changes": !plan.is_noop(),
-                "ops": plan.ops,
-            }))?),
-        Format::Table => {
-            ctx.printer.data(&plan.text());
-            if !plan.is_noop() {
-                ctx.printer
-                    .info("dry run: nothing was changed; `irisctl up` does this");
-            }
-        }
+/// Each orphan the plan reports, as a warning with what removes it.
+fn warn_orphans(ctx: &Ctx, stack: &Stack, plan: &Plan) {
+    for op in plan.ops.iter().filter(|o| o.verb == Verb::Report) {
+        ctx.printer.warn(match op.kind {
+            Kind::Container => format!(
+                "container `{}` belongs to project `{}` but to no service of it; `irisctl up --remove-orphans` removes it",
+                op.object, stack.project
+            ),
+            _ => op.text(),
+        });
     }
-    Ok(())
 }
 
 /// Every published endpoint answers from this host (within 30 s).

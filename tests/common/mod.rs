@@ -191,49 +191,68 @@ impl Project {
         out
     }
 
-    /// `up` interrupted with SIGINT once it holds at the start of `phase` (the test hook
-    /// `IRISCTL_TEST_HOLD_AT`): its exit code, all it wrote to stderr, and how long it took to
-    /// stop after the signal. Panics when `up` never reaches the phase.
-    pub fn up_interrupted_at(&self, phase: &str) -> (Option<i32>, String, std::time::Duration) {
+    /// `up` interrupted with SIGINT the moment its progress events (`--progress json`) say
+    /// `at` started: a phase whose name starts with it, or an operation `VERB SERVICE` (e.g.
+    /// `release api`, `create api`) of the plan. Panics when `up` never gets there.
+    pub fn up_interrupted_at(&self, at: &str) -> Interrupted {
+        self.interrupted_at(&["up"], at, "INT")
+    }
+
+    /// `irisctl ARGS --progress json`, sent `signal` (`INT`, `KILL`) the moment event `at`
+    /// starts (see [`Project::up_interrupted_at`]).
+    pub fn interrupted_at(&self, args: &[&str], at: &str, signal: &str) -> Interrupted {
         use std::io::BufRead;
         let mut child = self
             .irisctl()
-            .arg("up")
-            .env("IRISCTL_TEST_HOLD_AT", phase)
+            .args(args)
+            .args(["--progress", "json"])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
             .spawn()
-            .expect("run irisctl up");
-        // Read stderr on a thread; the signal goes once `up` says it holds at the phase.
+            .expect("run irisctl");
         let (tx, rx) = std::sync::mpsc::channel::<String>();
         let stderr = child.stderr.take().expect("stderr");
+        let at_owned = at.to_string();
         let reader = std::thread::spawn(move || {
-            let mut all = String::new();
+            let mut events = Vec::new();
             for line in std::io::BufReader::new(stderr)
                 .lines()
                 .map_while(Result::ok)
             {
-                all.push_str(&line);
-                all.push('\n');
-                if line.starts_with("irisctl-test: holding at") {
+                let event: serde_json::Value = serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("not a JSON event ({e}): {line}"));
+                if event_starts(&event, &at_owned) {
                     let _ = tx.send(line);
                 }
+                events.push(event);
             }
-            all
+            events
         });
-        let held = rx.recv_timeout(std::time::Duration::from_secs(400));
-        assert!(
-            held.as_deref()
-                .is_ok_and(|l| l.starts_with(&format!("irisctl-test: holding at {phase}"))),
-            "`up` never reached `{phase}`: {held:?}"
-        );
+        let seen = rx.recv_timeout(std::time::Duration::from_secs(400));
         let sent = std::time::Instant::now();
-        let _ = Command::new("kill")
-            .args(["-INT", &child.id().to_string()])
-            .status();
-        let status = child.wait().expect("wait for irisctl up");
+        if seen.is_ok() {
+            let _ = Command::new("kill")
+                .args([&format!("-{signal}"), &child.id().to_string()])
+                .status();
+        }
+        let status = child.wait().expect("wait for irisctl");
         let stopped_in = sent.elapsed();
-        (status.code(), reader.join().unwrap_or_default(), stopped_in)
+        let events = reader.join().unwrap_or_default();
+        let text = human(&events);
+        assert!(seen.is_ok(), "irisctl never reached `{at}`:\n{text}");
+        Interrupted {
+            code: status.code(),
+            stderr: text,
+            stopped_in,
+            last_phase: events
+                .iter()
+                .rev()
+                .find(|e| e["event"] == "phase")
+                .and_then(|e| e["phase"].as_str())
+                .unwrap_or_default()
+                .to_string(),
+            events,
+        }
     }
 
     /// Container IDs of the project, by service; a second container of a service fails the test.
@@ -337,4 +356,53 @@ pub fn api_targets_up(port: u16) -> usize {
         .flatten()
         .filter(|t| t["labels"]["job"] == "iris-api" && t["health"] == "up")
         .count()
+}
+
+/// A run of irisctl interrupted at an event.
+pub struct Interrupted {
+    pub code: Option<i32>,
+    /// Its messages as a person reads them (`error: …`, `hint: …`).
+    pub stderr: String,
+    /// From the signal to its exit.
+    pub stopped_in: std::time::Duration,
+    /// The last phase its events reported.
+    pub last_phase: String,
+    pub events: Vec<serde_json::Value>,
+}
+
+/// Does `event` say that `at` starts: a phase whose name starts with `at`, or the operation
+/// `VERB SERVICE` (or `VERB KIND OBJECT`) starting?
+pub fn event_starts(event: &serde_json::Value, at: &str) -> bool {
+    match event["event"].as_str() {
+        Some("phase") => event["phase"].as_str().is_some_and(|p| p.starts_with(at)),
+        Some("op") if event["status"] == "started" => {
+            let verb = event["verb"].as_str().unwrap_or_default();
+            let by_service = format!("{verb} {}", event["service"].as_str().unwrap_or("-"));
+            let by_object = format!(
+                "{verb} {} {}",
+                event["kind"].as_str().unwrap_or_default(),
+                event["object"].as_str().unwrap_or_default()
+            );
+            by_service == at || by_object == at
+        }
+        _ => false,
+    }
+}
+
+/// JSON progress events as the plain lines a person reads: messages as `level: text` (info
+/// bare), other events as their JSON.
+pub fn human(events: &[serde_json::Value]) -> String {
+    let mut out = String::new();
+    for e in events {
+        match (e["event"].as_str(), e["level"].as_str(), e["text"].as_str()) {
+            (Some("message"), Some("info" | "success"), Some(t)) => out.push_str(t),
+            (Some("message"), Some(level), Some(t)) => {
+                let level = if level == "warning" { "warning" } else { level };
+                out.push_str(&format!("{level}: {t}"));
+            }
+            _ => out.push_str(&e.to_string()),
+        }
+        out.push('\n');
+    }
+    out
 }

@@ -5,7 +5,10 @@
 //! stopped one started, a paused one unpaused; containers of services the stack no longer has
 //! are orphans (reported, or removed with `--remove-orphans`).
 
-use crate::backend::plan::{Kind, Op, Plan, Verb};
+use bollard::models::{NetworkCreateRequest, VolumeCreateRequest};
+
+use crate::backend::plan::{Kind, Op, Plan, Spec, Verb};
+use crate::engine::labels;
 use crate::stack::record::{causes, Record};
 use crate::stack::Stack;
 
@@ -62,8 +65,20 @@ impl Desired {
 pub fn plan(stack: &Stack, desired: &[Desired], observed: &Observed, remove_orphans: bool) -> Plan {
     let mut plan = Plan::default();
     match observed.networks.split_first() {
-        None => plan
-            .push(Op::new(Verb::Create, Kind::Network, &stack.network.name).because("not present")),
+        None => plan.push(
+            Op::new(Verb::Create, Kind::Network, &stack.network.name)
+                .because("not present")
+                .spec(Spec::Network(Box::new(NetworkCreateRequest {
+                    name: stack.network.name.clone(),
+                    driver: Some("bridge".into()),
+                    labels: Some(super::object_labels(
+                        stack,
+                        labels::NETWORK,
+                        &stack.network.key,
+                    )),
+                    ..Default::default()
+                }))),
+        ),
         Some((_, duplicates)) => {
             for id in duplicates {
                 plan.push(
@@ -76,7 +91,15 @@ pub fn plan(stack: &Stack, desired: &[Desired], observed: &Observed, remove_orph
     }
     for v in &stack.volumes {
         if !observed.volumes.contains(&v.name) {
-            plan.push(Op::new(Verb::Create, Kind::Volume, &v.name).because("not present"));
+            plan.push(
+                Op::new(Verb::Create, Kind::Volume, &v.name)
+                    .because("not present")
+                    .spec(Spec::Volume(Box::new(VolumeCreateRequest {
+                        name: Some(v.name.clone()),
+                        labels: Some(super::object_labels(stack, labels::VOLUME, &v.key)),
+                        ..Default::default()
+                    }))),
+            );
         }
     }
     for d in desired {
@@ -101,14 +124,20 @@ pub fn plan(stack: &Stack, desired: &[Desired], observed: &Observed, remove_orph
             plan.push(
                 Op::new(Verb::Create, Kind::Container, container_name)
                     .service(&d.service)
-                    .because("no container"),
+                    .because("no container")
+                    .spec(Spec::Container(Box::new(d.record.clone()))),
             );
             continue;
         };
         let op = |verb| {
-            Op::new(verb, Kind::Container, &first.name)
+            let op = Op::new(verb, Kind::Container, &first.name)
                 .service(&d.service)
-                .id(&first.id)
+                .id(&first.id);
+            if matches!(verb, Verb::Recreate | Verb::Release) {
+                op.spec(Spec::Container(Box::new(d.record.clone())))
+            } else {
+                op
+            }
         };
         // Released when the container it replaces publishes no host port either (one from
         // before the edge did: it is recreated, freeing the port for the edge).

@@ -155,7 +155,7 @@ impl Swarm {
             if let (Some(registry), Some(s)) = (&stack.swarm.registry, service) {
                 if s.build.is_some() && op.changes() {
                     let remote = format!("{registry}/{}", s.image);
-                    printer.enter(format!("pushing {remote}")).await;
+                    printer.enter(format!("pushing {remote}"));
                     self.engine.push_image(&s.image, &remote).await.map_err(|msg| {
                         hinted(
                             format!("pushing `{remote}` failed: {msg}"),
@@ -213,9 +213,7 @@ impl Swarm {
                         .map(|(_, id)| id.clone());
                 }
             }
-            printer
-                .enter(format!("deploying service {}", op.object))
-                .await;
+            printer.enter(format!("deploying service {}", op.object));
             match (op.verb, current.iter().find(|c| c.service == d.service)) {
                 (Verb::Update, Some(cur)) => {
                     // The image tag may be unchanged while its content is new: force new tasks.
@@ -239,9 +237,7 @@ impl Swarm {
             );
             done.push(op.clone());
         }
-        printer
-            .enter("waiting for the Swarm services to converge")
-            .await;
+        printer.enter("waiting for the Swarm services to converge");
         wait_converged(&self.engine, stack, &updated, since, timeout).await?;
         Ok(done)
     }
@@ -280,7 +276,7 @@ impl Swarm {
                 .as_ref()
                 .and_then(|v| v.index)
                 .unwrap_or_default();
-            printer.enter(format!("rolling back service {full}")).await;
+            printer.enter(format!("rolling back service {full}"));
             self.engine
                 .rollback_service(&full, svc.spec.clone().unwrap_or_default(), version)
                 .await?;
@@ -289,9 +285,7 @@ impl Swarm {
                 "rolled back {name} (Swarm rollback to the previous spec)"
             ));
         }
-        printer
-            .enter("waiting for the Swarm rollback to complete")
-            .await;
+        printer.enter("waiting for the Swarm rollback to complete");
         let since = since - Duration::from_secs(2);
         let deadline = Instant::now() + timeout;
         loop {

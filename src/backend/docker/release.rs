@@ -1,0 +1,234 @@
+//! Releases and rollbacks: the new container beside the old one, the swap, the drain.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use anyhow::Result;
+
+use super::super::plan::{Kind, Op, Verb};
+use super::*;
+use crate::engine::labels;
+use crate::error::hinted;
+use crate::output::Printer;
+use crate::stack::files::{hash_inputs, mounted_files};
+use crate::stack::record::{self, Record};
+use crate::stack::Stack;
+
+impl Docker {
+    /// A release: the new container (`body`, running image `new_image`) starts beside the old
+    /// one without the service's alias, must become healthy by the deadline, then takes the
+    /// alias (both serve for a moment), and the old one drains (its stop signal: uvicorn and
+    /// nginx finish what they hold and refuse new connections, which the proxies retry on the
+    /// new one) and goes. The new container carries the old one's definition (label
+    /// [`labels::PREVIOUS_RELEASE`]) and the old image is tagged `:previous`: `irisctl rollback`
+    /// needs both. A new container that does not become healthy is removed after its last log
+    /// lines are shown; the old one serves on, untouched.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn release(
+        &self,
+        stack: &Stack,
+        service: &crate::stack::Service,
+        op: &Op,
+        mut body: bollard::models::ContainerCreateBody,
+        new_image: &str,
+        deadline: Instant,
+        timeout: Duration,
+        printer: &Printer,
+    ) -> Result<()> {
+        let old = &op.object;
+        let old_container = self
+            .engine
+            .inspect_container(op.id.as_deref().unwrap_or(old))
+            .await?;
+        let old_image = old_container.image.clone().unwrap_or_default();
+        let new = op
+            .replacement
+            .clone()
+            .unwrap_or_else(|| format!("{}-{}-2", stack.project, service.name));
+        let name = &service.name;
+        printer.enter(format!("releasing {name}: starting {new} beside {old}"));
+        let number = new.rsplit('-').next().unwrap_or("1").to_string();
+        let labels = body.labels.get_or_insert_with(HashMap::new);
+        labels.insert(labels::NUMBER.to_string(), number);
+        labels.remove(labels::PREVIOUS_RELEASE);
+        if let Some(previous) =
+            body::definition_of(&old_container).and_then(|d| serde_json::to_string(&d).ok())
+        {
+            labels.insert(labels::PREVIOUS_RELEASE.to_string(), previous);
+        }
+        // On the stack's network without the alias: no request reaches it before it is healthy.
+        body.networking_config = Some(bollard::models::NetworkingConfig {
+            endpoints_config: Some(HashMap::from([(
+                stack.network.name.clone(),
+                bollard::models::EndpointSettings {
+                    aliases: Some(vec![]),
+                    ..Default::default()
+                },
+            )])),
+        });
+        self.create_named(stack, service, &new, body).await?;
+        printer.enter(format!("releasing {name}: waiting for {new} to be healthy"));
+        if let Err(e) = wait_healthy(&self.engine, stack, &new, name, deadline, timeout).await {
+            // Never reached by a request (no alias yet): removed at once.
+            let _ = self.engine.kill_and_remove(&new).await;
+            return Err(hinted(
+                format!(
+                    "release of `{name}` failed; `{old}` (the previous release) keeps serving and the new container `{new}` was removed: {e:#}"
+                ),
+                format!("fix the cause and run `irisctl up` again; `irisctl logs {name}` shows the serving container"),
+            ));
+        }
+        printer.enter(format!("releasing {name}: moving traffic to {new}"));
+        self.ensure_aliases(stack, service, &new).await?;
+        // The proxies resolve the alias again every second (nginx `valid=1s`): let each of
+        // them see the new address before the old one stops accepting.
+        tokio::time::sleep(RELEASE_SETTLE).await;
+        self.keep_previous(stack, service, &old_image, new_image)
+            .await?;
+        printer.enter(format!("releasing {name}: draining {old}"));
+        self.engine
+            .remove_container(op.id.as_deref().unwrap_or(old), old)
+            .await
+    }
+
+    /// Tag the image a release replaces as `<project>-<service>:previous`, so that `irisctl
+    /// rollback` finds it offline (and `down --rmi` removes it).
+    pub(super) async fn keep_previous(
+        &self,
+        stack: &Stack,
+        service: &crate::stack::Service,
+        old_image: &str,
+        new_image: &str,
+    ) -> Result<()> {
+        if old_image.is_empty() || old_image == new_image {
+            return Ok(());
+        }
+        self.engine
+            .tag_image(
+                old_image,
+                &previous_repo(stack, &service.name),
+                PREVIOUS_TAG,
+            )
+            .await
+    }
+
+    /// `irisctl rollback`: release each service's previous release — the definition of the
+    /// container its last release replaced (label [`labels::PREVIOUS_RELEASE`]: configuration
+    /// and image by ID, kept as `<project>-<service>:previous`) — through the same swap; the
+    /// release it replaces becomes the previous one. A container not started by a release
+    /// (after `down`, say) has no recorded definition: the previous image then runs with the
+    /// current settings. What was rolled back, one phrase each.
+    pub async fn rollback(
+        &self,
+        stack: &Stack,
+        services: &[String],
+        explicit: bool,
+        timeout: Duration,
+        printer: &Printer,
+    ) -> Result<Vec<String>> {
+        let mut done = Vec::new();
+        let deadline = Instant::now() + timeout;
+        for name in services {
+            let Some(service) = stack.service(name) else {
+                continue;
+            };
+            if !crate::stack::edge::is_released(stack, service) {
+                return Err(hinted(
+                    format!("`{name}` has no releases to roll back: only the services irisctl builds behind the edge do ({})", crate::stack::edge::FRONTED.join(", ")),
+                    "name one of them, or none for all",
+                ));
+            }
+            let observed = self.observe(stack).await?;
+            let Some(current) = observed
+                .containers
+                .iter()
+                .filter(|c| c.service == *name)
+                .min_by_key(|c| (c.state != RunState::Running, c.name.clone()))
+            else {
+                return Err(hinted(
+                    format!("`{name}` has no container to roll back"),
+                    "run `irisctl up` first",
+                ));
+            };
+            let serving_container = self.engine.inspect_container(&current.id).await?;
+            let serving = serving_container.image.clone().unwrap_or_default();
+            let kept_tag = format!("{}:{PREVIOUS_TAG}", previous_repo(stack, name));
+            let recorded = serving_container
+                .config
+                .as_ref()
+                .and_then(|c| c.labels.as_ref())
+                .and_then(body::previous_release)
+                .filter(|d| d.image.as_deref().is_some_and(|i| !i.is_empty()));
+            let (body, previous) = match recorded {
+                Some(def) => {
+                    let image = def.image.clone().unwrap_or_default();
+                    if self.engine.image_id(&image).await?.is_none() {
+                        return Err(hinted(
+                            format!("`{name}`'s previous release runs image {}, which is no longer on the engine", short_id(&image)),
+                            format!("it was kept as `{kept_tag}`; something removed it (`docker image prune -a`, `docker rmi`). Release a change with `irisctl up` instead"),
+                        ));
+                    }
+                    (def, image)
+                }
+                None => {
+                    let Some(previous) = self.engine.image_id(&kept_tag).await? else {
+                        if explicit {
+                            return Err(hinted(
+                                format!("`{name}` has no previous release to roll back to (one is kept from its second release on, as image `{kept_tag}`)"),
+                                "release a change with `irisctl up` first",
+                            ));
+                        }
+                        printer.info(format!("{name}: no previous release, left as it is"));
+                        continue;
+                    };
+                    printer.info(format!(
+                        "{name}: `{}` was not started by a release, so the previous release's configuration is not known; its image ({}) runs with the current settings",
+                        current.name,
+                        short_id(&previous)
+                    ));
+                    let files = hash_inputs(&mounted_files(service)?);
+                    let record = Record::of(service, &previous, &files);
+                    let mut body = body::container_body(stack, service, &record);
+                    body.image = Some(previous.clone());
+                    (body, previous)
+                }
+            };
+            // What else changes besides the image, from the records both definitions carry.
+            let record_in = |l: Option<&HashMap<String, String>>| {
+                l.and_then(|l| l.get(record::LABEL))
+                    .and_then(|l| Record::from_label(l))
+            };
+            let definition = match (
+                record_in(
+                    serving_container
+                        .config
+                        .as_ref()
+                        .and_then(|c| c.labels.as_ref()),
+                ),
+                record_in(body.labels.as_ref()),
+            ) {
+                (Some(from), Some(to)) => record::causes(&from, &to, &stack.project_dir)
+                    .into_iter()
+                    .filter(|c| !c.starts_with("image changed"))
+                    .collect::<Vec<_>>(),
+                _ => vec![],
+            };
+            let op = Op::new(Verb::Release, Kind::Container, &current.name)
+                .service(name)
+                .id(&current.id)
+                .because("rollback to the previous release")
+                .replaced_by(plan::free_name(stack, name, &observed.containers));
+            self.release(
+                stack, service, &op, body, &previous, deadline, timeout, printer,
+            )
+            .await?;
+            let mut what = format!("image {} → {}", short_id(&serving), short_id(&previous));
+            for cause in definition {
+                what.push_str("; ");
+                what.push_str(&cause);
+            }
+            done.push(format!("rolled back {name} ({what})"));
+        }
+        Ok(done)
+    }
+}

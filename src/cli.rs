@@ -224,6 +224,14 @@ pub struct RollbackArgs {
 
     #[command(flatten)]
     pub stack: StackFlags,
+
+    /// Print what `rollback` would do, each with its cause, and change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Output format of `--dry-run`
+    #[arg(long, value_enum, default_value_t = Format::Table, requires = "dry_run")]
+    pub format: Format,
 }
 
 #[derive(Debug, Args)]
@@ -239,6 +247,14 @@ pub struct DownArgs {
     /// Also remove the images irisctl built for the project
     #[arg(long)]
     pub rmi: bool,
+
+    /// Print what `down` would remove, each with its cause, and change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Output format of `--dry-run`
+    #[arg(long, value_enum, default_value_t = Format::Table, requires = "dry_run")]
+    pub format: Format,
 }
 
 #[derive(Debug, Args)]

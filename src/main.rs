@@ -245,6 +245,7 @@ async fn run(cli: Cli, printer: Printer) -> Result<Exit> {
                     volumes: a.volumes,
                     rmi: a.rmi,
                     target: a.target.into(),
+                    dry_run: a.dry_run.then(|| a.format.into()),
                 },
             )
             .await?;
@@ -256,6 +257,7 @@ async fn run(cli: Cli, printer: Printer) -> Result<Exit> {
                 commands::rollback::RollbackOptions {
                     service: a.service,
                     target: a.stack.target.into(),
+                    dry_run: a.dry_run.then(|| a.format.into()),
                 },
             )
             .await?;

@@ -41,6 +41,8 @@ pub enum Progress {
 pub trait Operation {
     fn fields(&self) -> serde_json::Map<String, serde_json::Value>;
     fn text(&self) -> String;
+    /// Worth a line of its own when it starts (a build, a pull, a release): it takes seconds.
+    fn is_slow(&self) -> bool;
 }
 
 /// How chatty the run is.
@@ -143,8 +145,12 @@ impl Printer {
             let mut f = op.fields();
             f.insert("status".into(), "started".into());
             self.emit("op", f);
-        } else if !self.progress && self.verbosity != Verbosity::Quiet {
-            eprintln!("{}", op.text());
+        } else if self.verbosity != Verbosity::Quiet {
+            // On a terminal the service's line shows it while `up` draws them.
+            let drawn = self.progress && self.board.lock().is_ok_and(|b| b.is_some());
+            if !drawn && op.is_slow() {
+                eprintln!("{}", op.text());
+            }
         }
     }
 

@@ -149,3 +149,150 @@ fn dry_run_plans_with_causes_and_changes_nothing() {
     assert_eq!(kept, ["frontend", "prometheus", "grafana", "edge"]);
     assert_eq!(world(&p), before, "a JSON dry run changed something");
 }
+
+/// The operations that change something, as (verb, kind, object), sorted: from a dry run's JSON
+/// plan, or from the `done` events of a real run's `--progress json` (which must report no
+/// failure, and start exactly what it finishes).
+fn planned(plan_json: &str) -> Vec<String> {
+    let v: serde_json::Value = serde_json::from_str(plan_json).expect("a JSON plan");
+    let mut ops: Vec<String> = v["ops"]
+        .as_array()
+        .expect("ops")
+        .iter()
+        .filter(|o| o["verb"] != "keep" && o["verb"] != "orphan")
+        .map(|o| format!("{} {} {}", o["verb"], o["kind"], o["object"]))
+        .collect();
+    ops.sort();
+    ops
+}
+
+fn reported(stderr: &str) -> Vec<String> {
+    let mut by_status: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    for line in stderr.lines() {
+        let e: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|err| panic!("not a JSON event ({err}): {line}"));
+        if e["event"] == "op" {
+            by_status
+                .entry(e["status"].as_str().unwrap_or_default().to_string())
+                .or_default()
+                .push(format!("{} {} {}", e["verb"], e["kind"], e["object"]));
+        }
+    }
+    assert!(
+        !by_status.contains_key("failed"),
+        "an operation failed: {stderr}"
+    );
+    let mut started = by_status.remove("started").unwrap_or_default();
+    let mut done = by_status.remove("done").unwrap_or_default();
+    started.sort();
+    done.sort();
+    assert_eq!(started, done, "started but not done: {stderr}");
+    done
+}
+
+/// `irisctl ARGS --dry-run --format json` changes nothing; `irisctl ARGS --progress json` then
+/// carries out exactly the operations it printed (a non-empty plan).
+fn plan_is_what_runs(p: &Project, args: &[&str], what: &str) -> Vec<String> {
+    let before = world(p);
+    let dry = run(p
+        .irisctl()
+        .args(args)
+        .args(["--dry-run", "--format", "json"]));
+    dry.ok();
+    assert_eq!(world(p), before, "{what}: the dry run changed something");
+    let plan = planned(&dry.stdout);
+    assert!(!plan.is_empty(), "{what}: an empty plan: {}", dry.stdout);
+    let real = run(p.irisctl().args(args).args(["--progress", "json"]));
+    real.ok();
+    assert_eq!(
+        reported(&real.stderr),
+        plan,
+        "{what}: the operations carried out are not the ones planned"
+    );
+    plan
+}
+
+#[test]
+fn every_verb_carries_out_exactly_its_printed_plan() {
+    if !common::engine_available() {
+        return;
+    }
+    let p = Project::new("irisctl-test-planruns", [22310, 22311, 22312, 22313]);
+
+    // A new project: network, volumes, images and every container.
+    let ops = plan_is_what_runs(&p, &["up"], "a new project");
+    assert!(
+        ops.contains(&r#""create" "network" "irisctl-test-planruns-network""#.to_string()),
+        "{ops:?}"
+    );
+
+    // A changed port: that service only.
+    let ops = plan_is_what_runs(&p, &["up", "--prometheus-port", "22319"], "a changed port");
+    assert_eq!(
+        ops,
+        [r#""recreate" "container" "irisctl-test-planruns-prometheus-1""#],
+        "{ops:?}"
+    );
+
+    // A changed API source: its rebuild and release.
+    let main_py = p.path().join("stack/api/app/main.py");
+    let mut text = std::fs::read_to_string(&main_py).unwrap();
+    text.push_str("\n# changed by the plan test\n");
+    std::fs::write(&main_py, text).unwrap();
+    let ops = plan_is_what_runs(
+        &p,
+        &["up", "--prometheus-port", "22319"],
+        "a changed API source",
+    );
+    assert!(
+        ops.iter().any(|o| o.starts_with(r#""rebuild" "image""#))
+            && ops
+                .iter()
+                .any(|o| o.starts_with(r#""release" "container""#)),
+        "{ops:?}"
+    );
+
+    // An orphan: a container of the project that no service defines, removed when asked.
+    let orphan = "irisctl-test-planruns-worker-1";
+    docker(&["rm", "-f", orphan]);
+    let id = docker(&[
+        "run",
+        "-d",
+        "--name",
+        orphan,
+        "--label",
+        "com.docker.compose.project=irisctl-test-planruns",
+        "--label",
+        "com.docker.compose.service=worker",
+        "irisctl-offline/debian:bookworm",
+        "sleep",
+        "600",
+    ]);
+    assert!(!id.is_empty(), "could not start the orphan");
+    let ops = plan_is_what_runs(
+        &p,
+        &["up", "--prometheus-port", "22319", "--remove-orphans"],
+        "an orphan",
+    );
+    assert_eq!(
+        ops,
+        [format!(r#""remove" "container" "{orphan}""#)],
+        "{ops:?}"
+    );
+
+    // `rollback api`: the previous release, through the swap.
+    let ops = plan_is_what_runs(&p, &["rollback", "api"], "rollback api");
+    assert_eq!(ops.len(), 1, "{ops:?}");
+    assert!(ops[0].starts_with(r#""release" "container""#), "{ops:?}");
+
+    // `down --volumes --rmi`: containers, network, volumes and the images irisctl built.
+    let ops = plan_is_what_runs(&p, &["down", "--volumes", "--rmi"], "down");
+    for kind in ["container", "network", "volume", "image"] {
+        assert!(
+            ops.iter()
+                .any(|o| o.starts_with(&format!(r#""remove" "{kind}""#))),
+            "down removes no {kind}: {ops:?}"
+        );
+    }
+    assert!(p.leftovers().is_empty(), "{:?}", p.leftovers());
+}

@@ -215,15 +215,9 @@ impl Backend {
         }
     }
 
-    /// Return released services to their previous release (all of them when `services` is
-    /// empty); what was done, one phrase each.
-    pub async fn rollback(
-        &self,
-        stack: &Stack,
-        services: &[String],
-        timeout: Duration,
-        printer: &Printer,
-    ) -> Result<Vec<String>> {
+    /// What `rollback` does: released services back to their previous release (all of them
+    /// that have one when `services` is empty).
+    pub async fn plan_rollback(&self, stack: &Stack, services: &[String]) -> Result<Plan> {
         let explicit = !services.is_empty();
         let chosen: Vec<String> = if explicit {
             services.to_vec()
@@ -258,9 +252,23 @@ impl Backend {
                         })
                         .collect()
                 };
-                b.rollback(stack, &chosen, explicit, timeout, printer).await
+                b.plan_rollback(stack, &chosen, explicit).await
             }
-            Backend::Swarm(b) => b.rollback(stack, &chosen, timeout, printer).await,
+            Backend::Swarm(b) => b.plan_rollback(stack, &chosen).await,
+        }
+    }
+
+    /// Carry out a rollback plan; the operations done.
+    pub async fn apply_rollback(
+        &self,
+        stack: &Stack,
+        plan: &Plan,
+        timeout: Duration,
+        printer: &Printer,
+    ) -> Result<Vec<Op>> {
+        match self {
+            Backend::Docker(b) => b.apply_rollback(stack, plan, timeout, printer).await,
+            Backend::Swarm(b) => b.apply_rollback(stack, plan, timeout, printer).await,
         }
     }
 
@@ -272,19 +280,48 @@ impl Backend {
         }
     }
 
-    /// Remove the stack (volumes only when asked); what was removed, one phrase each.
-    pub async fn down(&self, stack: &Stack, volumes: bool) -> Result<Down> {
-        match self {
-            Backend::Docker(b) => b.down(stack, volumes).await,
-            Backend::Swarm(b) => b.down(stack, volumes).await,
+    /// What `down` removes: the stack's containers or services and network, its volumes when
+    /// asked, and with `rmi` the images irisctl built for it.
+    pub async fn plan_down(&self, stack: &Stack, volumes: bool, rmi: bool) -> Result<Plan> {
+        let mut plan = match self {
+            Backend::Docker(b) => b.plan_down(stack, volumes).await?,
+            Backend::Swarm(b) => b.plan_down(stack, volumes).await?,
+        };
+        if rmi {
+            for op in self.image_removals(stack).await? {
+                plan.push(op);
+            }
         }
+        Ok(plan)
     }
 
-    /// Remove the images irisctl built for the stack (kept while a container uses one): those
-    /// this run's settings build, and any other service's image of the project's built-image
-    /// name that irisctl made (a Grafana built under settings this run does not have).
-    pub async fn remove_images(&self, stack: &Stack) -> Result<Down> {
-        let mut out = Down::default();
+    /// Carry out a `down` plan.
+    pub async fn apply_down(&self, stack: &Stack, plan: &Plan, printer: &Printer) -> Result<Down> {
+        let mut out = match self {
+            Backend::Docker(b) => b.apply_down(plan, printer).await?,
+            Backend::Swarm(b) => b.apply_down(stack, plan, printer).await?,
+        };
+        for op in plan
+            .changes()
+            .filter(|o| o.kind == plan::Kind::Image && o.verb == plan::Verb::Remove)
+        {
+            match plan::step(printer, op, self.engine().remove_image(&op.object)).await? {
+                ImageRemoval::Removed => out.removed.push(format!("image {}", op.object)),
+                ImageRemoval::Absent => {}
+                ImageRemoval::InUse => out
+                    .kept
+                    .push(format!("image {}: another container uses it", op.object)),
+            }
+        }
+        Ok(out)
+    }
+
+    /// The images irisctl built for the stack, to remove (kept while a container uses one):
+    /// those this run's settings build, and any other service's image of the project's
+    /// built-image name that irisctl made (a Grafana built under settings this run does not
+    /// have).
+    async fn image_removals(&self, stack: &Stack) -> Result<Vec<Op>> {
+        let mut out = Vec::new();
         let mut tags: Vec<String> = Vec::new();
         for s in &stack.services {
             let built_name = format!("{}-{}:dev", stack.project, s.name);
@@ -322,15 +359,11 @@ impl Backend {
                         .is_some_and(|v| v == "irisctl")
                 })
             });
-            if !ours {
-                continue;
-            }
-            match self.engine().remove_image(&tag).await? {
-                ImageRemoval::Removed => out.removed.push(format!("image {tag}")),
-                ImageRemoval::Absent => {}
-                ImageRemoval::InUse => out
-                    .kept
-                    .push(format!("image {tag}: another container uses it")),
+            if ours {
+                out.push(
+                    Op::new(plan::Verb::Remove, plan::Kind::Image, &tag)
+                        .because("down --rmi: built by irisctl for the project"),
+                );
             }
         }
         Ok(out)

@@ -200,6 +200,13 @@ impl crate::output::Operation for Op {
     fn text(&self) -> String {
         Op::text(self)
     }
+
+    fn is_slow(&self) -> bool {
+        matches!(
+            self.verb,
+            Verb::Build | Verb::Rebuild | Verb::Pull | Verb::Release | Verb::Update
+        )
+    }
 }
 
 /// Carry out one operation of a plan, reporting its start, then its end or its failure (the

@@ -1,5 +1,5 @@
 //! `irisctl down`: remove the stack's containers (or Swarm services) and network; volumes and
-//! images only on request.
+//! images only on request. One plan, printed by `--dry-run`, carried out as it is.
 
 use anyhow::Result;
 
@@ -11,22 +11,25 @@ pub struct DownOptions {
     pub volumes: bool,
     pub rmi: bool,
     pub target: Target,
+    /// Print the plan and change nothing, in this format.
+    pub dry_run: Option<crate::output::Format>,
 }
 
 pub async fn run(ctx: &Ctx, opts: DownOptions) -> Result<()> {
     let backend = Backend::connect(opts.target).await?;
     let stack = backend.form(&Stack::from_settings(&ctx.settings));
     // A project directory that does not exist has nothing to serialise with (and is not made).
-    let _lock = if ctx.settings.project_dir.is_dir() {
+    let _lock = if ctx.settings.project_dir.is_dir() && opts.dry_run.is_none() {
         Some(ctx.lock_project().await?)
     } else {
         None
     };
     let printer = &ctx.printer;
-    let mut down = backend.down(&stack, opts.volumes).await?;
-    if opts.rmi {
-        down.extend(backend.remove_images(&stack).await?);
+    let plan = backend.plan_down(&stack, opts.volumes, opts.rmi).await?;
+    if let Some(format) = opts.dry_run {
+        return super::print_plan(ctx, &stack.project, &plan, format, "down");
     }
+    let down = backend.apply_down(&stack, &plan, printer).await?;
     for r in &down.removed {
         printer.info(format!("removed {r}"));
     }

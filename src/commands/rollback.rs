@@ -6,47 +6,66 @@
 use anyhow::Result;
 
 use super::Ctx;
+use crate::backend::plan::Verb;
 use crate::backend::{Backend, Target};
 use crate::stack::Stack;
 
 pub struct RollbackOptions {
     pub service: Option<String>,
     pub target: Target,
+    /// Print the plan and change nothing, in this format.
+    pub dry_run: Option<crate::output::Format>,
 }
 
 pub async fn run(ctx: &Ctx, opts: RollbackOptions) -> Result<()> {
     let started = std::time::Instant::now();
     let backend = Backend::connect(opts.target).await?;
     let stack = backend.form(&Stack::from_settings(&ctx.settings));
-    let _lock = ctx.lock_project().await?;
+    // A dry run writes nothing, not even the lock file.
+    let _lock = match opts.dry_run {
+        None => Some(ctx.lock_project().await?),
+        Some(_) => None,
+    };
     // A stack managed from another directory is refused, as `up` refuses it.
     backend.preflight(&stack).await?;
     let services: Vec<String> = opts.service.into_iter().collect();
+    let plan = backend.plan_rollback(&stack, &services).await?;
+    if let Some(format) = opts.dry_run {
+        return super::print_plan(ctx, &stack.project, &plan, format, "rollback");
+    }
+    for op in plan.ops.iter().filter(|o| o.verb == Verb::Keep) {
+        ctx.printer.info(format!(
+            "{}: {}, left as it is",
+            op.service.as_deref().unwrap_or(&op.object),
+            op.cause
+        ));
+    }
     let done = backend
-        .rollback(&stack, &services, ctx.settings.health_timeout, &ctx.printer)
+        .apply_rollback(&stack, &plan, ctx.settings.health_timeout, &ctx.printer)
         .await?;
     if done.is_empty() {
         ctx.printer.info("nothing to roll back");
     } else {
         let events: Vec<(String, String)> = done
             .iter()
-            .map(|d| {
-                let service = d
-                    .strip_prefix("rolled back ")
-                    .and_then(|r| r.split_whitespace().next())
-                    .unwrap_or_default()
-                    .to_string();
-                (service, d.clone())
+            .map(|op| {
+                let service = op.service.clone().unwrap_or_default();
+                let what = op
+                    .cause
+                    .strip_prefix("rollback to the previous release ")
+                    .unwrap_or(&op.cause);
+                (service.clone(), format!("rolled back {service} {what}"))
             })
             .collect();
         if opts.target == Target::Docker {
             let password = ctx.ensure_grafana_password().ok();
             annotate(ctx, &stack, password, &events).await;
         }
+        let what: Vec<String> = events.iter().map(|(_, t)| t.clone()).collect();
         ctx.printer.success(format!(
             "stack `{}`: {} in {:.1}s (the next `irisctl up` releases what the settings and sources say again)",
             stack.project,
-            done.join(", "),
+            what.join("; "),
             started.elapsed().as_secs_f64()
         ));
     }

@@ -77,7 +77,7 @@ impl Docker {
 
     /// The container an operation creates, as the planner decided it; a pending image (the
     /// plan builds it first) is the one `images` says was built.
-    fn body_of(
+    pub(super) fn body_of(
         stack: &Stack,
         service: &crate::stack::Service,
         op: &Op,

@@ -1,11 +1,11 @@
 //! Releases and rollbacks: the new container beside the old one, the swap, the drain.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
 
-use super::super::plan::{Kind, Op, Verb};
+use super::super::plan::{step, Kind, Op, Plan, Spec, Verb};
 use super::*;
 use crate::engine::labels;
 use crate::error::hinted;
@@ -112,22 +112,21 @@ impl Docker {
             .await
     }
 
-    /// `irisctl rollback`: release each service's previous release — the definition of the
-    /// container its last release replaced (label [`labels::PREVIOUS_RELEASE`]: configuration
-    /// and image by ID, kept as `<project>-<service>:previous`) — through the same swap; the
-    /// release it replaces becomes the previous one. A container not started by a release
-    /// (after `down`, say) has no recorded definition: the previous image then runs with the
-    /// current settings. What was rolled back, one phrase each.
-    pub async fn rollback(
+    /// `irisctl rollback`, as a plan: for each service, a release of its previous release —
+    /// the definition of the container its last release replaced (label
+    /// [`labels::PREVIOUS_RELEASE`]: configuration and image by ID, kept as
+    /// `<project>-<service>:previous`) — through the same swap; the release it replaces becomes
+    /// the previous one. A container not started by a release (after `down`, say) has no
+    /// recorded definition: the previous image then runs with the current settings (the cause
+    /// says so). A service without a previous release is kept (`explicit`: an error).
+    pub async fn plan_rollback(
         &self,
         stack: &Stack,
         services: &[String],
         explicit: bool,
-        timeout: Duration,
-        printer: &Printer,
-    ) -> Result<Vec<String>> {
-        let mut done = Vec::new();
-        let deadline = Instant::now() + timeout;
+    ) -> Result<Plan> {
+        let mut plan = Plan::default();
+        let observed = self.observe(stack).await?;
         for name in services {
             let Some(service) = stack.service(name) else {
                 continue;
@@ -138,7 +137,6 @@ impl Docker {
                     "name one of them, or none for all",
                 ));
             }
-            let observed = self.observe(stack).await?;
             let Some(current) = observed
                 .containers
                 .iter()
@@ -159,6 +157,7 @@ impl Docker {
                 .and_then(|c| c.labels.as_ref())
                 .and_then(body::previous_release)
                 .filter(|d| d.image.as_deref().is_some_and(|i| !i.is_empty()));
+            let mut notes = Vec::new();
             let (body, previous) = match recorded {
                 Some(def) => {
                     let image = def.image.clone().unwrap_or_default();
@@ -178,13 +177,17 @@ impl Docker {
                                 "release a change with `irisctl up` first",
                             ));
                         }
-                        printer.info(format!("{name}: no previous release, left as it is"));
+                        plan.push(
+                            Op::new(Verb::Keep, Kind::Container, &current.name)
+                                .service(name)
+                                .id(&current.id)
+                                .because("no previous release"),
+                        );
                         continue;
                     };
-                    printer.info(format!(
-                        "{name}: `{}` was not started by a release, so the previous release's configuration is not known; its image ({}) runs with the current settings",
-                        current.name,
-                        short_id(&previous)
+                    notes.push(format!(
+                        "`{}` was not started by a release, so the previous release's configuration is not known: its image runs with the current settings",
+                        current.name
                     ));
                     let files = hash_inputs(&mounted_files(service)?);
                     let record = Record::of(service, &previous, &files);
@@ -213,21 +216,50 @@ impl Docker {
                     .collect::<Vec<_>>(),
                 _ => vec![],
             };
-            let op = Op::new(Verb::Release, Kind::Container, &current.name)
-                .service(name)
-                .id(&current.id)
-                .because("rollback to the previous release")
-                .replaced_by(plan::free_name(stack, name, &observed.containers));
-            self.release(
-                stack, service, &op, body, &previous, deadline, timeout, printer,
+            let mut what = format!(
+                "rollback to the previous release (image {} → {}",
+                short_id(&serving),
+                short_id(&previous)
+            );
+            for cause in definition.iter().chain(&notes) {
+                what.push_str("; ");
+                what.push_str(cause);
+            }
+            what.push(')');
+            plan.push(
+                Op::new(Verb::Release, Kind::Container, &current.name)
+                    .service(name)
+                    .id(&current.id)
+                    .because(what)
+                    .replaced_by(plan::free_name(stack, name, &observed.containers))
+                    .spec(Spec::Definition(Box::new(body))),
+            );
+        }
+        Ok(plan)
+    }
+
+    /// Carry out a rollback plan: each release through the health-gated swap, in turn.
+    pub async fn apply_rollback(
+        &self,
+        stack: &Stack,
+        plan: &Plan,
+        timeout: Duration,
+        printer: &Printer,
+    ) -> Result<Vec<Op>> {
+        let deadline = Instant::now() + timeout;
+        let mut done = Vec::new();
+        for op in plan.changes() {
+            let Some(service) = op.service.as_deref().and_then(|s| stack.service(s)) else {
+                continue;
+            };
+            let (body, image) = Self::body_of(stack, service, op, &BTreeMap::new())?;
+            step(
+                printer,
+                op,
+                self.release(stack, service, op, body, &image, deadline, timeout, printer),
             )
             .await?;
-            let mut what = format!("image {} → {}", short_id(&serving), short_id(&previous));
-            for cause in definition {
-                what.push_str("; ");
-                what.push_str(&cause);
-            }
-            done.push(format!("rolled back {name} ({what})"));
+            done.push(op.clone());
         }
         Ok(done)
     }

@@ -242,6 +242,59 @@ impl Swarm {
         Ok(done)
     }
 
+    /// What `rollback --target swarm` does: Swarm's own rollback of each service to its
+    /// previous spec.
+    pub async fn plan_rollback(&self, stack: &Stack, services: &[String]) -> Result<Plan> {
+        let listed = self
+            .engine
+            .services_with(&format!("{NAMESPACE}={}", stack.project))
+            .await?;
+        let mut plan = Plan::default();
+        for name in services {
+            let full = stack.swarm_name(name);
+            let Some(svc) = listed
+                .iter()
+                .find(|s| s.spec.as_ref().and_then(|sp| sp.name.as_deref()) == Some(full.as_str()))
+            else {
+                return Err(hinted(
+                    format!("Swarm service `{full}` does not exist"),
+                    "run `irisctl up --target swarm` first",
+                ));
+            };
+            plan.push(
+                Op::new(Verb::Update, Kind::Service, &full)
+                    .service(name)
+                    .id(svc.id.clone().unwrap_or_default())
+                    .because("Swarm rollback to the previous spec"),
+            );
+        }
+        Ok(plan)
+    }
+
+    /// Carry out a rollback plan: the services' rollbacks, then the wait for Swarm to finish.
+    pub async fn apply_rollback(
+        &self,
+        stack: &Stack,
+        plan: &Plan,
+        timeout: Duration,
+        printer: &Printer,
+    ) -> Result<Vec<Op>> {
+        let ops: Vec<&Op> = plan.changes().collect();
+        let services: Vec<String> = ops.iter().filter_map(|o| o.service.clone()).collect();
+        let started = Instant::now();
+        for op in &ops {
+            printer.op_started(*op);
+        }
+        let out = self.rollback(stack, &services, timeout, printer).await;
+        for op in &ops {
+            match &out {
+                Ok(_) => printer.op_done(*op, started.elapsed()),
+                Err(e) => printer.op_failed(*op, &format!("{e:#}")),
+            }
+        }
+        out.map(|_| ops.into_iter().cloned().collect())
+    }
+
     /// `irisctl rollback --target swarm`: Swarm's own rollback of each service to its previous
     /// spec (`PreviousSpec`, as `docker service rollback`), then wait until it converges.
     pub async fn rollback(
@@ -381,6 +434,53 @@ impl Swarm {
             orphans,
             managed_from: None,
         })
+    }
+
+    /// What `down --target swarm` removes: the stack's services, then its configs, secrets and
+    /// network (busy until the tasks stop), and its volumes when asked.
+    pub async fn plan_down(&self, stack: &Stack, volumes: bool) -> Result<Plan> {
+        let label = namespace(stack);
+        let mut plan = Plan::default();
+        let mut kinds = vec![
+            (Object::Service, Kind::Service),
+            (Object::Config, Kind::Config),
+            (Object::Secret, Kind::Secret),
+            (Object::Network, Kind::Network),
+        ];
+        if volumes {
+            kinds.push((Object::Volume, Kind::Volume));
+        }
+        for (object, kind) in kinds {
+            for o in self.engine.list_labelled(object, &label).await? {
+                plan.push(Op::new(Verb::Remove, kind, &o.name).id(&o.id).because(
+                    if kind == Kind::Volume {
+                        "down --volumes: its data is deleted"
+                    } else {
+                        "down"
+                    },
+                ));
+            }
+        }
+        Ok(plan)
+    }
+
+    /// Carry out a `down` plan: Swarm removes the stack's objects in dependency order, each
+    /// reported as it goes.
+    pub async fn apply_down(&self, stack: &Stack, plan: &Plan, printer: &Printer) -> Result<Down> {
+        let started = Instant::now();
+        for op in plan.changes() {
+            printer.op_started(op);
+        }
+        let out = self
+            .down(stack, plan.changes().any(|o| o.kind == Kind::Volume))
+            .await;
+        for op in plan.changes() {
+            match &out {
+                Ok(_) => printer.op_done(op, started.elapsed()),
+                Err(e) => printer.op_failed(op, &format!("{e:#}")),
+            }
+        }
+        out
     }
 
     /// Remove the stack's services, then its configs, secrets and network (and volumes if asked).

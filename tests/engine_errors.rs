@@ -225,3 +225,45 @@ fn swarm_verbs_on_an_engine_that_is_no_swarm_manager_say_so() {
         assert!(!r.stderr.contains("503"), "{}", r.stderr);
     }
 }
+
+#[test]
+fn a_changed_port_that_is_taken_stops_nothing() {
+    if !common::engine_available() {
+        return;
+    }
+    let p = Project::new("irisctl-test-portmove", [21150, 21151, 21152, 21153]);
+    run(p.irisctl().arg("up")).ok();
+    let before = p.container_ids();
+    // Another program holds the ports the change would move the API (the edge) and
+    // Prometheus to: refused before anything is stopped, every container left as it was.
+    let listener = std::net::TcpListener::bind("127.0.0.1:21158").unwrap();
+    let r = run(p.irisctl().args(["up", "--api-port", "21158"]));
+    r.user_error("host port 21158 on 127.0.0.1 (for `api`) is already in use by another program");
+    let r = run(p.irisctl().args(["up", "--prometheus-port", "21158"]));
+    r.user_error(
+        "host port 21158 on 127.0.0.1 (for `prometheus`) is already in use by another program",
+    );
+    drop(listener);
+    assert_eq!(
+        p.container_ids(),
+        before,
+        "a refused port change touched a container"
+    );
+    let running = docker(&[
+        "ps",
+        "--filter",
+        "label=com.docker.compose.project=irisctl-test-portmove",
+        "--filter",
+        "status=running",
+        "-q",
+    ]);
+    assert_eq!(
+        running.lines().count(),
+        before.len(),
+        "a container was stopped"
+    );
+    // The API still answers on its port.
+    let (status, body) = common::http("GET", "http://127.0.0.1:21150/health", None);
+    assert_eq!(status, 200, "the API stopped answering: {body}");
+    p.cleanup();
+}

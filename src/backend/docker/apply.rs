@@ -12,6 +12,7 @@ use super::*;
 use crate::engine::Object;
 use crate::error::hinted;
 use crate::output::Printer;
+use crate::poll::{poll_until, Backoff, Ended, Poll};
 use crate::stack::{Condition, Stack};
 
 impl Docker {
@@ -23,7 +24,59 @@ impl Docker {
         name: &str,
         body: bollard::models::ContainerCreateBody,
     ) -> Result<()> {
-        let Some(id) = self.engine.create_container(name, body).await? else {
+        // The name may be taken by a container of this service that the plan did not see: an
+        // interrupted run's create still under way in the engine when this run listed the
+        // containers (the engine then either finishes it or releases the name). One that
+        // never started never served: it is replaced. Anything else is refused below.
+        let created = poll_until(
+            (Instant::now() + Duration::from_secs(10)).into(),
+            Backoff::doubling(Duration::from_millis(50), Duration::from_millis(500)),
+            || {
+                let body = body.clone();
+                async move {
+                    match self.engine.create_container(name, body).await {
+                        Ok(Some(id)) => return Poll::Ready(Some(id)),
+                        Ok(None) => {}
+                        Err(e) => return Poll::Failed(e),
+                    }
+                    let existing = match self.engine.inspect_container(name).await {
+                        Ok(c) => c,
+                        // Released meanwhile: try again.
+                        Err(e) if format!("{e:#}").contains("No such container") => {
+                            return Poll::Pending(e)
+                        }
+                        Err(e) => return Poll::Failed(e),
+                    };
+                    let labels = existing
+                        .config
+                        .as_ref()
+                        .and_then(|c| c.labels.clone())
+                        .unwrap_or_default();
+                    let never_started = existing
+                        .state
+                        .as_ref()
+                        .and_then(|s| s.started_at.as_deref())
+                        .is_none_or(|t| t.starts_with("0001-"));
+                    if labels.get(labels::PROJECT) != Some(&stack.project)
+                        || labels.get(labels::SERVICE) != Some(&service.name)
+                        || !never_started
+                    {
+                        return Poll::Ready(None);
+                    }
+                    match self
+                        .engine
+                        .remove_container(existing.id.as_deref().unwrap_or(name), name)
+                        .await
+                    {
+                        Ok(()) => Poll::Pending(anyhow::anyhow!("name `{name}` taken")),
+                        Err(e) => Poll::Failed(e),
+                    }
+                }
+            },
+        )
+        .await
+        .map_err(Ended::into_inner)?;
+        let Some(id) = created else {
             // A container of that name that is not labelled as ours (e.g. left by an
             // interrupted run before labels existed, or made by hand): refuse, never delete.
             return Err(hinted(

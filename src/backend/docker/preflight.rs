@@ -112,15 +112,30 @@ pub(super) fn preflight_ports(
         )
     };
     for service in &stack.services {
-        // A container of ours for this service, in any state: one that is being started (say,
-        // by an interrupted `up`) may hold its port before the engine lists it as published.
-        let ours = all.iter().any(|c| {
-            c.labels.as_ref().is_some_and(|l| {
-                l.get(labels::PROJECT) == Some(&stack.project)
-                    && l.get(labels::SERVICE) == Some(&service.name)
+        // A container of ours for this service that publishes the port already (in any state:
+        // one being started, say by an interrupted `up`, may hold its port before the engine
+        // lists it as published): converging keeps or frees it. A port the service does not
+        // publish yet (a changed port) is checked like any other, before anything is stopped.
+        let ours_on = |port: u16| {
+            all.iter().any(|c| {
+                c.labels.as_ref().is_some_and(|l| {
+                    l.get(labels::PROJECT) == Some(&stack.project)
+                        && l.get(labels::SERVICE) == Some(&service.name)
+                        && l.get(crate::stack::record::LABEL)
+                            .and_then(|r| crate::stack::record::Record::from_label(r))
+                            .is_some_and(|r| {
+                                r.ports.iter().any(|p| {
+                                    p.rsplit_once("->")
+                                        .and_then(|(host, _)| host.rsplit(':').next())
+                                        .and_then(|h| h.parse::<u16>().ok())
+                                        == Some(port)
+                                })
+                            })
+                })
             })
-        });
+        };
         for p in &service.ports {
+            let ours = ours_on(p.host);
             // The edge publishes a port for `api` or `frontend`: name that service.
             let for_service = stack
                 .services

@@ -1,5 +1,6 @@
 //! Waiting for a container to be ready.
 
+use std::cell::Cell;
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
@@ -7,9 +8,19 @@ use anyhow::Result;
 use super::*;
 use crate::engine::Engine;
 use crate::error::hinted;
+use crate::poll::{poll_until, Backoff, Poll};
 use crate::stack::Stack;
 
-/// Wait until the container is running and, if it has a health check, healthy.
+/// Why a container is not ready (yet).
+enum NotReady {
+    /// Still starting: Docker's health word.
+    Starting(String),
+    Exited(i64),
+    CrashLoop(i64),
+    /// The engine did not answer.
+    Engine(anyhow::Error),
+}
+
 /// Wait until a service's container is ready: running and either answering its readiness
 /// check (polled by irisctl from 50 ms on, so a dependent starts the moment its dependency
 /// answers, not at Docker's next health-check interval) or reported healthy by Docker. A
@@ -23,9 +34,8 @@ pub(super) async fn wait_healthy(
     deadline: Instant,
     budget: Duration,
 ) -> Result<()> {
-    let mut last_health = String::from("not started");
     // Restarts before this wait (a policy restart last week) say nothing about a crash loop now.
-    let mut restarts_before: Option<i64> = None;
+    let restarts_before: Cell<Option<i64>> = Cell::new(None);
     // The readiness check goes to the container's address, which only a local engine's host
     // reaches; elsewhere Docker's health check decides.
     let ready = stack
@@ -33,49 +43,65 @@ pub(super) async fn wait_healthy(
         .and_then(|s| s.ready.clone())
         .filter(|_| engine.is_local());
     let client = crate::probe::client(Duration::from_millis(800));
-    let mut pause = Duration::from_millis(50);
-    loop {
-        let c = engine.inspect_container(container).await?;
-        let state = c.state.clone().unwrap_or_default();
-        let health = health_word(&c);
-        let running = state.running.unwrap_or(false);
-        if running && (health == "healthy" || health == "-") {
-            return Ok(());
-        }
-        if let (true, Some(r)) = (running, &ready) {
-            if let Some(ip) = container_ip(stack, &c) {
-                let url = format!("http://{ip}:{}{}", r.port, r.path);
-                if crate::probe::check(&client, service, &url).await.ok {
-                    return Ok(());
+    let (ready, client, restarts_before) = (&ready, &client, &restarts_before);
+    let waited = poll_until(
+        deadline.into(),
+        Backoff::doubling(Duration::from_millis(50), Duration::from_millis(400)),
+        || async move {
+            let c = match engine.inspect_container(container).await {
+                Ok(c) => c,
+                Err(e) => return Poll::Failed(NotReady::Engine(e)),
+            };
+            let state = c.state.clone().unwrap_or_default();
+            let health = health_word(&c);
+            let running = state.running.unwrap_or(false);
+            if running && (health == "healthy" || health == "-") {
+                return Poll::Ready(());
+            }
+            if let (true, Some(r)) = (running, ready) {
+                if let Some(ip) = container_ip(stack, &c) {
+                    let url = format!("http://{ip}:{}{}", r.port, r.path);
+                    if crate::probe::check(client, service, &url).await.ok {
+                        return Poll::Ready(());
+                    }
                 }
             }
-        }
-        let total = c.restart_count.unwrap_or(0);
-        let restarts = total - *restarts_before.get_or_insert(total);
-        let exited = !running && !state.restarting.unwrap_or(false);
-        let crash_loop = restarts >= 3;
-        if exited || crash_loop || Instant::now() >= deadline {
-            let why = if exited {
-                format!("exited with code {}", state.exit_code.unwrap_or(-1))
-            } else if crash_loop {
-                format!("keeps restarting ({restarts} restarts)")
+            let total = c.restart_count.unwrap_or(0);
+            let before = restarts_before.get().unwrap_or(total);
+            restarts_before.set(Some(before));
+            let restarts = total - before;
+            if !running && !state.restarting.unwrap_or(false) {
+                return Poll::Failed(NotReady::Exited(state.exit_code.unwrap_or(-1)));
+            }
+            if restarts >= 3 {
+                return Poll::Failed(NotReady::CrashLoop(restarts));
+            }
+            Poll::Pending(NotReady::Starting(if running {
+                health
             } else {
-                format!(
-                    "did not become healthy within {} s (health: {last_health})",
-                    budget.as_secs()
-                )
-            };
-            let logs = engine.logs_tail(container, 20).await;
-            return Err(hinted(
-                format!(
-                    "service `{service}` (container `{container}`) {why}\n--- last log lines of `{container}` ---\n{}",
-                    if logs.is_empty() { "(no output)".to_string() } else { logs.join("\n") }
-                ),
-                format!("see `irisctl logs {service}`; if the host is only slow, raise the deadline with --wait-timeout"),
-            ));
-        }
-        last_health = if running { health } else { "restarting".into() };
-        tokio::time::sleep(pause).await;
-        pause = (pause * 2).min(Duration::from_millis(400));
-    }
+                "restarting".into()
+            }))
+        },
+    )
+    .await;
+    let Err(ended) = waited else {
+        return Ok(());
+    };
+    let why = match ended.into_inner() {
+        NotReady::Engine(e) => return Err(e),
+        NotReady::Exited(code) => format!("exited with code {code}"),
+        NotReady::CrashLoop(n) => format!("keeps restarting ({n} restarts)"),
+        NotReady::Starting(health) => format!(
+            "did not become healthy within {} s (health: {health})",
+            budget.as_secs()
+        ),
+    };
+    let logs = engine.logs_tail(container, 20).await;
+    Err(hinted(
+        format!(
+            "service `{service}` (container `{container}`) {why}\n--- last log lines of `{container}` ---\n{}",
+            if logs.is_empty() { "(no output)".to_string() } else { logs.join("\n") }
+        ),
+        format!("see `irisctl logs {service}`; if the host is only slow, raise the deadline with --wait-timeout"),
+    ))
 }

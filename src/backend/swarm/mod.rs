@@ -2,7 +2,9 @@
 //! network, planned by [`plan::plan`] (pure) and applied here; rolling updates start the new
 //! task first and roll back on failure.
 
+mod down;
 pub mod plan;
+mod release;
 pub mod spec;
 
 use std::collections::{BTreeMap, HashMap};
@@ -14,10 +16,11 @@ use serde::Serialize;
 
 use super::images::ImageIds;
 use super::plan::{Kind, Op, Plan, Verb};
-use super::{Down, Observation, ServiceStatus};
+use super::{Observation, ServiceStatus};
 use crate::engine::{Engine, Object};
 use crate::error::hinted;
 use crate::output::Printer;
+use crate::poll::{poll_until, Backoff, Ended, Poll};
 use crate::stack::record::{self, Record};
 use crate::stack::Stack;
 use spec::{file_objects, network_name, service_spec, spec_hash, FileObject, NAMESPACE};
@@ -242,146 +245,6 @@ impl Swarm {
         Ok(done)
     }
 
-    /// What `rollback --target swarm` does: Swarm's own rollback of each service to its
-    /// previous spec.
-    pub async fn plan_rollback(&self, stack: &Stack, services: &[String]) -> Result<Plan> {
-        let listed = self
-            .engine
-            .services_with(&format!("{NAMESPACE}={}", stack.project))
-            .await?;
-        let mut plan = Plan::default();
-        for name in services {
-            let full = stack.swarm_name(name);
-            let Some(svc) = listed
-                .iter()
-                .find(|s| s.spec.as_ref().and_then(|sp| sp.name.as_deref()) == Some(full.as_str()))
-            else {
-                return Err(hinted(
-                    format!("Swarm service `{full}` does not exist"),
-                    "run `irisctl up --target swarm` first",
-                ));
-            };
-            plan.push(
-                Op::new(Verb::Update, Kind::Service, &full)
-                    .service(name)
-                    .id(svc.id.clone().unwrap_or_default())
-                    .because("Swarm rollback to the previous spec"),
-            );
-        }
-        Ok(plan)
-    }
-
-    /// Carry out a rollback plan: the services' rollbacks, then the wait for Swarm to finish.
-    pub async fn apply_rollback(
-        &self,
-        stack: &Stack,
-        plan: &Plan,
-        timeout: Duration,
-        printer: &Printer,
-    ) -> Result<Vec<Op>> {
-        let ops: Vec<&Op> = plan.changes().collect();
-        let services: Vec<String> = ops.iter().filter_map(|o| o.service.clone()).collect();
-        let started = Instant::now();
-        for op in &ops {
-            printer.op_started(*op);
-        }
-        let out = self.rollback(stack, &services, timeout, printer).await;
-        for op in &ops {
-            match &out {
-                Ok(_) => printer.op_done(*op, started.elapsed()),
-                Err(e) => printer.op_failed(*op, &format!("{e:#}")),
-            }
-        }
-        out.map(|_| ops.into_iter().cloned().collect())
-    }
-
-    /// `irisctl rollback --target swarm`: Swarm's own rollback of each service to its previous
-    /// spec (`PreviousSpec`, as `docker service rollback`), then wait until it converges.
-    pub async fn rollback(
-        &self,
-        stack: &Stack,
-        services: &[String],
-        timeout: Duration,
-        printer: &Printer,
-    ) -> Result<Vec<String>> {
-        let listed = self
-            .engine
-            .services_with(&format!("{NAMESPACE}={}", stack.project))
-            .await?;
-        let mut done = Vec::new();
-        let mut rolled = Vec::new();
-        let since = std::time::SystemTime::now();
-        for name in services {
-            let full = stack.swarm_name(name);
-            let Some(svc) = listed
-                .iter()
-                .find(|s| s.spec.as_ref().and_then(|sp| sp.name.as_deref()) == Some(full.as_str()))
-            else {
-                return Err(hinted(
-                    format!("Swarm service `{full}` does not exist"),
-                    "run `irisctl up --target swarm` first",
-                ));
-            };
-            // Swarm refuses a service without a previous spec ("service does not have a
-            // previous spec"): the engine's error says so.
-            let version = svc
-                .version
-                .as_ref()
-                .and_then(|v| v.index)
-                .unwrap_or_default();
-            printer.enter(format!("rolling back service {full}"));
-            self.engine
-                .rollback_service(&full, svc.spec.clone().unwrap_or_default(), version)
-                .await?;
-            rolled.push(name.clone());
-            done.push(format!(
-                "rolled back {name} (Swarm rollback to the previous spec)"
-            ));
-        }
-        printer.enter("waiting for the Swarm rollback to complete");
-        let since = since - Duration::from_secs(2);
-        let deadline = Instant::now() + timeout;
-        loop {
-            let states = states(&self.engine, &stack.project).await?;
-            let mine: Vec<&ServiceState> = states
-                .iter()
-                .filter(|st| rolled.contains(&st.service))
-                .collect();
-            if let Some(bad) = mine.iter().find(|st| st.update == "rollback_paused") {
-                return Err(hinted(
-                    format!(
-                        "the rollback of service `{}` paused: {}",
-                        bad.name, bad.update_message
-                    ),
-                    format!("see `docker service ps {} --no-trunc`", bad.name),
-                ));
-            }
-            let finished = mine.iter().all(|st| {
-                st.update == "rollback_completed"
-                    && st.update_started.is_some_and(|t| t >= since)
-                    && st.desired > 0
-                    && st.running == st.desired
-            });
-            if finished {
-                return Ok(done);
-            }
-            if Instant::now() >= deadline {
-                return Err(hinted(
-                    format!(
-                        "the Swarm rollback did not complete within {} s",
-                        timeout.as_secs()
-                    ),
-                    format!(
-                        "see `docker service ps {}_{}`",
-                        stack.project,
-                        rolled.join(", ")
-                    ),
-                ));
-            }
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-    }
-
     /// One row per service with its running/desired tasks.
     pub async fn observe_status(&self, stack: &Stack, host: &str) -> Result<Observation> {
         let states = states(&self.engine, &stack.project).await?;
@@ -435,112 +298,10 @@ impl Swarm {
             managed_from: None,
         })
     }
-
-    /// What `down --target swarm` removes: the stack's services, then its configs, secrets and
-    /// network (busy until the tasks stop), and its volumes when asked.
-    pub async fn plan_down(&self, stack: &Stack, volumes: bool) -> Result<Plan> {
-        let label = namespace(stack);
-        let mut plan = Plan::default();
-        let mut kinds = vec![
-            (Object::Service, Kind::Service),
-            (Object::Config, Kind::Config),
-            (Object::Secret, Kind::Secret),
-            (Object::Network, Kind::Network),
-        ];
-        if volumes {
-            kinds.push((Object::Volume, Kind::Volume));
-        }
-        for (object, kind) in kinds {
-            for o in self.engine.list_labelled(object, &label).await? {
-                plan.push(Op::new(Verb::Remove, kind, &o.name).id(&o.id).because(
-                    if kind == Kind::Volume {
-                        "down --volumes: its data is deleted"
-                    } else {
-                        "down"
-                    },
-                ));
-            }
-        }
-        Ok(plan)
-    }
-
-    /// Carry out a `down` plan: Swarm removes the stack's objects in dependency order, each
-    /// reported as it goes.
-    pub async fn apply_down(&self, stack: &Stack, plan: &Plan, printer: &Printer) -> Result<Down> {
-        let started = Instant::now();
-        for op in plan.changes() {
-            printer.op_started(op);
-        }
-        let out = self
-            .down(stack, plan.changes().any(|o| o.kind == Kind::Volume))
-            .await;
-        for op in plan.changes() {
-            match &out {
-                Ok(_) => printer.op_done(op, started.elapsed()),
-                Err(e) => printer.op_failed(op, &format!("{e:#}")),
-            }
-        }
-        out
-    }
-
-    /// Remove the stack's services, then its configs, secrets and network (and volumes if asked).
-    pub async fn down(&self, stack: &Stack, volumes: bool) -> Result<Down> {
-        let label = namespace(stack);
-        let engine = &self.engine;
-        let mut out = Down::default();
-        let services = engine
-            .remove_labelled(Object::Service, &label, |_| true, Duration::ZERO)
-            .await?;
-        out.removed
-            .extend(services.removed.iter().map(|s| format!("service {s}")));
-        // Tasks stop asynchronously; configs, secrets and the network are busy until they have.
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while Instant::now() < deadline
-            && !engine
-                .containers_with(std::slice::from_ref(&label))
-                .await
-                .unwrap_or_default()
-                .is_empty()
-        {
-            tokio::time::sleep(Duration::from_millis(500)).await;
-        }
-        let mut leftovers = Vec::new();
-        for kind in [Object::Config, Object::Secret] {
-            match engine
-                .remove_labelled(kind, &label, |_| true, Duration::from_secs(10))
-                .await
-            {
-                Ok(r) => out
-                    .removed
-                    .extend(r.removed.iter().map(|n| format!("{} {n}", kind.word()))),
-                Err(e) => leftovers.push(format!("{e:#}")),
-            }
-        }
-        if !leftovers.is_empty() {
-            return Err(hinted(
-                format!(
-                    "Swarm stack `{}` is partly down; these are left: {}",
-                    stack.project,
-                    leftovers.join(", ")
-                ),
-                "tasks may still be stopping: run `irisctl down --target swarm` again in a moment",
-            ));
-        }
-        // The overlay's endpoints linger a moment after the last task.
-        let nets = engine
-            .remove_labelled(Object::Network, &label, |_| true, Duration::from_secs(30))
-            .await?;
-        out.removed
-            .extend(nets.removed.iter().map(|n| format!("network {n}")));
-        if volumes {
-            out.deleted_volumes = engine
-                .remove_labelled(Object::Volume, &label, |_| true, Duration::ZERO)
-                .await?
-                .removed;
-        }
-        Ok(out)
-    }
 }
+
+/// How often Swarm is asked again while it converges.
+const POLL: Duration = Duration::from_millis(500);
 
 /// Refuse clearly unless the engine is a Swarm manager.
 async fn ensure_manager(engine: &Engine) -> Result<()> {
@@ -677,15 +438,18 @@ async fn wait_converged(
     // Whole seconds on the engine's clock: allow for the truncation.
     let since = since - Duration::from_secs(2);
     let deadline = Instant::now() + timeout;
-    loop {
-        let states = states(engine, &stack.project).await?;
+    poll_until(deadline.into(), Backoff::fixed(POLL), || async move {
+        let states = match states(engine, &stack.project).await {
+            Ok(s) => s,
+            Err(e) => return Poll::Failed(e),
+        };
         // Only this run's updates count: a rollback left from an earlier run is history.
         let mine = |st: &ServiceState| updated.contains(&st.service);
         let this_update = |st: &ServiceState| st.update_started.is_some_and(|t| t >= since);
         if let Some(rolled) = states.iter().find(|s| {
             mine(s) && this_update(s) && (s.update.starts_with("rollback") || s.update == "paused")
         }) {
-            return Err(hinted(
+            return Poll::Failed(hinted(
                 format!(
                     "the update of service `{}` failed and Swarm rolled it back: {}",
                     rolled.name, rolled.update_message
@@ -715,26 +479,25 @@ async fn wait_converged(
             .map(|s| s.name.clone())
             .collect();
         if pending.is_empty() {
-            return Ok(());
+            return Poll::Ready(());
         }
-        if Instant::now() >= deadline {
-            let detail: Vec<String> = states
-                .iter()
-                .map(|s| format!("{} {}/{} {}", s.service, s.running, s.desired, s.update))
-                .collect();
-            return Err(hinted(
-                format!(
-                    "Swarm services did not converge within {} s: waiting for {} ({})",
-                    timeout.as_secs(),
-                    pending.join(", "),
-                    detail.join("; ")
-                ),
-                format!(
-                    "see `docker service ps {}_{}` for the tasks' errors",
-                    stack.project, pending[0]
-                ),
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+        let detail: Vec<String> = states
+            .iter()
+            .map(|s| format!("{} {}/{} {}", s.service, s.running, s.desired, s.update))
+            .collect();
+        Poll::Pending(hinted(
+            format!(
+                "Swarm services did not converge within {} s: waiting for {} ({})",
+                timeout.as_secs(),
+                pending.join(", "),
+                detail.join("; ")
+            ),
+            format!(
+                "see `docker service ps {}_{}` for the tasks' errors",
+                stack.project, pending[0]
+            ),
+        ))
+    })
+    .await
+    .map_err(Ended::into_inner)
 }

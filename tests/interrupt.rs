@@ -1,10 +1,13 @@
-//! Ctrl-C delivered to `irisctl up` while each kind of work is in flight (checking ports, a
-//! build streaming, a container being created and started, waiting for a dependency, waiting for
-//! health, probing, provisioning Grafana): it stops within 3 s with exit code 130, says which
-//! phase it was in (the last its progress events reported), and the next `up` converges to a
-//! healthy stack with no orphan container, no second network and no leftover build container.
-//! The signal goes the moment `up --progress json` reports the phase or operation started;
-//! nothing in irisctl waits for the test.
+//! SIGINT (Ctrl-C) and SIGKILL delivered while each kind of work is in flight — checking ports, a
+//! build streaming, a container being created and started, waiting for a dependency, a
+//! release's swap and its drain, waiting for health, probing and provisioning Grafana, a
+//! rollback's swap, `down` removing containers: after SIGINT `up` stops within 3 s with exit
+//! code 130 and says which phase it was in (the last its progress events reported); after
+//! either, the next `up` converges to a healthy stack with no orphan container, no second
+//! network, no leftover build container and nothing left to change. The signal goes the moment
+//! `--progress json` reports the phase or operation started; nothing in irisctl waits for the
+//! test. `INTERRUPT_SWEEP=1` interrupts every phase and operation a reference run reports, with
+//! both signals (outside CI).
 
 mod common;
 
@@ -30,35 +33,51 @@ fn unlabelled_stopped_containers() -> Vec<String> {
 }
 
 /// What `up` has to do before the point: start from nothing, or rebuild the API.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 enum Before {
     Down,
     ApiChanged,
     Converged,
 }
 
-const POINTS: &[(&str, Before)] = &[
-    ("checking host ports", Before::Down),
-    ("building images", Before::ApiChanged),
-    ("create api", Before::Down),
+/// Where the signal goes: the verb, the event (see `common::event_starts`), the signal, and
+/// what the verb has to do before.
+const POINTS: &[(&str, &str, &str, Before)] = &[
+    ("up", "checking host ports", "INT", Before::Down),
+    // A build streaming.
+    ("up", "rebuild api", "INT", Before::ApiChanged),
+    ("up", "rebuild api", "KILL", Before::ApiChanged),
+    // A container being created and started.
+    ("up", "create api", "INT", Before::Down),
+    ("up", "create frontend", "KILL", Before::Down),
     (
+        "up",
         "waiting for `api` to be healthy before starting `frontend`",
+        "INT",
         Before::Down,
     ),
-    ("create frontend", Before::Down),
-    ("release api", Before::ApiChanged),
+    // A release's swap and its drain.
+    ("up", "release api", "KILL", Before::ApiChanged),
+    ("up", "releasing api: draining", "INT", Before::ApiChanged),
     (
+        "up",
         "waiting for every service to be healthy",
+        "INT",
         Before::ApiChanged,
     ),
     (
+        "up",
         "probing the published endpoints and provisioning Grafana",
+        "INT",
         Before::Converged,
     ),
+    // A rollback's swap, and `down` removing containers.
+    ("rollback", "release api", "KILL", Before::Converged),
+    ("down", "remove api", "KILL", Before::Converged),
 ];
 
 #[test]
-fn interrupted_up_always_converges() {
+fn interrupted_runs_always_converge() {
     if !common::engine_available() {
         return;
     }
@@ -66,8 +85,16 @@ fn interrupted_up_always_converges() {
     run(p.irisctl().arg("up")).ok();
     let before_leftovers = unlabelled_stopped_containers();
     let main_py = p.path().join("stack/api/app/main.py");
-
-    for (i, (phase, before)) in POINTS.iter().enumerate() {
+    let points: Vec<(String, String, String, Before)> = match std::env::var("INTERRUPT_SWEEP") {
+        Ok(v) if v == "1" => sweep_points(&p),
+        _ => POINTS
+            .iter()
+            .map(|(v, at, sig, b)| (v.to_string(), at.to_string(), sig.to_string(), *b))
+            .collect(),
+    };
+    let mut summary = Vec::new();
+    for (i, (verb, at, signal, before)) in points.iter().enumerate() {
+        let what = format!("point {i} (`{verb}` at `{at}`, SIG{signal})");
         match before {
             Before::Down => {
                 run(p.irisctl().args(["down", "-q"])).ok();
@@ -79,34 +106,53 @@ fn interrupted_up_always_converges() {
             }
             Before::Converged => {}
         }
+        let args: Vec<&str> = match verb.as_str() {
+            "rollback" => vec!["rollback", "api"],
+            other => vec![other],
+        };
         let common::Interrupted {
             code,
             stderr,
             stopped_in,
             last_phase,
             ..
-        } = p.up_interrupted_at(phase);
-        assert_eq!(code, Some(130), "point {i} ({phase}): {stderr}");
-        assert!(
-            stopped_in < Duration::from_secs(3),
-            "point {i} ({phase}): took {stopped_in:?} to stop"
-        );
-        assert!(
-            !last_phase.is_empty() && stderr.contains(&format!("interrupted while {last_phase}")),
-            "point {i} ({phase}): the message does not name the phase it was in:\n{stderr}"
-        );
-        assert!(
-            stderr.contains("hint: run `irisctl up` to finish"),
-            "point {i} ({phase}): {stderr}"
-        );
+        } = p.interrupted_at(&args, at, signal);
+        if signal == "INT" {
+            assert_eq!(code, Some(130), "{what}: {stderr}");
+            assert!(
+                stopped_in < Duration::from_secs(3),
+                "{what}: took {stopped_in:?} to stop"
+            );
+            if verb == "up" {
+                assert!(
+                    !last_phase.is_empty()
+                        && stderr.contains(&format!("interrupted while {last_phase}")),
+                    "{what}: the message does not name the phase it was in:\n{stderr}"
+                );
+                assert!(
+                    stderr.contains("hint: run `irisctl up` to finish"),
+                    "{what}: {stderr}"
+                );
+            }
+        } else {
+            assert_eq!(code, None, "{what}: not killed: {stderr}");
+        }
+        summary.push(format!(
+            "{what}: stopped in {:.1}s",
+            stopped_in.as_secs_f64()
+        ));
 
         let again = run(p.irisctl().arg("up"));
-        again.ok();
+        assert_eq!(
+            again.code, 0,
+            "{what}: the next up failed:\n{}",
+            again.stderr
+        );
         let ids = p.container_ids();
         assert_eq!(
             ids.len(),
             5,
-            "point {i} ({phase}): expected exactly the four services and the edge, got {ids:?}"
+            "{what}: expected exactly the four services and the edge, got {ids:?}"
         );
         let nets = docker(&[
             "network",
@@ -115,12 +161,14 @@ fn interrupted_up_always_converges() {
             "--filter",
             "label=com.docker.compose.project=irisctl-test-interrupt",
         ]);
-        assert_eq!(
-            nets.lines().count(),
-            1,
-            "point {i} ({phase}): networks {nets}"
-        );
+        assert_eq!(nets.lines().count(), 1, "{what}: networks {nets}");
         run(p.irisctl().arg("status")).ok();
+        let converged = run(p.irisctl().args(["up", "--dry-run"]));
+        assert_eq!(
+            converged.stdout, "nothing to change\n",
+            "{what}: {}",
+            converged.stderr
+        );
     }
     // Interrupted builds leave no intermediate container behind (the engine removes them).
     assert!(
@@ -130,4 +178,47 @@ fn interrupted_up_always_converges() {
         "leftover containers: {:?}",
         unlabelled_stopped_containers()
     );
+    eprintln!("{}", summary.join("\n"));
+}
+
+/// Every phase and operation a release of the API (and a run from nothing) reports, each
+/// interrupted once with SIGINT and once with SIGKILL (`INTERRUPT_SWEEP=1`, outside CI).
+fn sweep_points(p: &Project) -> Vec<(String, String, String, Before)> {
+    let mut points = Vec::new();
+    for (before, args) in [
+        (Before::Down, ["down", "-q"]),
+        (Before::ApiChanged, ["up", "-q"]),
+    ] {
+        run(p.irisctl().args(args)).ok();
+        if let Before::ApiChanged = before {
+            let main_py = p.path().join("stack/api/app/main.py");
+            let mut text = std::fs::read_to_string(&main_py).unwrap();
+            text.push_str("\n# sweep reference\n");
+            std::fs::write(&main_py, text).unwrap();
+        }
+        let reference = run(p.irisctl().args(["up", "--progress", "json"]));
+        reference.ok();
+        for line in reference.stderr.lines() {
+            let e: serde_json::Value = serde_json::from_str(line).unwrap();
+            let at = match e["event"].as_str() {
+                Some("phase") => e["phase"].as_str().unwrap_or_default().to_string(),
+                Some("op") if e["status"] == "started" => format!(
+                    "{} {}",
+                    e["verb"].as_str().unwrap_or_default(),
+                    e["service"].as_str().unwrap_or("-")
+                ),
+                _ => continue,
+            };
+            for signal in ["INT", "KILL"] {
+                let point = ("up".to_string(), at.clone(), signal.to_string(), before);
+                if !points
+                    .iter()
+                    .any(|(_, a, s, _): &(String, String, String, Before)| *a == at && s == signal)
+                {
+                    points.push(point);
+                }
+            }
+        }
+    }
+    points
 }

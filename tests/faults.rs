@@ -1,6 +1,7 @@
 //! Faults and data: every container SIGKILLed (status says so, the restart policy brings them
-//! back, `up` has nothing left to repair); the API killed under load (no client waits past its
-//! timeout); a hand-saved Grafana dashboard and Prometheus's samples survive `down`/`up`, and only
+//! back, `up` has nothing left to repair); the API killed under load (the kill is seen failing
+//! requests, no client waits past its timeout, and the restart policy brings the same container
+//! back with a new process); a hand-saved Grafana dashboard and Prometheus's samples survive `down`/`up`, and only
 //! `down --volumes` deletes them, saying so.
 
 mod common;
@@ -151,11 +152,23 @@ fn faults_and_data_survival() {
         })
         .collect();
     std::thread::sleep(Duration::from_secs(2));
+    let api = format!("{P}-api-1");
+    let restarts = |c: &str| -> u64 {
+        docker(&["inspect", "-f", "{{.RestartCount}}", c])
+            .parse()
+            .expect("a restart count")
+    };
+    let (api_id, restarts_before, pid_before) = (ids["api"].clone(), restarts(&api), pid("api"));
     let killed_at = Instant::now();
-    std::process::Command::new("kill")
-        .args(["-9", &pid("api")])
-        .status()
-        .unwrap();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-9", &pid_before])
+            .status()
+            .unwrap()
+            .success(),
+        "kill -9 {pid_before} (the API's process) failed"
+    );
+    let mut failed_after_kill = 0;
     for w in workers {
         let seen = w.join().unwrap();
         let worst = seen.iter().map(|(_, l, _)| *l).max().unwrap_or_default();
@@ -175,11 +188,31 @@ fn faults_and_data_survival() {
             before.len() >= 5 && before.iter().all(|(_, _, code)| *code == 200),
             "before the kill every request succeeds: {before:?}"
         );
+        failed_after_kill += seen
+            .iter()
+            .filter(|(t, _, code)| *t >= killed_at && *code != 200)
+            .count();
     }
+    // The kill happened and was felt: requests failed while the API was down.
+    assert!(
+        failed_after_kill > 0,
+        "no request failed after the API was killed: was it?"
+    );
     assert!(
         eventually(60, || run(p.irisctl().arg("status")).code == 0),
         "the API did not come back"
     );
+    // The restart policy brought it back: the same container, restarted once more, a new process.
+    assert_eq!(
+        p.container_ids()["api"],
+        api_id,
+        "the API container was replaced"
+    );
+    assert!(
+        restarts(&api) > restarts_before,
+        "the API's restart count did not grow ({restarts_before})"
+    );
+    assert_ne!(pid("api"), pid_before, "the API runs the same process");
     // After recovery: 100 requests, none failed, p99 under a second.
     let mut latencies: Vec<Duration> = (0..100)
         .map(|_| {

@@ -7,7 +7,7 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use common::{docker, run, Project};
 
@@ -77,18 +77,31 @@ fn dependents_start_when_their_dependency_answers_and_progress_shows_it() {
 
     // From the engine's events: the web UI started before Docker's first health check of the
     // API (it runs 5 s after the API starts), so irisctl's own readiness check let it start.
-    std::thread::sleep(Duration::from_secs(7));
-    let events = docker(&[
-        "events",
-        "--since",
-        &format!("{}.{:09}", since / 1_000_000_000, since % 1_000_000_000),
-        "--until",
-        &format!("{}", nanos_now() / 1_000_000_000),
-        "--filter",
-        &format!("label=com.docker.compose.project={NAME}"),
-        "--format",
-        "{{.TimeNano}} {{index .Actor.Attributes \"com.docker.compose.service\"}} {{.Action}}",
-    ]);
+    // Docker's first health check of the API reports (5 s after it started): poll the
+    // engine's events until it has.
+    let events_now = || {
+        docker(&[
+            "events",
+            "--since",
+            &format!("{}.{:09}", since / 1_000_000_000, since % 1_000_000_000),
+            "--until",
+            &format!("{}", nanos_now() / 1_000_000_000 + 1),
+            "--filter",
+            &format!("label=com.docker.compose.project={NAME}"),
+            "--format",
+            "{{.TimeNano}} {{index .Actor.Attributes \"com.docker.compose.service\"}} {{.Action}}",
+        ])
+    };
+    let mut events = String::new();
+    assert!(
+        common::eventually(60, || {
+            events = events_now();
+            events
+                .lines()
+                .any(|l| l.contains(" api health_status: healthy"))
+        }),
+        "Docker never reported the API healthy:\n{events}"
+    );
     let first = |service: &str, action: &str| {
         events
             .lines()

@@ -17,7 +17,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use common::{docker, run, Project};
+use common::{docker, docker_cleanup, run, Project};
 
 const NAME: &str = "irisctl-test-rel";
 const PORTS: [u16; 4] = [22600, 22601, 22602, 22603];
@@ -389,10 +389,13 @@ fn releases_under_steady_load_drop_no_request() {
         }
         let load = api_load();
         up_interrupted_at(&p, phase);
-        std::thread::sleep(Duration::from_secs(3));
-        let during = containers("api");
+        // A healthy API serves (Docker's check of a just-started one may still be running).
+        let mut during = Vec::new();
         assert!(
-            during.iter().any(|(_, s)| s.contains("(healthy)")),
+            common::eventually(30, || {
+                during = containers("api");
+                during.iter().any(|(_, s)| s.contains("(healthy)"))
+            }),
             "{phase}: no healthy API container: {during:?}"
         );
         let again = run(p.irisctl().arg("up"));
@@ -697,7 +700,7 @@ fn bench_release_under_load_irisctl_vs_compose() {
     drop(c);
     // docker-compose's builds carry no irisctl label, so `down --rmi` leaves them: the test's own.
     for service in ["api", "frontend", "grafana"] {
-        docker(&["rmi", &format!("{COMPOSE}-{service}:dev")]);
+        docker_cleanup(&["rmi", &format!("{COMPOSE}-{service}:dev")]);
     }
 }
 
@@ -759,15 +762,7 @@ fn swarm_rollback_through_a_local_registry() {
     let made_gwbridge =
         docker(&["network", "ls", "-q", "--filter", "name=^docker_gwbridge$"]).is_empty();
     if made_swarm {
-        let out = std::process::Command::new("docker")
-            .args(["swarm", "init", "--advertise-addr", "127.0.0.1"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        common::init_test_swarm();
     }
     struct Leave<'a> {
         p: &'a Project,
@@ -782,16 +777,16 @@ fn swarm_rollback_through_a_local_registry() {
                 .args(["down", "--target", "swarm", "--volumes", "--rmi", "-q"])
                 .output();
             if self.made_swarm {
-                docker(&["swarm", "leave", "--force"]);
+                docker_cleanup(&["swarm", "leave", "--force"]);
             }
             if self.made_gwbridge {
-                docker(&["network", "rm", "docker_gwbridge"]);
+                docker_cleanup(&["network", "rm", "docker_gwbridge"]);
             }
             // Superseded pushes stay as untagged images (known by their digest): the test's own.
             for service in ["api", "frontend", "grafana"] {
                 let repo = format!("127.0.0.1:5000/{SWARM}-{service}");
                 for id in docker(&["images", "-q", &repo]).lines() {
-                    docker(&["rmi", "-f", id]);
+                    docker_cleanup(&["rmi", "-f", id]);
                 }
             }
         }

@@ -10,7 +10,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{docker, eventually, http, run, Project};
+use common::{docker, docker_cleanup, eventually, http, run, Project};
 
 const P: &str = "irisctl-test-swarm";
 const PORTS: [u16; 4] = [22100, 22101, 22102, 22103];
@@ -31,10 +31,10 @@ impl Drop for SwarmGuard<'_> {
             .args(["down", "--target", "swarm", "--volumes", "--rmi", "-q"])
             .output();
         if self.made_swarm {
-            docker(&["swarm", "leave", "--force"]);
+            docker_cleanup(&["swarm", "leave", "--force"]);
         }
         if self.made_gwbridge {
-            docker(&["network", "rm", "docker_gwbridge"]);
+            docker_cleanup(&["network", "rm", "docker_gwbridge"]);
         }
     }
 }
@@ -83,20 +83,13 @@ fn three_replicas_rolling_update_and_down() {
         format!("{config}\nalerting:\n  webhook_url: http://receiver:8080/hook/T0KEN\n"),
     )
     .unwrap();
-    let made_swarm = docker(&["info", "--format", "{{.Swarm.LocalNodeState}}"]) != "active";
+    // The refusal on an engine that is no manager is shown first (in CI the engine is none).
+    let made_swarm = !common::already_swarm_manager("swarm: the refusal before `swarm init`");
     let made_gwbridge =
         docker(&["network", "ls", "-q", "--filter", "name=^docker_gwbridge$"]).is_empty();
     if made_swarm {
         run(p.irisctl().args(["up", "--target", "swarm"])).user_error("is not a Swarm manager");
-        let out = std::process::Command::new("docker")
-            .args(["swarm", "init", "--advertise-addr", "127.0.0.1"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "swarm init: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        common::init_test_swarm();
     }
     let _guard = SwarmGuard {
         project: &p,

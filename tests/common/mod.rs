@@ -103,7 +103,19 @@ pub fn docker(args: &[&str]) -> String {
         .args(args)
         .output()
         .expect("run docker");
+    assert!(
+        out.status.success(),
+        "`docker {}` failed: {}",
+        args.join(" "),
+        String::from_utf8_lossy(&out.stderr).trim()
+    );
     String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// `docker ARGS` for cleaning up (a `Drop`, a leftover that may be gone already): whatever its
+/// outcome, never a panic.
+pub fn docker_cleanup(args: &[&str]) {
+    let _ = Command::new("docker").args(args).output();
 }
 
 /// Test ports stay below 32768: above it, Linux hands ports out to outgoing connections, so a
@@ -405,4 +417,33 @@ pub fn human(events: &[serde_json::Value]) -> String {
         out.push('\n');
     }
     out
+}
+
+/// Make this engine a single-node Swarm manager for a test, its node labelled
+/// `io.irisctl.test-swarm` so that `scripts/clean-test-leftovers` leaves a swarm a killed test
+/// made (and only such a one).
+pub fn init_test_swarm() {
+    docker(&["swarm", "init", "--advertise-addr", "127.0.0.1"]);
+    docker(&[
+        "node",
+        "update",
+        "--label-add",
+        "io.irisctl.test-swarm=true",
+        "self",
+    ]);
+}
+
+/// Is the engine a Swarm manager already? In CI a test that needs it not to be fails instead
+/// of skipping (CI starts from an engine that is none).
+pub fn already_swarm_manager(test: &str) -> bool {
+    let manager = docker(&["info", "-f", "{{.Swarm.ControlAvailable}}"]) == "true";
+    if manager {
+        assert!(
+            std::env::var("CI").as_deref() != Ok("true"),
+            "{test}: the engine is a Swarm manager already (a swarm left by another run?); \
+             `scripts/clean-test-leftovers` leaves a test's swarm"
+        );
+        eprintln!("skipped {test}: the engine is a Swarm manager already");
+    }
+    manager
 }

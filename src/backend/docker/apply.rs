@@ -35,7 +35,18 @@ impl Docker {
                 let body = body.clone();
                 async move {
                     match self.engine.create_container(name, body).await {
-                        Ok(Some(id)) => return Poll::Ready(Some(id)),
+                        Ok(Some(id)) => {
+                            // Seen here: a container created while an interrupted run's create
+                            // of the same name was being cleaned up in the engine was gone
+                            // before it could start. Made again.
+                            return match self.engine.start_container(&id, name).await {
+                                Ok(()) => Poll::Ready(Some(id)),
+                                Err(e) if format!("{e:#}").contains("No such container") => {
+                                    Poll::Pending(e)
+                                }
+                                Err(e) => Poll::Failed(e),
+                            };
+                        }
                         Ok(None) => {}
                         Err(e) => return Poll::Failed(e),
                     }
@@ -76,7 +87,7 @@ impl Docker {
         )
         .await
         .map_err(Ended::into_inner)?;
-        let Some(id) = created else {
+        if created.is_none() {
             // A container of that name that is not labelled as ours (e.g. left by an
             // interrupted run before labels existed, or made by hand): refuse, never delete.
             return Err(hinted(
@@ -89,8 +100,8 @@ impl Docker {
                     service.name
                 ),
             ));
-        };
-        self.engine.start_container(&id, name).await
+        }
+        Ok(())
     }
 
     /// Make `container` answer to the service's aliases on the stack's network (a release's

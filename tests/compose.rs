@@ -209,10 +209,26 @@ fn compose_file_is_equivalent_to_up() {
             "{listing}"
         );
     }
+    // `--check`: the file just written is current; once the settings move on (another port)
+    // it is stale, and the difference is shown.
     let check = run(a
         .irisctl()
         .args(["compose", "--check", "docker-compose.yml"]));
     check.ok();
+    let stale = run(a.irisctl().args([
+        "compose",
+        "--check",
+        "docker-compose.yml",
+        "--prometheus-port",
+        "21599",
+    ]));
+    assert_ne!(stale.code, 0, "a stale file passed --check");
+    assert!(
+        format!("{}{}", stale.stdout, stale.stderr).contains("21599"),
+        "the diff does not show the new port:\n{}\n{}",
+        stale.stdout,
+        stale.stderr
+    );
 
     // `irisctl down` removes the compose-made stack too, images included: they share the
     // labels.

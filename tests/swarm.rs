@@ -216,8 +216,16 @@ fn three_replicas_rolling_update_and_down() {
         "the update did not replace the replicas: {after:?} vs {replicas:?}"
     );
 
-    // Grafana provisioning works unchanged.
-    run(p.irisctl().args(["grafana", "provision"])).ok();
+    // Grafana provisioning works unchanged: the datasource and the dashboard are in the
+    // Swarm-run Grafana already (file provisioning), and a second provisioning changes nothing.
+    let prov = run(p.irisctl().args(["grafana", "provision"]));
+    prov.ok();
+    let rows: Vec<&str> = prov.stdout.lines().skip(1).collect();
+    assert!(
+        rows.len() >= 2 && rows.iter().all(|r| r.contains("unchanged")),
+        "the Swarm-run Grafana was not provisioned already:\n{}",
+        prov.stdout
+    );
 
     // down removes services, secrets, configs and the network.
     run(p.irisctl().args(["down", "--target", "swarm"])).ok();

@@ -267,3 +267,66 @@ fn a_changed_port_that_is_taken_stops_nothing() {
     assert_eq!(status, 200, "the API stopped answering: {body}");
     p.cleanup();
 }
+
+#[test]
+fn an_edge_that_cannot_reach_a_service_is_named_with_its_log_within_the_wait_timeout() {
+    if !common::engine_available() {
+        return;
+    }
+    let p = Project::new("irisctl-test-edgelog", [21160, 21161, 21162, 21163]);
+    // The edge proxies the API's port to a name nothing on the network has.
+    let conf = p.path().join("stack/edge/nginx.conf");
+    let text = std::fs::read_to_string(&conf).unwrap();
+    assert!(text.contains("set $upstream http://api:8000;"), "{text}");
+    std::fs::write(
+        &conf,
+        text.replace(
+            "set $upstream http://api:8000;",
+            "set $upstream http://irisctl-no-such-service:8000;",
+        ),
+    )
+    .unwrap();
+    let r = run(p
+        .irisctl()
+        .args(["up", "--wait-timeout", "20", "--progress", "json"]));
+    let events: Vec<serde_json::Value> = r
+        .stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("a JSON event"))
+        .collect();
+    let text = common::human(&events);
+    assert_ne!(r.code, 0, "{text}");
+    assert!(
+        text.contains("error: every service is healthy, but `api` does not answer"),
+        "{text}"
+    );
+    assert!(
+        text.contains("irisctl-no-such-service") && text.contains("could not be resolved"),
+        "the edge's log line is not in the error:\n{text}"
+    );
+    assert!(
+        text.contains("hint: the edge's log names the cause (`irisctl logs edge`)"),
+        "{text}"
+    );
+    // The probes gave up at the wait timeout (20 s), not at their own 30 s.
+    let at = |pred: &dyn Fn(&serde_json::Value) -> bool| {
+        events
+            .iter()
+            .find(|e| pred(e))
+            .and_then(|e| e["elapsed_ms"].as_u64())
+            .unwrap_or_else(|| panic!("an event is missing:\n{text}"))
+    };
+    let probing = at(&|e| {
+        e["event"] == "phase"
+            && e["phase"]
+                .as_str()
+                .is_some_and(|p| p.starts_with("probing the published endpoints"))
+    });
+    let failed = at(&|e| e["event"] == "message" && e["level"] == "error");
+    let waited = std::time::Duration::from_millis(failed - probing);
+    assert!(
+        waited >= std::time::Duration::from_secs(19) && waited < std::time::Duration::from_secs(26),
+        "the probes waited {waited:?} with --wait-timeout 20"
+    );
+    p.cleanup();
+}

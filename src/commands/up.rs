@@ -151,7 +151,7 @@ pub(crate) async fn converge(ctx: &Ctx, opts: &UpOptions) -> Result<(String, Str
         printer.info(format!("grafana: {}", text.join(", ")));
         Ok::<_, anyhow::Error>(())
     };
-    tokio::try_join!(probe_published(ctx, &stack), provision)?;
+    tokio::try_join!(probe_published(ctx, &backend, &stack), provision)?;
 
     if opts.provision {
         let releases: Vec<(String, String)> = done
@@ -214,10 +214,13 @@ fn warn_orphans(ctx: &Ctx, stack: &Stack, plan: &Plan) {
 }
 
 /// Every published endpoint answers from this host (within 30 s).
-async fn probe_published(ctx: &Ctx, stack: &Stack) -> Result<()> {
+/// Every published endpoint answers from this host (within 30 s, or the wait timeout if it is
+/// shorter). One that does not is an error with what the proxy in front of it logged: behind
+/// the edge, a name it cannot resolve or an upstream it cannot reach is said there.
+async fn probe_published(ctx: &Ctx, backend: &Backend, stack: &Stack) -> Result<()> {
     let client = probe::client(Duration::from_secs(3));
     let host = ctx.settings.client_host();
-    let deadline = Instant::now() + Duration::from_secs(30);
+    let deadline = Instant::now() + Duration::from_secs(30).min(ctx.settings.health_timeout);
     let probes: Vec<_> = stack
         .services
         .iter()
@@ -229,18 +232,57 @@ async fn probe_published(ctx: &Ctx, stack: &Stack) -> Result<()> {
         async move { probe::until_ok(client, &p.name, &url, deadline).await }
     }))
     .await;
-    if let Some(bad) = results.iter().find(|r| !r.ok) {
-        return Err(hinted(
-            format!(
-                "every service is healthy, but `{}` does not answer at {} ({})",
-                bad.name,
-                bad.url,
-                bad.error.clone().unwrap_or_else(|| format!("HTTP {}", bad.status.unwrap_or(0)))
-            ),
-            "check that nothing on this host intercepts the port (a firewall or proxy), then run `irisctl status`",
-        ));
+    let Some(bad) = results.iter().find(|r| !r.ok) else {
+        return Ok(());
+    };
+    let failure = bad
+        .error
+        .clone()
+        .unwrap_or_else(|| format!("HTTP {}", bad.status.unwrap_or(0)));
+    // Behind the edge the cause is in the edge's log (nginx says what it could not do).
+    let edge = stack.service(crate::stack::edge::EDGE).filter(|e| {
+        e.ports
+            .iter()
+            .any(|p| bad.url.contains(&format!(":{}/", p.host)))
+    });
+    if let Some(edge) = edge {
+        let logs: Vec<String> = backend
+            .engine()
+            .logs_tail(&edge.container_name, 40)
+            .await
+            .into_iter()
+            .filter(|l| l.contains("[error]") || l.contains("[emerg]") || l.contains("[crit]"))
+            .collect();
+        let tail: Vec<&str> = logs
+            .iter()
+            .rev()
+            .take(5)
+            .rev()
+            .map(String::as_str)
+            .collect();
+        if !tail.is_empty() {
+            return Err(hinted(
+                format!(
+                    "every service is healthy, but `{}` does not answer at {} ({failure}); the edge in front of it (`{}`) logged:\n{}",
+                    bad.name,
+                    bad.url,
+                    edge.container_name,
+                    tail.join("\n")
+                ),
+                format!(
+                    "the edge's log names the cause (`irisctl logs {}`); a name it cannot resolve is a service that is not on the stack's network",
+                    crate::stack::edge::EDGE
+                ),
+            ));
+        }
     }
-    Ok(())
+    Err(hinted(
+        format!(
+            "every service is healthy, but `{}` does not answer at {} ({failure})",
+            bad.name, bad.url,
+        ),
+        "check that nothing on this host intercepts the port (a firewall or proxy), then run `irisctl status`",
+    ))
 }
 
 fn urls_table(ctx: &Ctx, stack: &Stack) -> String {

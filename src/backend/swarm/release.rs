@@ -22,15 +22,7 @@ impl Swarm {
         let mut plan = Plan::default();
         for name in services {
             let full = stack.swarm_name(name);
-            let Some(svc) = listed
-                .iter()
-                .find(|s| s.spec.as_ref().and_then(|sp| sp.name.as_deref()) == Some(full.as_str()))
-            else {
-                return Err(hinted(
-                    format!("Swarm service `{full}` does not exist"),
-                    "run `irisctl up --target swarm` first",
-                ));
-            };
+            let svc = named(&listed, &full)?;
             plan.push(
                 Op::new(Verb::Update, Kind::Service, &full)
                     .service(name)
@@ -65,9 +57,9 @@ impl Swarm {
         out.map(|_| ops.into_iter().cloned().collect())
     }
 
-    /// `irisctl rollback --target swarm`: Swarm's own rollback of each service to its previous
+    /// The rollbacks of `services`: Swarm's own rollback of each service to its previous
     /// spec (`PreviousSpec`, as `docker service rollback`), then wait until it converges.
-    pub async fn rollback(
+    async fn rollback(
         &self,
         stack: &Stack,
         services: &[String],
@@ -83,15 +75,7 @@ impl Swarm {
         let since = std::time::SystemTime::now();
         for name in services {
             let full = stack.swarm_name(name);
-            let Some(svc) = listed
-                .iter()
-                .find(|s| s.spec.as_ref().and_then(|sp| sp.name.as_deref()) == Some(full.as_str()))
-            else {
-                return Err(hinted(
-                    format!("Swarm service `{full}` does not exist"),
-                    "run `irisctl up --target swarm` first",
-                ));
-            };
+            let svc = named(&listed, &full)?;
             // Swarm refuses a service without a previous spec ("service does not have a
             // previous spec"): the engine's error says so.
             let version = svc
@@ -155,4 +139,20 @@ impl Swarm {
         .map_err(Ended::into_inner)?;
         Ok(done)
     }
+}
+
+/// The Swarm service named `full` among those listed.
+fn named<'a>(
+    listed: &'a [bollard::models::Service],
+    full: &str,
+) -> Result<&'a bollard::models::Service> {
+    listed
+        .iter()
+        .find(|s| s.spec.as_ref().and_then(|sp| sp.name.as_deref()) == Some(full))
+        .ok_or_else(|| {
+            hinted(
+                format!("Swarm service `{full}` does not exist"),
+                "run `irisctl up --target swarm` first",
+            )
+        })
 }

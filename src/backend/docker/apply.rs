@@ -368,7 +368,9 @@ impl Docker {
             ));
             wait_healthy(&self.engine, stack, &kept, &s.name, deadline, timeout).await?;
             self.ensure_aliases(stack, s, &kept).await?;
-            tokio::time::sleep(RELEASE_SETTLE).await;
+            if !self.proxies_reach(stack, s, &kept).await {
+                tokio::time::sleep(RELEASE_SETTLE).await;
+            }
             let kept_image = self
                 .engine
                 .inspect_container(&kept)

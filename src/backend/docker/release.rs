@@ -10,6 +10,7 @@ use super::*;
 use crate::engine::labels;
 use crate::error::hinted;
 use crate::output::Printer;
+use crate::poll::{poll_until, Backoff, Poll};
 use crate::stack::files::{hash_inputs, mounted_files};
 use crate::stack::record::{self, Record};
 use crate::stack::Stack;
@@ -80,9 +81,13 @@ impl Docker {
         }
         printer.enter(format!("releasing {name}: moving traffic to {new}"));
         self.ensure_aliases(stack, service, &new).await?;
-        // The proxies resolve the alias again every second (nginx `valid=1s`): let each of
-        // them see the new address before the old one stops accepting.
-        tokio::time::sleep(RELEASE_SETTLE).await;
+        // The proxies resolve the alias again every second (nginx `valid=1s`): each of them
+        // must see the new address before the old one stops accepting. Where the new
+        // container can be told apart in the answers (the API names its replica), that is
+        // seen as it happens; elsewhere the proxies get their second.
+        if !self.proxies_reach(stack, service, &new).await {
+            tokio::time::sleep(RELEASE_SETTLE).await;
+        }
         self.keep_previous(stack, service, &old_image, new_image)
             .await?;
         printer.enter(format!("releasing {name}: draining {old}"));
@@ -262,5 +267,81 @@ impl Docker {
             done.push(op.clone());
         }
         Ok(done)
+    }
+
+    /// Has every proxy in front of `service` answered from container `new` (its `X-Iris-Replica`,
+    /// the container's host name)? Asked through the published ports — the edge's, and the web
+    /// UI's `/api/` — every 50 ms for up to twice the proxies' DNS period. `false` when it cannot
+    /// be seen from here (a remote engine, a service that names no replica, no published port)
+    /// or was not seen in time.
+    pub(super) async fn proxies_reach(
+        &self,
+        stack: &Stack,
+        service: &crate::stack::Service,
+        new: &str,
+    ) -> bool {
+        if !self.engine.is_local() || service.name != "api" {
+            return false;
+        }
+        let Ok(hostname) = self
+            .engine
+            .inspect_container(new)
+            .await
+            .map(|c| c.config.and_then(|c| c.hostname).unwrap_or_default())
+        else {
+            return false;
+        };
+        let loopback = |p: &crate::stack::Port| {
+            if p.host_ip.is_unspecified() {
+                "127.0.0.1".to_string()
+            } else {
+                p.host_ip.to_string()
+            }
+        };
+        let mut urls: Vec<String> = crate::stack::edge::edge_port(stack, service)
+            .map(|p| format!("http://{}:{}/health", loopback(p), p.host))
+            .into_iter()
+            .collect();
+        if let Some(ui) = stack
+            .service("frontend")
+            .and_then(|f| crate::stack::edge::edge_port(stack, f))
+        {
+            urls.push(format!("http://{}:{}/api/health", loopback(ui), ui.host));
+        }
+        if hostname.is_empty() || urls.is_empty() {
+            return false;
+        }
+        let client = crate::probe::client(Duration::from_millis(500));
+        let seen = std::sync::Mutex::new(vec![false; urls.len()]);
+        let (client, seen, urls, hostname) = (&client, &seen, &urls, &hostname);
+        poll_until(
+            (Instant::now() + RELEASE_SETTLE).into(),
+            Backoff::fixed(Duration::from_millis(50)),
+            || async move {
+                for (i, url) in urls.iter().enumerate() {
+                    if seen.lock().map(|s| s[i]).unwrap_or(false) {
+                        continue;
+                    }
+                    let replica = client.get(url).send().await.ok().and_then(|r| {
+                        r.headers()
+                            .get("x-iris-replica")
+                            .and_then(|v| v.to_str().ok())
+                            .map(str::to_string)
+                    });
+                    if replica.as_deref() == Some(hostname.as_str()) {
+                        if let Ok(mut s) = seen.lock() {
+                            s[i] = true;
+                        }
+                    }
+                }
+                if seen.lock().is_ok_and(|s| s.iter().all(|x| *x)) {
+                    Poll::Ready(())
+                } else {
+                    Poll::Pending(())
+                }
+            },
+        )
+        .await
+        .is_ok()
     }
 }

@@ -122,7 +122,7 @@ fn dry_run_plans_with_causes_and_changes_nothing() {
     let edited = dry_run(&p, &[]);
     assert_eq!(
         edited.stdout,
-        "rebuild api: build context changed (app/main.py)\nrelease api: its image is rebuilt\n",
+        "rebuild api: build context changed (app/main.py)\nrelease api: its image is rebuilt (build context changed (app/main.py))\n",
         "{}",
         edited.stderr
     );

@@ -333,7 +333,7 @@ fn releases_under_steady_load_drop_no_request() {
     let notes = release_annotations(&p, "api");
     assert!(
         notes.len() == 1
-            && notes[0].starts_with("release api: image changed (")
+            && notes[0].starts_with("release api: its image is rebuilt (build context changed (")
             && notes[0].contains("; model "),
         "the release is annotated on the dashboard: {notes:?}"
     );

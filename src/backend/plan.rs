@@ -242,6 +242,9 @@ fn kind_word(kind: Kind) -> &'static str {
     }
 }
 
+/// The cause of a container or service whose image is still to be built.
+pub const REBUILT: &str = crate::stack::record::REBUILT;
+
 /// Everything a run will do, in order.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct Plan {
@@ -264,6 +267,29 @@ impl Plan {
 
     pub fn is_noop(&self) -> bool {
         self.changes().next().is_none()
+    }
+
+    /// Say why a container or Swarm service whose image the plan builds changes: "its image is
+    /// rebuilt" gains the build's own cause (`… (build context changed (app/main.py))`).
+    pub fn explain_rebuilds(&mut self) {
+        let builds: Vec<(String, String)> = self
+            .ops
+            .iter()
+            .filter(|o| o.kind == Kind::Image && matches!(o.verb, Verb::Build | Verb::Rebuild))
+            .filter_map(|o| Some((o.service.clone()?, o.cause.clone())))
+            .filter(|(_, cause)| !cause.is_empty())
+            .collect();
+        for op in &mut self.ops {
+            let Some(service) = op.service.as_deref() else {
+                continue;
+            };
+            if !matches!(op.kind, Kind::Container | Kind::Service) {
+                continue;
+            }
+            if let Some((_, why)) = builds.iter().find(|(s, _)| s == service) {
+                op.cause = op.cause.replace(REBUILT, &format!("{REBUILT} ({why})"));
+            }
+        }
     }
 
     /// The operation on a service's container or Swarm service.
@@ -314,6 +340,33 @@ mod tests {
         assert_eq!(
             build.text(),
             "rebuild api: build context changed (app/main.py)"
+        );
+    }
+
+    #[test]
+    fn a_rebuild_says_why_the_image_is_rebuilt() {
+        let mut p = Plan::default();
+        p.push(
+            Op::new(Verb::Rebuild, Kind::Image, "iris-api:dev")
+                .service("api")
+                .because("build context changed (app/main.py)"),
+        );
+        p.push(
+            Op::new(Verb::Release, Kind::Container, "iris-api-1")
+                .service("api")
+                .because("its image is rebuilt, env changed"),
+        );
+        p.push(
+            Op::new(Verb::Recreate, Kind::Container, "iris-prometheus-1")
+                .service("prometheus")
+                .because("published port 9090 → 9091"),
+        );
+        p.explain_rebuilds();
+        assert_eq!(
+            p.text(),
+            "rebuild api: build context changed (app/main.py)\n\
+             release api: its image is rebuilt (build context changed (app/main.py)), env changed\n\
+             recreate prometheus: published port 9090 → 9091\n"
         );
     }
 

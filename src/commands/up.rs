@@ -85,6 +85,7 @@ pub(crate) async fn converge(ctx: &Ctx, opts: &UpOptions) -> Result<(String, Str
     ctx.write_derived_files()?;
     let mut plan = image_plan.clone();
     plan.extend(backend.plan(&stack, &ids, opts.remove_orphans).await?);
+    plan.explain_rebuilds();
     warn_orphans(ctx, &stack, &plan);
     let names: Vec<&str> = stack.services.iter().map(|s| s.name.as_str()).collect();
     printer.start_board(&names);
@@ -197,6 +198,7 @@ async fn dry_run(ctx: &Ctx, opts: &UpOptions, format: Format) -> Result<()> {
     let (mut plan, ids) = images::plan(backend.engine(), &stack).await?;
     let services = backend.plan(&stack, &ids, opts.remove_orphans).await?;
     plan.extend(services);
+    plan.explain_rebuilds();
     super::print_plan(ctx, &stack.project, &plan, format, "up")
 }
 

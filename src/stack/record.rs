@@ -14,6 +14,9 @@ use super::Service;
 /// The label that carries a [`Record`].
 pub const LABEL: &str = "io.irisctl.record";
 
+/// The cause of a change whose image is still to be built.
+pub const REBUILT: &str = "its image is rebuilt";
+
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Record {
     /// The image ID the container runs; empty while its image is still to be built.
@@ -88,7 +91,7 @@ pub fn causes(old: &Record, new: &Record, base: &std::path::Path) -> Vec<String>
         out.push(ports_cause(&old.ports, &new.ports));
     }
     if new.image.is_empty() {
-        out.push("its image is rebuilt".to_string());
+        out.push(REBUILT.to_string());
     } else if old.image != new.image {
         out.push(format!(
             "image changed ({} → {})",

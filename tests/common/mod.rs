@@ -424,12 +424,13 @@ pub fn human(events: &[serde_json::Value]) -> String {
 /// made (and only such a one).
 pub fn init_test_swarm() {
     docker(&["swarm", "init", "--advertise-addr", "127.0.0.1"]);
+    let node = docker(&["info", "-f", "{{.Swarm.NodeID}}"]);
     docker(&[
         "node",
         "update",
         "--label-add",
         "io.irisctl.test-swarm=true",
-        "self",
+        &node,
     ]);
 }
 

@@ -300,4 +300,9 @@ pub struct InitArgs {
     /// Overwrite files that already exist
     #[arg(long)]
     pub force: bool,
+
+    /// Print the documented settings file (every key, its variable, flag and default) instead
+    /// of writing files
+    #[arg(long, conflicts_with_all = ["dir", "force"])]
+    pub print_template: bool,
 }

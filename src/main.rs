@@ -110,29 +110,17 @@ impl std::fmt::Display for Interrupted {
 impl std::error::Error for Interrupted {}
 
 fn stack_flags(flags: &StackFlags) -> FlagPairs {
-    let mut out = Vec::new();
-    let pairs: [(&'static str, &Option<String>, &'static str); 6] = [
-        ("BIND", &flags.bind, "flag --bind"),
-        ("API_PORT", &flags.api_port, "flag --api-port"),
-        (
-            "FRONTEND_PORT",
-            &flags.frontend_port,
-            "flag --frontend-port",
-        ),
-        (
-            "PROMETHEUS_PORT",
-            &flags.prometheus_port,
-            "flag --prometheus-port",
-        ),
-        ("GRAFANA_PORT", &flags.grafana_port, "flag --grafana-port"),
-        ("API_REPLICAS", &flags.api_replicas, "flag --api-replicas"),
-    ];
-    for (key, value, origin) in pairs {
-        if let Some(v) = value {
-            out.push((key, v.clone(), origin));
-        }
-    }
-    out
+    [
+        ("BIND", &flags.bind),
+        ("API_PORT", &flags.api_port),
+        ("FRONTEND_PORT", &flags.frontend_port),
+        ("PROMETHEUS_PORT", &flags.prometheus_port),
+        ("GRAFANA_PORT", &flags.grafana_port),
+        ("API_REPLICAS", &flags.api_replicas),
+    ]
+    .into_iter()
+    .filter_map(|(key, value)| value.clone().map(|v| (key, v)))
+    .collect()
 }
 
 fn data_home() -> Option<PathBuf> {
@@ -149,6 +137,10 @@ async fn run(cli: Cli, printer: Printer) -> Result<Exit> {
             let mut out = Vec::new();
             clap_complete::generate(*shell, &mut Cli::command(), "irisctl", &mut out);
             printer.data(&String::from_utf8_lossy(&out));
+            return Ok(Exit::Success);
+        }
+        Command::Init(args) if args.print_template => {
+            printer.data(&settings::keys::template());
             return Ok(Exit::Success);
         }
         Command::Init(args) => {
@@ -176,11 +168,11 @@ async fn run(cli: Cli, printer: Printer) -> Result<Exit> {
         _ => Vec::new(),
     };
     if let Some(p) = &cli.global.project_name {
-        flags.push(("PROJECT_NAME", p.clone(), "flag --project-name"));
+        flags.push(("PROJECT_NAME", p.clone()));
     }
     if let Command::Up(a) = &cli.command {
         if let Some(t) = &a.wait_timeout {
-            flags.push(("HEALTH_TIMEOUT", t.clone(), "flag --wait-timeout"));
+            flags.push(("HEALTH_TIMEOUT", t.clone()));
         }
     }
     let env: Vec<(String, String)> = std::env::vars().collect();
@@ -202,7 +194,7 @@ async fn run(cli: Cli, printer: Printer) -> Result<Exit> {
         }
     }
     if cli.global.print_settings {
-        printer.data(&settings::to_yaml(&settings)?);
+        printer.data(&settings::to_yaml(&settings));
         return Ok(Exit::Success);
     }
     let ctx = Ctx {

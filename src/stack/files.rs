@@ -40,7 +40,7 @@ pub fn mounted_files(service: &Service) -> Result<Vec<MountedFile>> {
                 &project_dir.join("monitoring/dashboards"),
                 crate::grafana::DATASOURCE_UID,
             )
-            .map_err(crate::commands::grafana::to_anyhow)?;
+            .map_err(crate::error::from_grafana)?;
             for (name, data) in resolved {
                 out.push(MountedFile {
                     source: source.join(&name),

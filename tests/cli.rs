@@ -899,3 +899,49 @@ fn compose_check_reports_drift() {
         r.stderr
     );
 }
+
+/// A loopback webhook is Alertmanager's own container, never the host's receiver (issue 23): it
+/// is refused, from any layer, with a hint naming an address that reaches the host.
+#[test]
+fn a_loopback_webhook_url_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    for (i, url) in [
+        "http://127.0.0.1:9999/alerts",
+        "http://localhost:9999/x",
+        "http://[::1]:9999/",
+        "https://u:hunter2@127.0.0.2/T0K3N",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let r = if i % 2 == 0 {
+            std::fs::write(
+                dir.path().join("irisctl.yaml"),
+                format!("alerting:\n  webhook_url: \"{url}\"\n"),
+            )
+            .unwrap();
+            run(irisctl(dir.path()).args(["--print-settings", "status"]))
+        } else {
+            std::fs::write(dir.path().join("irisctl.yaml"), "").unwrap();
+            run(irisctl(dir.path())
+                .args(["--print-settings", "status"])
+                .env("IRISCTL_ALERTING_WEBHOOK_URL", url))
+        };
+        r.user_error(
+            "its host is loopback, which inside the Alertmanager container is the container itself",
+        );
+        assert!(r.stderr.contains("gateway"), "{url}: {}", r.stderr);
+        assert!(
+            !r.stderr.contains("hunter2") && !r.stderr.contains("T0K3N"),
+            "{}",
+            r.stderr
+        );
+    }
+    // A host name of the stack's network is fine.
+    std::fs::write(
+        dir.path().join("irisctl.yaml"),
+        "alerting:\n  webhook_url: http://receiver:8080/alerts\n",
+    )
+    .unwrap();
+    run(irisctl(dir.path()).args(["--print-settings", "status"])).ok();
+}

@@ -15,8 +15,9 @@ use crate::error::hinted;
 pub struct WebhookUrl(String);
 
 impl WebhookUrl {
-    /// Validate `value`: an absolute `http` or `https` URL with a host. The error names what is
-    /// wrong without repeating the value (it may hold a token).
+    /// Validate `value`: an absolute `http` or `https` URL with a host that is not loopback
+    /// (Alertmanager posts from its container: loopback there is the container itself). The
+    /// error names what is wrong without repeating the value (it may hold a token).
     pub fn parse(value: &str) -> std::result::Result<WebhookUrl, BadWebhook> {
         let v = value.trim();
         let url =
@@ -27,6 +28,23 @@ impl WebhookUrl {
         let host = url.host_str().unwrap_or("");
         if host.is_empty() {
             return Err(BadWebhook::Malformed("it has no host"));
+        }
+        // The URL parser has normalised the host (`127.1` is `127.0.0.1`, IPv6 is bracketed).
+        let bare = host.trim_start_matches('[').trim_end_matches(']');
+        let loopback = match bare.parse::<std::net::IpAddr>() {
+            Ok(std::net::IpAddr::V4(ip)) => ip.is_loopback() || ip.is_unspecified(),
+            Ok(std::net::IpAddr::V6(ip)) => {
+                ip.is_loopback()
+                    || ip.is_unspecified()
+                    || ip.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+            }
+            Err(_) => {
+                let d = bare.trim_end_matches('.').to_ascii_lowercase();
+                d == "localhost" || d.ends_with(".localhost")
+            }
+        };
+        if loopback {
+            return Err(BadWebhook::Loopback);
         }
         Ok(WebhookUrl(v.to_string()))
     }
@@ -67,6 +85,8 @@ impl WebhookUrl {
 pub enum BadWebhook {
     /// Not an http(s) URL with a host: why.
     Malformed(&'static str),
+    /// Its host is loopback (`127.0.0.1`, `localhost`, `::1`): Alertmanager's own container.
+    Loopback,
 }
 
 /// The refusal a settings layer reports for a bad webhook URL (the value is never repeated).
@@ -75,6 +95,10 @@ pub fn webhook_refusal(bad: BadWebhook) -> Refusal {
         BadWebhook::Malformed(why) => (
             format!("an http or https URL: {why}"),
             "give the full address Alertmanager posts to, e.g. http://receiver:8080/alerts or https://hooks.example.com/T0K3N; an empty value turns delivery off".to_string(),
+        ),
+        BadWebhook::Loopback => (
+            "a webhook address Alertmanager can reach: its host is loopback, which inside the Alertmanager container is the container itself".to_string(),
+            "give a receiver on the stack's network by its container name (e.g. http://receiver:8080/alerts, a container attached to network `<project>-network`), or this host's address on that network, its gateway (`docker network inspect <project>-network --format '{{range .IPAM.Config}}{{.Gateway}}{{end}}'`, e.g. http://172.18.0.1:8080/alerts) with the receiver listening on that address".to_string(),
         ),
     };
     Refusal {

@@ -214,7 +214,7 @@ pub struct DownArgs {
 
 #[derive(Debug, Args)]
 pub struct LogsArgs {
-    /// Service to show (api, frontend, prometheus, grafana; alertmanager with alert delivery); all when omitted
+    /// Service to show (api, frontend, edge, prometheus, grafana; alertmanager with alert delivery); all when omitted
     pub service: Option<String>,
 
     /// Keep following new output
@@ -234,35 +234,31 @@ pub enum GrafanaCommand {
 
 #[derive(Debug, Args)]
 pub struct ProvisionArgs {
-    /// Grafana base URL [default: the stack's own Grafana]
-    #[arg(long, env = "GRAFANA_URL", value_name = "URL")]
+    /// Grafana base URL [env: IRISCTL_GRAFANA_URL, else GRAFANA_URL] [default: the stack's own Grafana]
+    #[arg(long, env = "GRAFANA_URL", hide_env = true, value_name = "URL")]
     pub url: Option<String>,
 
-    /// Basic-auth user [default: admin]
+    /// Basic-auth user [env: IRISCTL_GRAFANA_USER, else GRAFANA_USER] [default: admin]
     #[arg(
         long,
         env = "GRAFANA_USER",
+        hide_env = true,
         value_name = "USER",
         conflicts_with = "token"
     )]
     pub user: Option<String>,
 
-    /// Basic-auth password [default: the generated one in .env]
+    /// Basic-auth password [env: IRISCTL_GRAFANA_PASSWORD, else GRAFANA_PASSWORD] [default: the generated one in .env]
     #[arg(
         long,
         env = "GRAFANA_PASSWORD",
-        value_name = "PASSWORD",
-        hide_env_values = true
+        hide_env = true,
+        value_name = "PASSWORD"
     )]
     pub password: Option<String>,
 
-    /// Service-account token (instead of basic auth)
-    #[arg(
-        long,
-        env = "GRAFANA_TOKEN",
-        value_name = "TOKEN",
-        hide_env_values = true
-    )]
+    /// Service-account token, instead of basic auth [env: IRISCTL_GRAFANA_TOKEN, else GRAFANA_TOKEN]
+    #[arg(long, env = "GRAFANA_TOKEN", hide_env = true, value_name = "TOKEN")]
     pub token: Option<String>,
 
     /// Folder of dashboard JSON files (*.json at its top) [default: monitoring/dashboards/ of the project]

@@ -945,3 +945,27 @@ fn a_loopback_webhook_url_is_refused() {
     .unwrap();
     run(irisctl(dir.path()).args(["--print-settings", "status"])).ok();
 }
+
+/// `grafana provision --help` names the `IRISCTL_GRAFANA_*` variables that win over the plain
+/// ones (issue 23: it showed only `GRAFANA_URL`…), and `logs --help` lists every service.
+#[test]
+fn help_names_the_variables_and_services_that_apply() {
+    // clap wraps help to the terminal: compare with white space collapsed.
+    let flat = |t: &str| t.split_whitespace().collect::<Vec<_>>().join(" ");
+    let r = run(irisctl(&repo()).args(["grafana", "provision", "--help"]));
+    r.ok();
+    let help = flat(&r.stdout);
+    for name in ["URL", "USER", "PASSWORD", "TOKEN"] {
+        let line = format!("[env: IRISCTL_GRAFANA_{name}, else GRAFANA_{name}]");
+        assert!(help.contains(&line), "{line} missing:\n{}", r.stdout);
+    }
+    // clap's own `[env: GRAFANA_URL=]` would say the plain variable is the one read.
+    assert!(!help.contains("[env: GRAFANA_"), "{}", r.stdout);
+    let r = run(irisctl(&repo()).args(["logs", "--help"]));
+    r.ok();
+    assert!(
+        flat(&r.stdout).contains("(api, frontend, edge, prometheus, grafana; alertmanager"),
+        "{}",
+        r.stdout
+    );
+}

@@ -33,6 +33,9 @@ fn main() -> ExitCode {
         _ => Verbosity::Normal,
     };
     let printer = Printer::new(verbosity);
+    // A suggested re-run repeats the options that chose the project.
+    let globals = cli.global.to_repeat();
+    let keep = |text: &str| irisctl::cli::keep_global_flags(text, &globals);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -76,25 +79,26 @@ fn main() -> ExitCode {
             } else {
                 format!(" while {phase}")
             };
-            printer.error(format!(
+            printer.error(keep(&format!(
                 "interrupted{during}: what was already started keeps running, what was being built or created was abandoned; the next `irisctl up` converges from here"
+            )));
+            printer.hint(keep(
+                "run `irisctl up` to finish, or `irisctl down` to remove what was started",
             ));
-            printer
-                .hint("run `irisctl up` to finish, or `irisctl down` to remove what was started");
             ExitCode::from(Exit::Interrupted as u8)
         }
         Err(err) if err.is::<Interrupted>() && verb == "down" => {
             printer.error("interrupted: some of the project's objects may be left");
-            printer.hint("run `irisctl down` again to finish");
+            printer.hint(keep("run `irisctl down` again to finish"));
             ExitCode::from(Exit::Interrupted as u8)
         }
         Err(err) if err.is::<Interrupted>() => ExitCode::from(Exit::Interrupted as u8),
         Err(err) => {
-            printer.error(format!("{err:#}"));
+            printer.error(keep(&format!("{err:#}")));
             // Every error ends with a next step; lower layers give specific ones.
-            printer.hint(hint_of(&err).unwrap_or(
+            printer.hint(keep(hint_of(&err).unwrap_or(
                 "`irisctl status` shows the stack's state and `irisctl logs SERVICE` a service's output; the engine's own log (`journalctl -u docker`) says why it refused",
-            ));
+            )));
             ExitCode::from(Exit::Failure as u8)
         }
     }

@@ -969,3 +969,33 @@ fn help_names_the_variables_and_services_that_apply() {
         r.stdout
     );
 }
+
+/// A hint that suggests running irisctl again keeps the options that chose the project (issue
+/// 23: after `irisctl --config examples/offline.yaml up` it said "then `irisctl up` again").
+#[test]
+fn suggested_reruns_keep_config_and_project_options() {
+    let dir = tempfile::tempdir().unwrap();
+    run(irisctl(dir.path()).args(["init", "-q"])).ok();
+    std::fs::write(dir.path().join("my settings.yaml"), "ports:\n  api: 8100\n").unwrap();
+    // An empty password in `.env`: the hint suggests `irisctl up`.
+    std::fs::write(dir.path().join(".env"), "GRAFANA_ADMIN_PASSWORD=\n").unwrap();
+    let r = run(irisctl(dir.path())
+        .args(["--config", "my settings.yaml", "-p", "demo", "up"])
+        .env("DOCKER_HOST", "unix:///nonexistent/irisctl-test.sock"));
+    r.user_error("GRAFANA_ADMIN_PASSWORD is empty");
+    assert!(
+        r.stderr
+            .contains("`irisctl --config 'my settings.yaml' -p demo up` generates one"),
+        "{}",
+        r.stderr
+    );
+    // Without those options the hint is as written.
+    let r = run(irisctl(dir.path())
+        .arg("up")
+        .env("DOCKER_HOST", "unix:///nonexistent/irisctl-test.sock"));
+    assert!(
+        r.stderr.contains("`irisctl up` generates one"),
+        "{}",
+        r.stderr
+    );
+}

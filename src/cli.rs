@@ -87,10 +87,7 @@ pub fn keep_global_flags(text: &str, globals: &str) -> String {
     while let Some(i) = rest.find("`irisctl ") {
         let after = &rest[i + "`irisctl ".len()..];
         out.push_str(&rest[..i + "`irisctl ".len()]);
-        let verb = after
-            .split([' ', '`'])
-            .next()
-            .unwrap_or("");
+        let verb = after.split([' ', '`']).next().unwrap_or("");
         if PROJECT_VERBS.contains(&verb) {
             out.push_str(globals);
             out.push(' ');

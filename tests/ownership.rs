@@ -9,7 +9,7 @@ mod common;
 use std::io::{Read, Write};
 use std::process::Stdio;
 
-use common::{docker, run, Project};
+use common::{docker, irisctl, run, Project};
 
 const NAME: &str = "irisctl-test-own";
 const PORTS: [u16; 4] = [22400, 22401, 22402, 22403];
@@ -239,5 +239,50 @@ fn ownership_locking_and_duplicate_networks() {
         docker(&["images", "-q", &grafana_image]).is_empty(),
         "{}",
         rmi.stderr
+    );
+}
+
+/// A project name held only by volumes made from another directory (a stack taken down without
+/// `--volumes`): `status` here says where it is managed from and how to free the name, as `up`
+/// does, instead of "`irisctl up` repairs it" (which `up` then refuses; issue 23).
+#[test]
+fn status_elsewhere_says_where_the_stack_is_managed_and_how_to_free_the_name() {
+    if !common::engine_available() {
+        return;
+    }
+    const OTHER: &str = "irisctl-test-own-elsewhere";
+    let volume = format!("{OTHER}_grafana-data");
+    let _ = docker(&["volume", "rm", "-f", &volume]);
+    docker(&[
+        "volume",
+        "create",
+        "--label",
+        &format!("com.docker.compose.project={OTHER}"),
+        "--label",
+        "com.docker.compose.project.working_dir=/srv/the checkout",
+        &volume,
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    run(irisctl(dir.path()).args(["init", "-q"])).ok();
+    let r = run(irisctl(dir.path()).args(["-p", OTHER, "status"]));
+    docker(&["volume", "rm", "-f", &volume]);
+    r.user_error(&format!(
+        "project `{OTHER}` is managed from `/srv/the checkout` (volume `{volume}` was made there), not from this project directory"
+    ));
+    assert!(
+        r.stderr.contains("`irisctl --project-dir '/srv/the checkout' down --volumes` removes it with its data and frees the name"),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        !r.stderr.contains("`irisctl up` repairs it"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stdout.contains("managed from /srv/the checkout"),
+        "{}",
+        r.stdout
     );
 }

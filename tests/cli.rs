@@ -999,3 +999,37 @@ fn suggested_reruns_keep_config_and_project_options() {
         r.stderr
     );
 }
+
+/// An installed binary can make the offline base images: `irisctl init DIR` writes the script,
+/// its Dockerfiles and the offline settings, and the script runs from there.
+#[test]
+fn init_writes_a_runnable_offline_kit() {
+    let dir = tempfile::tempdir().unwrap();
+    run(irisctl(dir.path()).args(["init", "-q", "kit"])).ok();
+    let kit = dir.path().join("kit");
+    for f in [
+        "scripts/offline-base-images",
+        "scripts/offline/python.Dockerfile",
+        "examples/offline.yaml",
+    ] {
+        assert!(kit.join(f).is_file(), "{f} not written");
+    }
+    let out = std::process::Command::new(kit.join("scripts/offline-base-images"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && help.contains("irisctl-offline/python:3.11"),
+        "{help}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The offline settings it wrote are valid where init wrote them.
+    run(irisctl(&kit).args([
+        "--config",
+        "examples/offline.yaml",
+        "--print-settings",
+        "status",
+    ]))
+    .ok();
+}

@@ -285,4 +285,26 @@ fn status_elsewhere_says_where_the_stack_is_managed_and_how_to_free_the_name() {
         "{}",
         r.stdout
     );
+
+    // With an object of its own here, the project is managed here: a foreign volume of its
+    // name does not make status speak for another directory.
+    let ours = format!("{OTHER}_prometheus-data");
+    for (v, from) in [
+        (&volume, "/srv/the checkout".to_string()),
+        (&ours, dir.path().display().to_string()),
+    ] {
+        docker(&[
+            "volume",
+            "create",
+            "--label",
+            &format!("com.docker.compose.project={OTHER}"),
+            "--label",
+            &format!("com.docker.compose.project.working_dir={from}"),
+            v,
+        ]);
+    }
+    let r = run(irisctl(dir.path()).args(["-p", OTHER, "status"]));
+    docker(&["volume", "rm", "-f", &volume, &ours]);
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert!(!r.stderr.contains("is managed from"), "{}", r.stderr);
 }

@@ -38,24 +38,31 @@ pub fn owner(object_labels: &HashMap<String, String>, project: &str, dir: &Path)
     }
 }
 
-/// Where the project is managed from when that is not `dir`: the directory another object of
-/// the project names, and what that object is ("volume `iris_grafana-data`"). Containers,
-/// networks and volumes all count: a stack taken down without `--volumes` still holds its name
-/// through its volumes.
+/// Where the project is managed from when that is not `dir`: the directory its objects name,
+/// and one of them ("volume `iris_grafana-data`"). Containers, networks and volumes all count
+/// (a stack taken down without `--volumes` still holds its name through its volumes); a project
+/// with any object of its own here is managed here, whatever a foreign object of its name says
+/// (`up` and `down` report those one by one).
 pub async fn managed_elsewhere_by(
     engine: &Engine,
     project: &str,
     dir: &Path,
 ) -> Result<Option<(String, String)>> {
     let label = format!("{}={project}", labels::PROJECT);
+    let mut elsewhere = None;
     for kind in [Object::Container, Object::Network, Object::Volume] {
         for o in engine.list_labelled(kind, &label).await? {
-            if let Owner::OtherDir(other) = owner(&o.labels, project, dir) {
-                return Ok(Some((other, format!("{} `{}`", kind.word(), o.name))));
+            match owner(&o.labels, project, dir) {
+                Owner::Ours => return Ok(None),
+                Owner::OtherDir(other) => {
+                    elsewhere =
+                        elsewhere.or(Some((other, format!("{} `{}`", kind.word(), o.name))));
+                }
+                Owner::OtherProject(_) => {}
             }
         }
     }
-    Ok(None)
+    Ok(elsewhere)
 }
 
 /// The one message for "this project name is held by a stack managed from another directory",

@@ -1,9 +1,10 @@
 //! Resolve defaults, `irisctl.yaml`, `.env`, `IRISCTL_*` variables and flags into one validated
 //! [`Settings`] value. Nothing past this module sees clap types or raw strings from the user.
 //!
-//! Precedence: built-in defaults < settings file < `.env` < environment < flags. Every layer after
-//! the file is a list of `KEY=value` pairs applied through [`Settings::apply`], so a key means the
-//! same thing and fails the same way wherever it comes from.
+//! Precedence: built-in defaults < settings file < `.env` < environment < flags. Every key is
+//! declared once, in [`keys::KEYS`]; every layer (the file too, walked key by key) goes through
+//! [`Settings::apply`] and that table, so a key means the same thing and fails the same way
+//! wherever it comes from, and each value remembers its source for `--print-settings`.
 
 use std::collections::BTreeMap;
 use std::net::IpAddr;

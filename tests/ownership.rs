@@ -308,3 +308,45 @@ fn status_elsewhere_says_where_the_stack_is_managed_and_how_to_free_the_name() {
     assert_eq!(r.code, 3, "{}", r.stderr);
     assert!(!r.stderr.contains("is managed from"), "{}", r.stderr);
 }
+
+/// After a port change not yet applied, `status` probes the port the running stack publishes,
+/// never the newly configured one, where another program may answer (issue 23: `api FAIL 501`
+/// for a healthy API).
+#[test]
+fn status_probes_what_the_stack_publishes_not_the_configured_port() {
+    if !common::engine_available() {
+        return;
+    }
+    let p = Project::new("irisctl-test-own-ports", [22420, 22421, 22422, 22423]);
+    run(p.irisctl().arg("up")).ok();
+    // A foreign program on the port the settings now name: 501 to everything.
+    let foreign = std::net::TcpListener::bind("127.0.0.1:22424").unwrap();
+    std::thread::spawn(move || {
+        for stream in foreign.incoming() {
+            let Ok(mut s) = stream else { continue };
+            let mut buf = [0u8; 2048];
+            let _ = s.read(&mut buf);
+            let _ = s.write_all(b"HTTP/1.0 501 Not Implemented\r\nContent-Length: 0\r\n\r\n");
+        }
+    });
+    let st = run(p
+        .irisctl()
+        .args(["status", "--api-port", "22424", "--format", "json"]));
+    let report: serde_json::Value = serde_json::from_str(&st.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}\n{}", st.stdout, st.stderr));
+    let api = report["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "api")
+        .unwrap()
+        .clone();
+    assert_eq!(api["url"], "http://127.0.0.1:22420/", "{api}");
+    let probes = api["probes"].as_array().unwrap();
+    assert!(!probes.is_empty(), "{api}");
+    for pr in probes {
+        assert_eq!(pr["ok"], true, "{api}");
+        assert_eq!(pr["status"], 200, "{api}");
+    }
+    assert_eq!(st.code, 0, "{}", st.stderr);
+}

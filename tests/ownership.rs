@@ -270,7 +270,7 @@ fn status_elsewhere_says_where_the_stack_is_managed_and_how_to_free_the_name() {
         "project `{OTHER}` is managed from `/srv/the checkout` (volume `{volume}` was made there), not from this project directory"
     ));
     assert!(
-        r.stderr.contains("`irisctl --project-dir '/srv/the checkout' down --volumes` removes it with its data and frees the name"),
+        r.stderr.contains(&format!("`irisctl --project-dir '/srv/the checkout' -p {OTHER} down --volumes` removes it with its data and frees the name")),
         "{}",
         r.stderr
     );

@@ -71,7 +71,7 @@ pub async fn managed_elsewhere_by(
 pub fn managed_elsewhere(project: &str, other: &str, what: &str, dir: &Path) -> anyhow::Error {
     hinted(
         managed_elsewhere_message(project, other, what, dir),
-        managed_elsewhere_hint(other),
+        managed_elsewhere_hint(project, other),
     )
 }
 
@@ -83,11 +83,12 @@ pub fn managed_elsewhere_message(project: &str, other: &str, what: &str, dir: &P
     )
 }
 
-/// The hint of [`managed_elsewhere`].
-pub fn managed_elsewhere_hint(other: &str) -> String {
+/// The hint of [`managed_elsewhere`]. The commands name the project too: that directory's own
+/// settings may give it another name.
+pub fn managed_elsewhere_hint(project: &str, other: &str) -> String {
     let d = shell_path(other);
     format!(
-        "run irisctl there (`irisctl --project-dir {d} status`) to see or change that stack; `irisctl --project-dir {d} down --volumes` removes it with its data and frees the name; or give this one its own name with -p NAME"
+        "run irisctl there (`irisctl --project-dir {d} -p {project} status`) to see or change that stack; `irisctl --project-dir {d} -p {project} down --volumes` removes it with its data and frees the name; or give this one its own name with -p NAME"
     )
 }
 
@@ -162,11 +163,11 @@ mod tests {
             "project `iris` is managed from `/home/x/my iris` (volume `iris_grafana-data` was made there), not from this project directory `/tmp/here`"
         );
         assert!(
-            hint.contains("`irisctl --project-dir '/home/x/my iris' down --volumes` removes it with its data and frees the name"),
+            hint.contains("`irisctl --project-dir '/home/x/my iris' -p iris down --volumes` removes it with its data and frees the name"),
             "{hint}"
         );
         assert!(
-            hint.contains("--project-dir '/home/x/my iris' status"),
+            hint.contains("--project-dir '/home/x/my iris' -p iris status"),
             "{hint}"
         );
     }

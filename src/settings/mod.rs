@@ -262,7 +262,15 @@ impl Settings {
                 if pa == pb {
                     return Err(hinted(
                         format!("the {a} and {b} services are both set to host port {pa}"),
-                        "give each service its own port (flags --api-port, --frontend-port, --prometheus-port, --grafana-port, IRISCTL_ALERTMANAGER_PORT, or `ports:` in irisctl.yaml)",
+                        format!(
+                            "give each service its own port ({}, or `ports:` in irisctl.yaml)",
+                            keys::KEYS
+                                .iter()
+                                .filter(|k| k.file.starts_with("ports."))
+                                .map(|k| k.flag.map_or_else(|| k.variable(), str::to_string))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
                     ));
                 }
             }

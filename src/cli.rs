@@ -54,6 +54,106 @@ pub struct GlobalArgs {
     pub print_settings: bool,
 }
 
+impl GlobalArgs {
+    /// The global options a suggested re-run must repeat to act on the same project:
+    /// `--config`, `--project-dir`, `--project-name`, shell-quoted where needed.
+    pub fn to_repeat(&self) -> String {
+        let mut out = Vec::new();
+        if let Some(c) = &self.config {
+            out.push(format!("--config {}", shell_word(&c.display().to_string())));
+        }
+        if let Some(d) = &self.project_dir {
+            out.push(format!(
+                "--project-dir {}",
+                shell_word(&d.display().to_string())
+            ));
+        }
+        if let Some(p) = &self.project_name {
+            out.push(format!("-p {}", shell_word(p)));
+        }
+        out.join(" ")
+    }
+}
+
+/// Verbs whose suggested re-run must act on the same project.
+const PROJECT_VERBS: &[&str] = &[
+    "up", "down", "status", "logs", "rollback", "watch", "compose", "grafana",
+];
+
+/// Put `globals` (from [`GlobalArgs::to_repeat`]) into every "`irisctl VERB" a message suggests,
+/// so that following a hint acts on the same project: after `irisctl --config x.yaml up`,
+/// "run `irisctl up` again" becomes "run `irisctl --config x.yaml up` again". A suggestion
+/// that already names options, or a verb that takes no project (`init`), is left alone.
+pub fn keep_global_flags(text: &str, globals: &str) -> String {
+    if globals.is_empty() {
+        return text.to_string();
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find("`irisctl ") {
+        let after = &rest[i + "`irisctl ".len()..];
+        out.push_str(&rest[..i + "`irisctl ".len()]);
+        let verb = after.split([' ', '`']).next().unwrap_or("");
+        if PROJECT_VERBS.contains(&verb) {
+            out.push_str(globals);
+            out.push(' ');
+        }
+        rest = after;
+    }
+    out.push_str(rest);
+    out
+}
+
+/// `word` as one shell word: bare when it is safe, single-quoted otherwise.
+fn shell_word(word: &str) -> String {
+    if !word.is_empty()
+        && word
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./=:@,+".contains(c))
+    {
+        word.to_string()
+    } else {
+        format!("'{}'", word.replace('\'', "'\\''"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggested_reruns_keep_the_global_flags() {
+        let g = "--config 'my dir/x.yaml' -p demo";
+        assert_eq!(
+            keep_global_flags("then run `irisctl up` again; `irisctl logs api` shows why", g),
+            "then run `irisctl --config 'my dir/x.yaml' -p demo up` again; `irisctl --config 'my dir/x.yaml' -p demo logs api` shows why"
+        );
+        // Already explicit, or not about the project: unchanged.
+        for text in [
+            "run `irisctl --config a.yaml up`",
+            "`irisctl init DIR` writes it",
+            "`irisctl --help` lists them",
+            "no suggestion",
+        ] {
+            assert_eq!(keep_global_flags(text, g), text);
+        }
+        assert_eq!(keep_global_flags("`irisctl up`", ""), "`irisctl up`");
+        let args = GlobalArgs {
+            config: Some("it's.yaml".into()),
+            project_name: None,
+            project_dir: Some("/srv/iris".into()),
+            quiet: false,
+            verbose: false,
+            progress: ProgressArg::Auto,
+            print_settings: false,
+        };
+        assert_eq!(
+            args.to_repeat(),
+            "--config 'it'\\''s.yaml' --project-dir /srv/iris"
+        );
+    }
+}
+
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Build the images and start the whole stack, then wait until every service is healthy
@@ -259,7 +359,7 @@ pub struct DownArgs {
 
 #[derive(Debug, Args)]
 pub struct LogsArgs {
-    /// Service to show (api, frontend, prometheus, grafana; alertmanager with alert delivery); all when omitted
+    /// Service to show (api, frontend, edge, prometheus, grafana; alertmanager with alert delivery); all when omitted
     pub service: Option<String>,
 
     /// Keep following new output
@@ -279,35 +379,31 @@ pub enum GrafanaCommand {
 
 #[derive(Debug, Args)]
 pub struct ProvisionArgs {
-    /// Grafana base URL [default: the stack's own Grafana]
-    #[arg(long, env = "GRAFANA_URL", value_name = "URL")]
+    /// Grafana base URL [env: IRISCTL_GRAFANA_URL, else GRAFANA_URL] [default: the stack's own Grafana]
+    #[arg(long, env = "GRAFANA_URL", hide_env = true, value_name = "URL")]
     pub url: Option<String>,
 
-    /// Basic-auth user [default: admin]
+    /// Basic-auth user [env: IRISCTL_GRAFANA_USER, else GRAFANA_USER] [default: admin]
     #[arg(
         long,
         env = "GRAFANA_USER",
+        hide_env = true,
         value_name = "USER",
         conflicts_with = "token"
     )]
     pub user: Option<String>,
 
-    /// Basic-auth password [default: the generated one in .env]
+    /// Basic-auth password [env: IRISCTL_GRAFANA_PASSWORD, else GRAFANA_PASSWORD] [default: the generated one in .env]
     #[arg(
         long,
         env = "GRAFANA_PASSWORD",
-        value_name = "PASSWORD",
-        hide_env_values = true
+        hide_env = true,
+        value_name = "PASSWORD"
     )]
     pub password: Option<String>,
 
-    /// Service-account token (instead of basic auth)
-    #[arg(
-        long,
-        env = "GRAFANA_TOKEN",
-        value_name = "TOKEN",
-        hide_env_values = true
-    )]
+    /// Service-account token, instead of basic auth [env: IRISCTL_GRAFANA_TOKEN, else GRAFANA_TOKEN]
+    #[arg(long, env = "GRAFANA_TOKEN", hide_env = true, value_name = "TOKEN")]
     pub token: Option<String>,
 
     /// Folder of dashboard JSON files (*.json at its top) [default: monitoring/dashboards/ of the project]
@@ -345,4 +441,9 @@ pub struct InitArgs {
     /// Overwrite files that already exist
     #[arg(long)]
     pub force: bool,
+
+    /// Print the documented settings file (every key, its variable, flag and default) instead
+    /// of writing files
+    #[arg(long, conflicts_with_all = ["dir", "force"])]
+    pub print_template: bool,
 }

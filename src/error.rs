@@ -28,6 +28,13 @@ pub fn hinted(message: impl Into<String>, hint: impl Into<String>) -> anyhow::Er
     })
 }
 
+/// A Grafana client error as an error with its hint; URLs in the message are redacted (they may
+/// carry credentials). Lower modules (the stack's derived files) and the verbs share it.
+pub fn from_grafana(e: crate::grafana::GrafanaError) -> anyhow::Error {
+    let hint = e.hint();
+    hinted(crate::grafana::redact_urls(&e.to_string()), hint)
+}
+
 /// The first hint found in an error's chain.
 pub fn hint_of(err: &anyhow::Error) -> Option<&str> {
     err.chain()

@@ -33,6 +33,9 @@ fn main() -> ExitCode {
         _ => Verbosity::Normal,
     };
     let printer = Printer::with_progress(verbosity, cli.global.progress.into());
+    // A suggested re-run repeats the options that chose the project.
+    let globals = cli.global.to_repeat();
+    let keep = |text: &str| irisctl::cli::keep_global_flags(text, &globals);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -76,25 +79,26 @@ fn main() -> ExitCode {
             } else {
                 format!(" while {phase}")
             };
-            printer.error(format!(
+            printer.error(keep(&format!(
                 "interrupted{during}: what was already started keeps running, what was being built or created was abandoned; the next `irisctl up` converges from here"
+            )));
+            printer.hint(keep(
+                "run `irisctl up` to finish, or `irisctl down` to remove what was started",
             ));
-            printer
-                .hint("run `irisctl up` to finish, or `irisctl down` to remove what was started");
             ExitCode::from(Exit::Interrupted as u8)
         }
         Err(err) if err.is::<Interrupted>() && verb == "down" => {
             printer.error("interrupted: some of the project's objects may be left");
-            printer.hint("run `irisctl down` again to finish");
+            printer.hint(keep("run `irisctl down` again to finish"));
             ExitCode::from(Exit::Interrupted as u8)
         }
         Err(err) if err.is::<Interrupted>() => ExitCode::from(Exit::Interrupted as u8),
         Err(err) => {
-            printer.error(format!("{err:#}"));
+            printer.error(keep(&format!("{err:#}")));
             // Every error ends with a next step; lower layers give specific ones.
-            printer.hint(hint_of(&err).unwrap_or(
+            printer.hint(keep(hint_of(&err).unwrap_or(
                 "`irisctl status` shows the stack's state and `irisctl logs SERVICE` a service's output; the engine's own log (`journalctl -u docker`) says why it refused",
-            ));
+            )));
             ExitCode::from(Exit::Failure as u8)
         }
     }
@@ -110,29 +114,17 @@ impl std::fmt::Display for Interrupted {
 impl std::error::Error for Interrupted {}
 
 fn stack_flags(flags: &StackFlags) -> FlagPairs {
-    let mut out = Vec::new();
-    let pairs: [(&'static str, &Option<String>, &'static str); 6] = [
-        ("BIND", &flags.bind, "flag --bind"),
-        ("API_PORT", &flags.api_port, "flag --api-port"),
-        (
-            "FRONTEND_PORT",
-            &flags.frontend_port,
-            "flag --frontend-port",
-        ),
-        (
-            "PROMETHEUS_PORT",
-            &flags.prometheus_port,
-            "flag --prometheus-port",
-        ),
-        ("GRAFANA_PORT", &flags.grafana_port, "flag --grafana-port"),
-        ("API_REPLICAS", &flags.api_replicas, "flag --api-replicas"),
-    ];
-    for (key, value, origin) in pairs {
-        if let Some(v) = value {
-            out.push((key, v.clone(), origin));
-        }
-    }
-    out
+    [
+        ("BIND", &flags.bind),
+        ("API_PORT", &flags.api_port),
+        ("FRONTEND_PORT", &flags.frontend_port),
+        ("PROMETHEUS_PORT", &flags.prometheus_port),
+        ("GRAFANA_PORT", &flags.grafana_port),
+        ("API_REPLICAS", &flags.api_replicas),
+    ]
+    .into_iter()
+    .filter_map(|(key, value)| value.clone().map(|v| (key, v)))
+    .collect()
 }
 
 fn data_home() -> Option<PathBuf> {
@@ -149,6 +141,10 @@ async fn run(cli: Cli, printer: Printer) -> Result<Exit> {
             let mut out = Vec::new();
             clap_complete::generate(*shell, &mut Cli::command(), "irisctl", &mut out);
             printer.data(&String::from_utf8_lossy(&out));
+            return Ok(Exit::Success);
+        }
+        Command::Init(args) if args.print_template => {
+            printer.data(&settings::keys::template());
             return Ok(Exit::Success);
         }
         Command::Init(args) => {
@@ -176,11 +172,11 @@ async fn run(cli: Cli, printer: Printer) -> Result<Exit> {
         _ => Vec::new(),
     };
     if let Some(p) = &cli.global.project_name {
-        flags.push(("PROJECT_NAME", p.clone(), "flag --project-name"));
+        flags.push(("PROJECT_NAME", p.clone()));
     }
     if let Command::Up(a) = &cli.command {
         if let Some(t) = &a.wait_timeout {
-            flags.push(("HEALTH_TIMEOUT", t.clone(), "flag --wait-timeout"));
+            flags.push(("HEALTH_TIMEOUT", t.clone()));
         }
     }
     let env: Vec<(String, String)> = std::env::vars().collect();
@@ -202,7 +198,7 @@ async fn run(cli: Cli, printer: Printer) -> Result<Exit> {
         }
     }
     if cli.global.print_settings {
-        printer.data(&settings::to_yaml(&settings)?);
+        printer.data(&settings::to_yaml(&settings));
         return Ok(Exit::Success);
     }
     let ctx = Ctx {

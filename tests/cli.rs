@@ -36,8 +36,10 @@ fn completions_are_printed() {
     assert!(r.stdout.contains("_irisctl"), "{}", r.stdout);
 }
 
+/// `--print-settings` shows each value with the layer it came from: default, settings file,
+/// `.env`, environment variable or flag.
 #[test]
-fn print_settings_shows_precedence() {
+fn print_settings_shows_precedence_and_each_source() {
     let dir = tempfile::tempdir().unwrap();
     run(irisctl(dir.path()).args(["init", "-q"])).ok();
     std::fs::write(
@@ -50,16 +52,51 @@ fn print_settings_shows_precedence() {
         .args(["--print-settings", "status", "--frontend-port", "5300"])
         .env("IRISCTL_PROMETHEUS_PORT", "9300"));
     r.ok();
-    for want in [
-        "api: 8100",
-        "frontend: 5300",
-        "prometheus: 9300",
-        "grafana: 3200",
-        "bind: 127.0.0.1",
-        "project: iris",
+    let line = |key: &str| {
+        r.stdout
+            .lines()
+            .find(|l| l.trim_start().starts_with(&format!("{key}:")))
+            .unwrap_or_else(|| panic!("no `{key}:` line:\n{}", r.stdout))
+            .to_string()
+    };
+    let file = dir.path().join("irisctl.yaml");
+    let dotenv = dir.path().join(".env");
+    for (key, value, from) in [
+        (
+            "api",
+            "8100",
+            format!("# settings file `{}`", file.display()),
+        ),
+        ("frontend", "5300", "# flag --frontend-port".to_string()),
+        (
+            "prometheus",
+            "9300",
+            "# environment variable IRISCTL_PROMETHEUS_PORT".to_string(),
+        ),
+        (
+            "grafana",
+            "3200",
+            format!("# `{}` line 1", dotenv.display()),
+        ),
+        ("bind", "127.0.0.1", "# default".to_string()),
+        ("project", "iris", "# default".to_string()),
     ] {
-        assert!(r.stdout.contains(want), "{want} missing:\n{}", r.stdout);
+        let l = line(key);
+        assert!(
+            l.contains(&format!("{key}: {value} ")) && l.ends_with(&from),
+            "`{key}` should be {value} from {from}: {l}"
+        );
     }
+    // What it prints is a settings file irisctl reads back to the same values.
+    std::fs::write(dir.path().join("again.yaml"), &r.stdout).unwrap();
+    let again =
+        run(irisctl(dir.path()).args(["--config", "again.yaml", "--print-settings", "status"]));
+    again.ok();
+    assert!(
+        again.stdout.contains("frontend: 5300") && again.stdout.contains("again.yaml"),
+        "{}",
+        again.stdout
+    );
 }
 
 /// (what, args, extra files, env, expected text in the error)
@@ -128,21 +165,21 @@ fn bad_inputs_get_clear_errors() {
             &["status"],
             &[("irisctl.yaml", "porst:\n  api: 1\n")],
             &[],
-            "unknown field `porst`",
+            "unknown key `porst`",
         ),
         (
             "unknown nested key",
             &["status"],
             &[("irisctl.yaml", "ports:\n  web: 1\n")],
             &[],
-            "unknown field `web`",
+            "unknown key `web`",
         ),
         (
             "wrong type in file",
             &["status"],
             &[("irisctl.yaml", "ports: 8000\n")],
             &[],
-            "irisctl.yaml` is not valid",
+            "irisctl.yaml`, key `ports`: expected a mapping of keys",
         ),
         (
             "bad port in file",
@@ -282,7 +319,7 @@ fn bad_inputs_get_clear_errors() {
             &["status"],
             &[("irisctl.yaml", "swarm:\n  replicas: 3\n")],
             &[],
-            "unknown field `replicas`",
+            "key `swarm.replicas`: unknown key `replicas`",
         ),
         (
             "empty Grafana user",
@@ -625,7 +662,20 @@ fn new_user_traps_get_clear_answers() {
     let r = no_engine(&["--config", "bad.yaml", "status"]);
     r.user_error("expected a mapping of keys");
     assert!(!r.stderr.contains("Layer"), "{}", r.stderr);
-    assert!(r.stderr.contains("templates/irisctl.yaml"), "{}", r.stderr);
+    // The hint names what exists in an `init` directory (issue 23: it named templates/irisctl.yaml,
+    // which `init` does not write): a command that prints the same documented file.
+    assert!(!r.stderr.contains("templates/"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("`irisctl init --print-template`"),
+        "{}",
+        r.stderr
+    );
+    let template = run(irisctl(dir.path()).args(["init", "--print-template"]));
+    template.ok();
+    assert_eq!(
+        template.stdout,
+        std::fs::read_to_string(dir.path().join("irisctl.yaml")).unwrap()
+    );
     // compose -o into a folder that does not exist: an error, and no folder made.
     let r = no_engine(&["compose", "-o", "/nonexistent-irisctl/dir/x.yml"]);
     r.user_error("folder `/nonexistent-irisctl/dir` does not exist");
@@ -848,4 +898,138 @@ fn compose_check_reports_drift() {
         "{}",
         r.stderr
     );
+}
+
+/// A loopback webhook is Alertmanager's own container, never the host's receiver (issue 23): it
+/// is refused, from any layer, with a hint naming an address that reaches the host.
+#[test]
+fn a_loopback_webhook_url_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    for (i, url) in [
+        "http://127.0.0.1:9999/alerts",
+        "http://localhost:9999/x",
+        "http://[::1]:9999/",
+        "https://u:hunter2@127.0.0.2/T0K3N",
+    ]
+    .iter()
+    .enumerate()
+    {
+        let r = if i % 2 == 0 {
+            std::fs::write(
+                dir.path().join("irisctl.yaml"),
+                format!("alerting:\n  webhook_url: \"{url}\"\n"),
+            )
+            .unwrap();
+            run(irisctl(dir.path()).args(["--print-settings", "status"]))
+        } else {
+            std::fs::write(dir.path().join("irisctl.yaml"), "").unwrap();
+            run(irisctl(dir.path())
+                .args(["--print-settings", "status"])
+                .env("IRISCTL_ALERTING_WEBHOOK_URL", url))
+        };
+        r.user_error(
+            "its host is loopback, which inside the Alertmanager container is the container itself",
+        );
+        assert!(r.stderr.contains("gateway"), "{url}: {}", r.stderr);
+        assert!(
+            !r.stderr.contains("hunter2") && !r.stderr.contains("T0K3N"),
+            "{}",
+            r.stderr
+        );
+    }
+    // A host name of the stack's network is fine.
+    std::fs::write(
+        dir.path().join("irisctl.yaml"),
+        "alerting:\n  webhook_url: http://receiver:8080/alerts\n",
+    )
+    .unwrap();
+    run(irisctl(dir.path()).args(["--print-settings", "status"])).ok();
+}
+
+/// `grafana provision --help` names the `IRISCTL_GRAFANA_*` variables that win over the plain
+/// ones (issue 23: it showed only `GRAFANA_URL`…), and `logs --help` lists every service.
+#[test]
+fn help_names_the_variables_and_services_that_apply() {
+    // clap wraps help to the terminal: compare with white space collapsed.
+    let flat = |t: &str| t.split_whitespace().collect::<Vec<_>>().join(" ");
+    let r = run(irisctl(&repo()).args(["grafana", "provision", "--help"]));
+    r.ok();
+    let help = flat(&r.stdout);
+    for name in ["URL", "USER", "PASSWORD", "TOKEN"] {
+        let line = format!("[env: IRISCTL_GRAFANA_{name}, else GRAFANA_{name}]");
+        assert!(help.contains(&line), "{line} missing:\n{}", r.stdout);
+    }
+    // clap's own `[env: GRAFANA_URL=]` would say the plain variable is the one read.
+    assert!(!help.contains("[env: GRAFANA_"), "{}", r.stdout);
+    let r = run(irisctl(&repo()).args(["logs", "--help"]));
+    r.ok();
+    assert!(
+        flat(&r.stdout).contains("(api, frontend, edge, prometheus, grafana; alertmanager"),
+        "{}",
+        r.stdout
+    );
+}
+
+/// A hint that suggests running irisctl again keeps the options that chose the project (issue
+/// 23: after `irisctl --config examples/offline.yaml up` it said "then `irisctl up` again").
+#[test]
+fn suggested_reruns_keep_config_and_project_options() {
+    let dir = tempfile::tempdir().unwrap();
+    run(irisctl(dir.path()).args(["init", "-q"])).ok();
+    std::fs::write(dir.path().join("my settings.yaml"), "ports:\n  api: 8100\n").unwrap();
+    // An empty password in `.env`: the hint suggests `irisctl up`.
+    std::fs::write(dir.path().join(".env"), "GRAFANA_ADMIN_PASSWORD=\n").unwrap();
+    let r = run(irisctl(dir.path())
+        .args(["--config", "my settings.yaml", "-p", "demo", "up"])
+        .env("DOCKER_HOST", "unix:///nonexistent/irisctl-test.sock"));
+    r.user_error("GRAFANA_ADMIN_PASSWORD is empty");
+    assert!(
+        r.stderr
+            .contains("`irisctl --config 'my settings.yaml' -p demo up` generates one"),
+        "{}",
+        r.stderr
+    );
+    // Without those options the hint is as written.
+    let r = run(irisctl(dir.path())
+        .arg("up")
+        .env("DOCKER_HOST", "unix:///nonexistent/irisctl-test.sock"));
+    assert!(
+        r.stderr.contains("`irisctl up` generates one"),
+        "{}",
+        r.stderr
+    );
+}
+
+/// An installed binary can make the offline base images: `irisctl init DIR` writes the script,
+/// its Dockerfiles and the offline settings, and the script runs from there.
+#[test]
+fn init_writes_a_runnable_offline_kit() {
+    let dir = tempfile::tempdir().unwrap();
+    run(irisctl(dir.path()).args(["init", "-q", "kit"])).ok();
+    let kit = dir.path().join("kit");
+    for f in [
+        "scripts/offline-base-images",
+        "scripts/offline/python.Dockerfile",
+        "examples/offline.yaml",
+    ] {
+        assert!(kit.join(f).is_file(), "{f} not written");
+    }
+    let out = std::process::Command::new(kit.join("scripts/offline-base-images"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && help.contains("irisctl-offline/python:3.11"),
+        "{help}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The offline settings it wrote are valid where init wrote them.
+    run(irisctl(&kit).args([
+        "--config",
+        "examples/offline.yaml",
+        "--print-settings",
+        "status",
+    ]))
+    .ok();
 }

@@ -9,7 +9,7 @@ mod common;
 use std::io::{Read, Write};
 use std::process::Stdio;
 
-use common::{docker, run, Project};
+use common::{docker, irisctl, run, Project};
 
 const NAME: &str = "irisctl-test-own";
 const PORTS: [u16; 4] = [22400, 22401, 22402, 22403];
@@ -240,4 +240,113 @@ fn ownership_locking_and_duplicate_networks() {
         "{}",
         rmi.stderr
     );
+}
+
+/// A project name held only by volumes made from another directory (a stack taken down without
+/// `--volumes`): `status` here says where it is managed from and how to free the name, as `up`
+/// does, instead of "`irisctl up` repairs it" (which `up` then refuses; issue 23).
+#[test]
+fn status_elsewhere_says_where_the_stack_is_managed_and_how_to_free_the_name() {
+    if !common::engine_available() {
+        return;
+    }
+    const OTHER: &str = "irisctl-test-own-elsewhere";
+    let volume = format!("{OTHER}_grafana-data");
+    let _ = docker(&["volume", "rm", "-f", &volume]);
+    docker(&[
+        "volume",
+        "create",
+        "--label",
+        &format!("com.docker.compose.project={OTHER}"),
+        "--label",
+        "com.docker.compose.project.working_dir=/srv/the checkout",
+        &volume,
+    ]);
+    let dir = tempfile::tempdir().unwrap();
+    run(irisctl(dir.path()).args(["init", "-q"])).ok();
+    let r = run(irisctl(dir.path()).args(["-p", OTHER, "status"]));
+    docker(&["volume", "rm", "-f", &volume]);
+    r.user_error(&format!(
+        "project `{OTHER}` is managed from `/srv/the checkout` (volume `{volume}` was made there), not from this project directory"
+    ));
+    assert!(
+        r.stderr.contains(&format!("`irisctl --project-dir '/srv/the checkout' -p {OTHER} down --volumes` removes it with its data and frees the name")),
+        "{}",
+        r.stderr
+    );
+    assert!(
+        !r.stderr.contains("`irisctl up` repairs it"),
+        "{}",
+        r.stderr
+    );
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stdout.contains("managed from /srv/the checkout"),
+        "{}",
+        r.stdout
+    );
+
+    // With an object of its own here, the project is managed here: a foreign volume of its
+    // name does not make status speak for another directory.
+    let ours = format!("{OTHER}_prometheus-data");
+    for (v, from) in [
+        (&volume, "/srv/the checkout".to_string()),
+        (&ours, dir.path().display().to_string()),
+    ] {
+        docker(&[
+            "volume",
+            "create",
+            "--label",
+            &format!("com.docker.compose.project={OTHER}"),
+            "--label",
+            &format!("com.docker.compose.project.working_dir={from}"),
+            v,
+        ]);
+    }
+    let r = run(irisctl(dir.path()).args(["-p", OTHER, "status"]));
+    docker(&["volume", "rm", "-f", &volume, &ours]);
+    assert_eq!(r.code, 3, "{}", r.stderr);
+    assert!(!r.stderr.contains("is managed from"), "{}", r.stderr);
+}
+
+/// After a port change not yet applied, `status` probes the port the running stack publishes,
+/// never the newly configured one, where another program may answer (issue 23: `api FAIL 501`
+/// for a healthy API).
+#[test]
+fn status_probes_what_the_stack_publishes_not_the_configured_port() {
+    if !common::engine_available() {
+        return;
+    }
+    let p = Project::new("irisctl-test-own-ports", [22420, 22421, 22422, 22423]);
+    run(p.irisctl().arg("up")).ok();
+    // A foreign program on the port the settings now name: 501 to everything.
+    let foreign = std::net::TcpListener::bind("127.0.0.1:22424").unwrap();
+    std::thread::spawn(move || {
+        for stream in foreign.incoming() {
+            let Ok(mut s) = stream else { continue };
+            let mut buf = [0u8; 2048];
+            let _ = s.read(&mut buf);
+            let _ = s.write_all(b"HTTP/1.0 501 Not Implemented\r\nContent-Length: 0\r\n\r\n");
+        }
+    });
+    let st = run(p
+        .irisctl()
+        .args(["status", "--api-port", "22424", "--format", "json"]));
+    let report: serde_json::Value = serde_json::from_str(&st.stdout)
+        .unwrap_or_else(|e| panic!("{e}: {}\n{}", st.stdout, st.stderr));
+    let api = report["services"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == "api")
+        .unwrap()
+        .clone();
+    assert_eq!(api["url"], "http://127.0.0.1:22420/", "{api}");
+    let probes = api["probes"].as_array().unwrap();
+    assert!(!probes.is_empty(), "{api}");
+    for pr in probes {
+        assert_eq!(pr["ok"], true, "{api}");
+        assert_eq!(pr["status"], 200, "{api}");
+    }
+    assert_eq!(st.code, 0, "{}", st.stderr);
 }

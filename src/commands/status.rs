@@ -30,6 +30,10 @@ pub struct Report {
     pub alerts_error: Option<String>,
     pub grafana_dashboards: Vec<DashboardStatus>,
     pub grafana_error: Option<String>,
+    /// The project is managed from another directory: which object says so. This directory's
+    /// settings then judge neither orphans nor Grafana (its credentials are not that stack's).
+    #[serde(skip)]
+    pub elsewhere: Option<String>,
 }
 
 /// Whether a dashboard of the project is in Grafana.
@@ -83,6 +87,12 @@ pub async fn collect(ctx: &Ctx, backend: &Backend) -> Result<Report> {
     let stack = backend.form(&Stack::from_settings(&ctx.settings));
     let host = ctx.settings.client_host();
     let observed = backend.observe(&stack, &host).await?;
+    let elsewhere = crate::backend::owner::managed_elsewhere_by(
+        backend.engine(),
+        &stack.project,
+        &ctx.settings.project_dir,
+    )
+    .await?;
     let client = probe::client(Duration::from_secs(2));
     let mut services = observed.services;
     for row in &mut services {
@@ -97,8 +107,19 @@ pub async fn collect(ctx: &Ctx, backend: &Backend) -> Result<Report> {
         let probes: Vec<_> = remapped.iter().collect();
         row.probes = probe::run_all(&client, &host, &probes).await;
     }
-    let mut report = finish(ctx, stack.project, services, observed.orphans).await?;
-    report.managed_from = observed.managed_from;
+    let Some((other, what)) = elsewhere else {
+        let mut report = finish(ctx, stack.project, services, observed.orphans, true).await?;
+        report.managed_from = observed.managed_from;
+        return Ok(report);
+    };
+    // Another directory's stack: which containers are orphans, and Grafana's password, are in
+    // that directory's settings, not in these.
+    let mut report = finish(ctx, stack.project, services, Vec::new(), false).await?;
+    report.grafana_error = Some(format!(
+        "not checked: the stack is managed from `{other}`, whose Grafana credentials this directory does not hold"
+    ));
+    report.managed_from = Some(other);
+    report.elsewhere = Some(what);
     Ok(report)
 }
 
@@ -108,6 +129,7 @@ async fn finish(
     project: String,
     services: Vec<ServiceStatus>,
     orphans: Vec<String>,
+    check_grafana: bool,
 ) -> Result<Report> {
     let host = ctx.settings.client_host();
     let client = probe::client(Duration::from_secs(2));
@@ -143,7 +165,9 @@ async fn finish(
     let grafana_running = services
         .iter()
         .any(|s| s.name == "grafana" && s.state == "running");
-    let (grafana_dashboards, grafana_error) = if grafana_running {
+    let (grafana_dashboards, grafana_error) = if !check_grafana {
+        (vec![], None)
+    } else if grafana_running {
         let port = services
             .iter()
             .find(|s| s.name == "grafana")
@@ -167,6 +191,7 @@ async fn finish(
         alerts_error,
         grafana_dashboards,
         grafana_error,
+        elsewhere: None,
     })
 }
 
@@ -176,6 +201,15 @@ pub async fn run(ctx: &Ctx, format: Format, target: Target) -> Result<Exit> {
     match format {
         Format::Json => ctx.printer.data(&serde_json::to_string_pretty(&report)?),
         Format::Table => ctx.printer.data(&render_table(&report)),
+    }
+    if let (Some(what), Some(other)) = (&report.elsewhere, &report.managed_from) {
+        // Not "`irisctl up` repairs it": `up` here is refused for the same reason.
+        return Err(crate::backend::owner::managed_elsewhere(
+            &report.project,
+            other,
+            what,
+            &ctx.settings.project_dir,
+        ));
     }
     if report.healthy() {
         Ok(Exit::Success)
@@ -383,6 +417,7 @@ mod tests {
             alerts_error: None,
             grafana_dashboards: vec![],
             grafana_error: Some("grafana is not running".into()),
+            elsewhere: None,
         };
         assert!(!report.healthy());
         crate::snapshot::assert_snapshot("status-table.txt", &render_table(&report));

@@ -40,7 +40,7 @@ pub fn mounted_files(service: &Service) -> Result<Vec<MountedFile>> {
                 &project_dir.join("monitoring/dashboards"),
                 crate::grafana::DATASOURCE_UID,
             )
-            .map_err(crate::commands::grafana::to_anyhow)?;
+            .map_err(crate::error::from_grafana)?;
             for (name, data) in resolved {
                 out.push(MountedFile {
                     source: source.join(&name),
@@ -117,6 +117,40 @@ pub fn hash_inputs(files: &[MountedFile]) -> Vec<(String, Vec<u8>)> {
     out
 }
 
+/// The offline kit's script, below a project directory (`irisctl init` writes it, as does the
+/// built-in copy once `up` has written the stack's files).
+pub const OFFLINE_SCRIPT: &str = "scripts/offline-base-images";
+
+/// The next step when base images are missing and cannot be pulled, naming only files that
+/// exist: the project directory's own offline script if it is there, else `irisctl init DIR`,
+/// which writes it. `local`: the settings already name the `irisctl-offline/*` images.
+pub fn offline_images_hint(project_dir: &Path, local: bool) -> String {
+    let script = project_dir.join(OFFLINE_SCRIPT);
+    let config = project_dir.join("examples/offline.yaml");
+    let make = if script.is_file() {
+        format!(
+            "make the local base images with `{}` (as root: prefix sudo unless you are root)",
+            script.display()
+        )
+    } else {
+        format!(
+            "make the local base images: `irisctl init DIR` writes the offline kit into a folder of yours, then run `DIR/{OFFLINE_SCRIPT}` as root (prefix sudo unless you are root)"
+        )
+    };
+    if local {
+        format!("{make}, then run `irisctl up` again")
+    } else if config.is_file() {
+        format!(
+            "on a host without registry access, {make} and run `irisctl --config {} up` (README: offline mode); or set the images in irisctl.yaml `images:`",
+            config.display()
+        )
+    } else {
+        format!(
+            "on a host without registry access, {make} and run `irisctl --project-dir DIR --config DIR/examples/offline.yaml up` (README: offline mode); or set the images in irisctl.yaml `images:`"
+        )
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -149,5 +183,33 @@ mod tests {
         assert!(mounted_files(st.service("api").unwrap())
             .unwrap()
             .is_empty());
+    }
+
+    /// The hint names the project's offline script only where it exists (issue 23: it named
+    /// `~/.local/share/irisctl/projects/iris/scripts/offline-base-images` before any file was
+    /// written there).
+    #[test]
+    fn the_offline_hint_names_only_files_that_exist() {
+        let empty = tempfile::tempdir().unwrap();
+        for local in [true, false] {
+            let h = offline_images_hint(empty.path(), local);
+            assert!(
+                !h.contains(&empty.path().display().to_string()),
+                "names a missing file: {h}"
+            );
+            assert!(h.contains("`irisctl init DIR`"), "{h}");
+        }
+        let kit = tempfile::tempdir().unwrap();
+        crate::assets::write_to(kit.path(), false).unwrap();
+        let h = offline_images_hint(kit.path(), false);
+        let script = kit.path().join(OFFLINE_SCRIPT);
+        let config = kit.path().join("examples/offline.yaml");
+        assert!(script.is_file() && config.is_file());
+        assert!(h.contains(&format!("`{}`", script.display())), "{h}");
+        assert!(
+            h.contains(&format!("`irisctl --config {} up`", config.display())),
+            "{h}"
+        );
+        assert!(offline_images_hint(kit.path(), true).ends_with("then run `irisctl up` again"));
     }
 }

@@ -85,16 +85,7 @@ pub(super) fn check_ownership(
 }
 
 pub(super) fn managed_elsewhere(stack: &Stack, dir: &str, what: &str) -> anyhow::Error {
-    hinted(
-        format!(
-            "project `{}` is managed from `{dir}` ({what} was made there), not from this project directory `{}`",
-            stack.project,
-            stack.project_dir.display()
-        ),
-        format!(
-            "run irisctl in `{dir}` (or with --project-dir {dir}) to change that stack, or give this one its own name with -p NAME"
-        ),
-    )
+    super::super::owner::managed_elsewhere(&stack.project, dir, what, &stack.project_dir)
 }
 
 /// Refuse, before anything is built or touched, when a host port the stack publishes is taken by

@@ -63,7 +63,7 @@ impl Docker {
             let edge = edge.clone();
             async move {
                 let Some(id) = edge else {
-                    return Ok::<u16, anyhow::Error>(p.host);
+                    return Ok::<Option<u16>, anyhow::Error>(None);
                 };
                 let detail = self.engine.inspect_container(&id).await?;
                 Ok(detail
@@ -71,8 +71,7 @@ impl Docker {
                     .and_then(|h| h.port_bindings)
                     .and_then(|b| b.get(&format!("{}/tcp", p.container)).cloned().flatten())
                     .and_then(|b| b.first().and_then(|b| b.host_port.clone()))
-                    .and_then(|h| h.parse::<u16>().ok())
-                    .unwrap_or(p.host))
+                    .and_then(|h| h.parse::<u16>().ok()))
             }
         };
         for s in &stack.services {
@@ -134,12 +133,12 @@ impl Docker {
                     .and_then(|b| b.first())
                     .and_then(|b| b.host_port.as_deref())
                     .and_then(|h| h.parse::<u16>().ok())
-                    .unwrap_or(p.host)
             };
-            // Behind the edge: the port the edge publishes for the service.
+            // Behind the edge: the port the edge publishes for the service. Only a port that
+            // is published is probed (a newly configured one may be another program's).
             let actual_port = match (s.ports.first(), crate::stack::edge::edge_port(stack, s)) {
-                (Some(p), _) => Some(published(p)),
-                (None, Some(p)) => Some(edge_published(p).await?),
+                (Some(p), _) => published(p),
+                (None, Some(p)) => edge_published(p).await?,
                 (None, None) => None,
             };
             services.push(ServiceStatus {
@@ -160,7 +159,14 @@ impl Docker {
                 ports: s
                     .ports
                     .iter()
-                    .map(|p| format!("{}:{}->{}", p.host_ip, published(p), p.container))
+                    .map(|p| {
+                        format!(
+                            "{}:{}->{}",
+                            p.host_ip,
+                            published(p).unwrap_or(p.host),
+                            p.container
+                        )
+                    })
                     .collect(),
                 url: actual_port.map(|port| format!("http://{host}:{port}/")),
                 uptime_seconds: uptime,

@@ -279,11 +279,15 @@ impl Swarm {
                 uptime_seconds: None,
                 replicas: st.map(|st| format!("{}/{}", st.running, st.desired)),
                 probes: vec![],
-                probe_port: if st.is_some_and(|st| st.running > 0) {
-                    s.ports.first().map(|p| p.host)
-                } else {
-                    None
-                },
+                // The port Swarm publishes (not this run's setting: another program may hold
+                // a newly configured one).
+                probe_port: st.filter(|st| st.running > 0).and_then(|st| {
+                    let target = s.ports.first()?.container;
+                    st.published
+                        .iter()
+                        .find(|(t, _)| *t == target)
+                        .map(|(_, published)| *published)
+                }),
                 releases: None,
             });
         }
@@ -350,6 +354,9 @@ pub struct ServiceState {
     /// When the current (or last) update started.
     #[serde(skip)]
     pub update_started: Option<std::time::SystemTime>,
+    /// The ports the service publishes, as Swarm says (target → published).
+    #[serde(skip)]
+    pub published: Vec<(u16, u16)>,
 }
 
 async fn states(engine: &Engine, project: &str) -> Result<Vec<ServiceState>> {
@@ -417,6 +424,18 @@ async fn states(engine: &Engine, project: &str) -> Result<Vec<ServiceState>> {
                     .and_then(|t| {
                         humantime::parse_rfc3339_weak(t.split('.').next().unwrap_or(t)).ok()
                     }),
+                published: s
+                    .endpoint
+                    .as_ref()
+                    .and_then(|e| e.ports.as_ref())
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|p| {
+                        let target = u16::try_from(p.target_port?).ok()?;
+                        let published = u16::try_from(p.published_port?).ok()?;
+                        Some((target, published))
+                    })
+                    .collect(),
                 name,
             }
         })

@@ -613,7 +613,7 @@ fn releases_under_steady_load_drop_no_request() {
     // `down --rmi` removes the kept previous images too.
     run(p.irisctl().args(["down", "--rmi"])).ok();
     assert_eq!(
-        docker(&["image", "inspect", "--format", "{{.Id}}", &previous]),
+        docker(&["images", "-q", &previous]),
         "",
         "{previous} left after down --rmi"
     );
@@ -849,7 +849,7 @@ fn swarm_rollback_through_a_local_registry() {
     run(p.irisctl().args(["down", "--target", "swarm", "--rmi"])).ok();
     let pushed = format!("127.0.0.1:5000/{SWARM}-api:dev");
     assert_eq!(
-        docker(&["image", "inspect", "--format", "{{.Id}}", &pushed]),
+        docker(&["images", "-q", &pushed]),
         "",
         "{pushed} left after down --rmi"
     );

@@ -58,6 +58,18 @@ before(async () => {
   });
   const context = await browser.newContext({ viewport: { width: 900, height: 760 }, locale: "en-GB" });
   context.setDefaultTimeout(10_000);
+  // Count the page's API calls as they are made (see `settle`).
+  await context.addInitScript(() => {
+    const original = window.fetch.bind(window);
+    window.__irisApiCalls = 0;
+    window.fetch = (input, init) => {
+      const url = typeof input === "string" ? input : (input.url ?? String(input));
+      if (new URL(url, window.location.href).pathname.startsWith("/api/")) {
+        window.__irisApiCalls += 1;
+      }
+      return original(input, init);
+    };
+  });
   page = await context.newPage();
   page.on("request", (request) => {
     const url = new URL(request.url());
@@ -183,8 +195,23 @@ async function waitForApi(expected, timeoutMs) {
   assert.fail(`${API_CONTAINER} is "${last}" after ${timeoutMs / 1000}s, expected "${expected}"`);
 }
 
-/** Lets any request the page might still send leave before counting. */
-const settle = () => page.waitForTimeout(400);
+/**
+ * Waits until every API call the page has made (its `fetch`, counted as it is called: see
+ * `before`) has been seen as a request, so that counting `apiRequests` afterwards is exact — no
+ * fixed pause: the page calls `fetch` synchronously in its handlers, so by the time this runs a
+ * request an action caused is counted.
+ */
+async function settle() {
+  const deadline = Date.now() + 5_000;
+  for (;;) {
+    const calls = await page.evaluate(() => window.__irisApiCalls ?? 0);
+    if (apiRequests.length >= calls) {
+      return;
+    }
+    assert.ok(Date.now() < deadline, `${calls} API calls, but ${apiRequests.length} requests seen`);
+    await new Promise((resolve) => setTimeout(resolve, 10));
+  }
+}
 
 describe("Iris web UI", () => {
   beforeEach(openPage);

@@ -17,6 +17,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import yaml  # PyYAML, pinned with hashes in stack/api/requirements-dev.txt: the reference YAML reader
 
 SCRIPT = Path(__file__).with_name("standin.py")
 PASSWORD = "s3cret-pw"
@@ -828,10 +829,25 @@ YAML_SAMPLES = [
 ]
 
 
+# The project's own provisioning files are what the stand-in reads in the stack's tests.
+PROVISIONING_FILES = sorted(
+    (Path(__file__).resolve().parents[2] / "monitoring" / "grafana" / "provisioning").rglob("*.y*ml")
+)
+
+
 @pytest.mark.parametrize("text", YAML_SAMPLES)
 def test_yaml_subset_matches_pyyaml(text):
-    yaml = pytest.importorskip("yaml")
     assert load_module().parse_yaml(text) == yaml.safe_load(text)
+
+
+@pytest.mark.parametrize("path", PROVISIONING_FILES, ids=lambda p: p.name)
+def test_yaml_subset_reads_the_projects_provisioning_files_as_pyyaml_does(path):
+    text = path.read_text()
+    assert load_module().parse_yaml(text) == yaml.safe_load(text)
+
+
+def test_the_projects_provisioning_files_are_found():
+    assert {p.parent.name for p in PROVISIONING_FILES} == {"dashboards", "datasources"}
 
 
 def test_yaml_subset_explicit():

@@ -469,7 +469,7 @@ const GRAFANA_12: &[(&str, &str)] = &[
     ("GF_DASHBOARDS_MIN_REFRESH_INTERVAL", "10s"),
 ];
 
-/// Long enough for the stand-in's first provisioning run (1 s after its port opens).
+/// Long enough for the stand-in's first provisioning run (1 to 3 s after its port opens).
 const WAIT: Duration = Duration::from_secs(10);
 
 fn the_stacks_own_grafana(env: &[(&str, &str)]) {
@@ -479,6 +479,9 @@ fn the_stacks_own_grafana(env: &[(&str, &str)]) {
     std::fs::create_dir_all(&boards).unwrap();
     copy_dashboards(&boards);
     let prov = stack_provisioning(&boards, &resolved);
+    // Provisioning 2 s after the port opens: a margin for a loaded machine to see the gap.
+    let env = [env, &[("STANDIN_PROVISIONING_DELAY", "2")]].concat();
+    let env = env.as_slice();
     let s = standin(Some(prov.path()), env);
     let c = s.admin();
     let load = || grafana::load_dashboards(&boards, DATASOURCE_UID).unwrap();
@@ -765,7 +768,8 @@ fn creating_before_the_file_provisioner_ran_would_be_a_second_save_of_the_same_d
     let prov = stack_provisioning(&boards, &resolved);
     let load = || grafana::load_dashboards(&boards, DATASOURCE_UID).unwrap();
     let version_after = |wait: bool| {
-        let s = standin(Some(prov.path()), &[]);
+        // Provisioning 3 s after the port opens: irisctl's import comes well before it.
+        let s = standin(Some(prov.path()), &[("STANDIN_PROVISIONING_DELAY", "3")]);
         let c = s.admin();
         rt().block_on(async {
             c.wait_ready(WAIT).await.unwrap();
@@ -782,8 +786,8 @@ fn creating_before_the_file_provisioner_ran_would_be_a_second_save_of_the_same_d
             grafana::import_dashboard(&c, &load()[0], &mut false, &mut out)
                 .await
                 .unwrap();
-            // Past the stand-in's first provisioning run (1 s after start).
-            tokio::time::sleep(Duration::from_millis(2500)).await;
+            // Past the stand-in's first provisioning run (3 s after start).
+            tokio::time::sleep(Duration::from_millis(4500)).await;
             c.dashboard_by_uid("iris-api").await.unwrap().unwrap()["meta"]["version"]
                 .as_i64()
                 .unwrap()

@@ -1,7 +1,9 @@
 //! The stack's own Grafana (the stand-in image, CI's settings) end to end: the first `up` finds the
 //! datasource and the dashboard current because file provisioning got there first; a changed
 //! dashboard JSON is updated once, in place, in the same folder, then unchanged; the same with
-//! Grafana 12's schema migration and a raised min_refresh_interval.
+//! Grafana 12 (its legacy API stores the JSON as sent) and a raised min_refresh_interval. The
+//! stand-in provisions in the background after its port opens, as 11.6.3+/12.0.2+ do: `up` waits
+//! for it instead of racing it.
 
 mod common;
 
@@ -119,18 +121,23 @@ fn the_stacks_own_grafana_agrees_with_file_provisioning() {
     let p = Project::new("irisctl-test-graf-e2e", PORTS);
     first_run_current_then_one_update(&p, "[edit 1]");
 
-    // Grafana 12: every save migrates the dashboard and raises its refresh. A fresh Grafana.
+    // Grafana 12: the dashboard is stored as sent, its refresh raised. A fresh Grafana.
     run(p.irisctl().args(["down", "--volumes"])).ok();
     let config = std::fs::read_to_string(&p.config).unwrap();
     let config = config.replace(
         "      PYTHON_IMAGE: irisctl-offline/python:3.11",
-        "      PYTHON_IMAGE: irisctl-offline/python:3.11\n      STANDIN_SCHEMA_VERSION: \"41\"\n      GF_DASHBOARDS_MIN_REFRESH_INTERVAL: 10s",
+        "      PYTHON_IMAGE: irisctl-offline/python:3.11\n      STANDIN_GRAFANA_VERSION: \"12.0.2\"\n      GF_DASHBOARDS_MIN_REFRESH_INTERVAL: 10s",
     );
-    assert!(config.contains("STANDIN_SCHEMA_VERSION"), "{config}");
+    assert!(config.contains("STANDIN_GRAFANA_VERSION"), "{config}");
     std::fs::write(&p.config, config).unwrap();
     first_run_current_then_one_update(&p, "[edit 2]");
     let stored = dashboard(&p);
-    assert_eq!(stored["dashboard"]["schemaVersion"], 41, "migrated");
+    let file: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(p.path().join(DASHBOARD)).unwrap()).unwrap();
+    assert_eq!(
+        stored["dashboard"]["schemaVersion"], file["schemaVersion"],
+        "stored as sent, not migrated"
+    );
     assert_eq!(stored["dashboard"]["refresh"], "10s", "raised");
 }
 

@@ -3,12 +3,14 @@
 
 A stand-in for the small part of Grafana's HTTP API that irisctl's Grafana client uses, so that the
 client can be tested on hosts where no Grafana image or package can be obtained. It imitates Grafana
-11.x's behaviour as its source shows it (status codes, message bodies, version locking, auth, file
-provisioning, persistence; 12.x's dashboard schema migration with STANDIN_SCHEMA_VERSION); it renders
-no UI, queries no data source and must never be deployed as a monitoring tool.
+11.6.3+/12.x's behaviour as its source shows it (status codes, message bodies, version locking, auth,
+file provisioning in the background after the port opens, polling of dashboard files, persistence; the
+legacy /api stores dashboard JSON as sent, in 12.x too); it renders no UI, queries no data source and
+must never be deployed as a monitoring tool.
 
 Run:  python3 standin.py [--host 0.0.0.0] [--port 3000] [--data DIR]
-Prints "grafana-standin listening on HOST:PORT" once it accepts connections (--port 0: a free port).
+Prints "grafana-standin listening on HOST:PORT" once it accepts connections (--port 0: a free port),
+then "grafana-standin provisioned" once the first provisioning run is done (for tests; Grafana logs it).
 
 Environment, as Grafana reads it:
   GF_SERVER_HTTP_PORT, GF_PATHS_DATA (default /var/lib/grafana),
@@ -17,8 +19,9 @@ Environment, as Grafana reads it:
   (the admin credentials apply only on the first start, when no stored user exists, as in Grafana).
   GF_DASHBOARDS_MIN_REFRESH_INTERVAL (default 5s): a shorter dashboard `refresh` is raised to it on save.
 Stand-in knobs:
-  STANDIN_SCHEMA_VERSION=N        migrate every saved dashboard to schemaVersion N, like Grafana 12's
-                                  dashboard store (Grafana 11 stores the JSON as sent: leave unset)
+  STANDIN_GRAFANA_VERSION=V       the version /api/health reports (default 11.6.3-standin)
+  STANDIN_PROVISIONING_DELAY=S    seconds between the port opening and the first provisioning run
+                                  (default 1: Grafana provisions in a background job)
   STANDIN_SERVICE_ACCOUNT_TOKENS  "token:Role,..." bearer tokens (Role: Admin, Editor or Viewer)
   STANDIN_HEALTH_FAIL=1           /api/health answers 503 with "database": "failing"
   STANDIN_STARTUP_DELAY=SECONDS   do not listen until then (Grafana's migrations)
@@ -46,7 +49,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import parse_qs, unquote, urlsplit
 
-VERSION = "11.4.0-standin"
+VERSION = "11.6.3-standin"
 ROLES = {"Viewer": 0, "Editor": 1, "Admin": 2}
 NEVER = "0001-01-01T00:00:00Z"
 
@@ -271,51 +274,6 @@ def clamp_refresh(dash):
         dash["refresh"] = minimum
 
 
-def _schema_version(dash):
-    """apps/dashboard/pkg/migration/schemaversion/migrations.go GetSchemaVersion: int, float or numeric string."""
-    value = dash.get("schemaVersion")
-    if isinstance(value, bool):
-        return 0
-    if isinstance(value, (int, float)):
-        return int(value)
-    if isinstance(value, str) and value.strip().isdigit():
-        return int(value)
-    return 0
-
-
-def _hide_from_tooltip(panel):
-    # v42.go: a field override hidden from the visualisation is hidden from tooltips too.
-    for override in (panel.get("fieldConfig") or {}).get("overrides") or []:
-        for prop in override.get("properties") or [] if isinstance(override, dict) else []:
-            value = (
-                prop.get("value") if isinstance(prop, dict) and prop.get("id") == "custom.hideFrom" else None
-            )
-            if isinstance(value, dict) and value.get("viz") is True:
-                value["tooltip"] = True
-    for nested in panel.get("panels") or []:
-        if isinstance(nested, dict):
-            _hide_from_tooltip(nested)
-
-
-def migrate_schema(dash):
-    """With STANDIN_SCHEMA_VERSION set, what Grafana 12's dashboard migrations do to a stored classic
-    dashboard older than the target (apps/dashboard/pkg/migration/schemaversion/: migrations.go runs
-    V<n> for every n above the stored version; each sets schemaVersion). Of the steps the stand-in
-    models: v40.go makes `refresh` a string ("" when missing or not a string), v42.go adds
-    hideFrom.tooltip. Never downgrades."""
-    target = int(os.environ.get("STANDIN_SCHEMA_VERSION") or 0)
-    current = _schema_version(dash)
-    if not target or current >= target:
-        return
-    if current < 40 <= target and not isinstance(dash.get("refresh"), str):
-        dash["refresh"] = ""
-    if current < 42 <= target:
-        for panel in dash.get("panels") or []:
-            if isinstance(panel, dict):
-                _hide_from_tooltip(panel)
-    dash["schemaVersion"] = target
-
-
 DS_STRINGS = ("name", "type", "access", "url", "uid", "user", "database", "basicAuthUser")
 DS_BOOLS = ("isDefault", "basicAuth", "withCredentials")
 
@@ -470,12 +428,9 @@ class Store:
         uid = body.get("uid") or new_uid()
         if uid in self.state["folders"] or uid in self.state["dashboards"]:
             raise ApiError(409, "a folder/dashboard with the same uid already exists")
-        # Folder titles are unique among siblings (all folders here are at the root): Grafana answers
-        # ErrFolderSameNameExists with 409 (pkg/api/folder.go; pkg/services/dashboards/errors.go).
-        if any(f["title"] == title for f in self.state["folders"].values()):
-            raise ApiError(
-                409, "a folder or dashboard in the general folder with the same name already exists"
-            )
+        # No unique title: since 11.3 two folders may share a title (the migration "Remove unique index
+        # UQE_folder_org_id_parent_uid_title" in pkg/services/sqlstore/migrations/folder_mig.go; the
+        # folder store's Create in pkg/services/folder/folderimpl/sqlstore.go checks only the uid).
         stamp = now()
         folder = {
             "id": self.next_id("dashboard"),
@@ -528,22 +483,8 @@ class Store:
         ):
             raise ApiError(400, "A dashboard with the same uid already exists")
         existing = existing or dashboards.get(uid)
-        # Same title (slug) in the target folder, another dashboard: with `overwrite`, Grafana 11's SQL
-        # store takes that one over -- its id, uid and version win, so the sent uid is dropped
-        # (pkg/services/dashboards/database/database.go getExistingDashboardByTitleAndFolder). Without
-        # `overwrite` the stand-in keeps 11.3+'s behaviour from /work/shared/reference: a new dashboard.
-        namesake = overwrite and next(
-            (
-                d
-                for d in dashboards.values()
-                if d is not existing
-                and d["folderUid"] == folder_uid
-                and slugify(d["json"]["title"]) == slugify(title)
-            ),
-            None,
-        )
-        if namesake:
-            existing, uid = namesake, namesake["uid"]
+        # Same title in the same folder, another uid: since 11.3 (PR #90687) there is no unique-title
+        # rule, with or without `overwrite`: the save makes a second dashboard of that title.
         if existing is not None:
             info = existing.get("provisioned")
             if provisioned is None and info and not info.get("allowUiUpdates"):
@@ -566,8 +507,10 @@ class Store:
             provisioned=provisioned if provisioned is not None else record.get("provisioned"),
         )
         stored = {**dash, "id": record["id"], "uid": uid, "version": record["version"]}
+        # Legacy /api stores the JSON as sent, in 12.x too: it goes through the v0alpha1 dashboard API,
+        # which neither migrates on write nor on read (pkg/services/dashboards/service/client/client.go,
+        # PR #104213 / #104248). Only the refresh floor applies.
         clamp_refresh(stored)
-        migrate_schema(stored)
         record["json"] = stored
         dashboards[uid] = record
         return record
@@ -647,51 +590,79 @@ def provision_datasources(store, directory):
                 ) from err
 
 
-def provision_dashboards(store, directory):
-    for path in _yaml_files(directory):
-        for provider in _read_config(path).get("providers") or []:
-            _provision_provider(store, provider)
+def read_providers(directory):
+    """The dashboard providers of every file, read once at start as Grafana does."""
+    return [
+        provider for path in _yaml_files(directory) for provider in _read_config(path).get("providers") or []
+    ]
+
+
+def provision_dashboards(store, providers):
+    for provider in providers:
+        _provision_provider(store, provider)
+
+
+def _provider_folder(store, provider, name):
+    """file_reader.go getOrCreateFolder: no `folder` title, the General folder (a `folderUid` alone is
+    ignored); else the folder of that uid (or, without a uid, of that title at the root), created with
+    the uid and title when missing. Titles need not be unique (11.3+), so another folder of the same
+    title is no obstacle. None when the folder cannot be created: logged, the provider saves nothing."""
+    title, wanted_uid = provider.get("folder"), provider.get("folderUid")
+    if not title:
+        return ""
+    folders = store.state["folders"]
+    folder = (
+        folders.get(wanted_uid)
+        if wanted_uid
+        else next((f for f in folders.values() if f["title"] == title), None)
+    )
+    try:
+        folder = folder or store.folder_add({"uid": wanted_uid or "", "title": title})
+    except ApiError as err:
+        print(
+            f"grafana-standin: provider {name!r}: failed to get or create provisioning folder {title!r}: "
+            f"{err.body['message']}",
+            file=sys.stderr,
+        )
+        return None
+    return folder["uid"]
 
 
 def _provision_provider(store, provider):
+    """One pass of pkg/services/provisioning/dashboards/file_reader.go walkDisk: every *.json under the
+    provider's path is saved unless its MD5 checksum equals the one recorded when it was last provisioned
+    (saveDashboard; mtime is not compared); the save overwrites (createDashboardJSON sets Overwrite), so
+    an API-made dashboard of that uid is taken over. Files gone: their dashboards deleted unless
+    disableDeletion. Returns whether anything changed."""
     name = provider.get("name") or "default"
     root = Path((provider.get("options") or {}).get("path") or "")
-    folder_uid = ""
-    if provider.get("folder") or provider.get("folderUid"):
-        wanted_uid, title = provider.get("folderUid"), provider.get("folder") or provider.get("folderUid")
-        folder = (
-            store.state["folders"].get(wanted_uid)
-            if wanted_uid
-            else next((f for f in store.state["folders"].values() if f["title"] == title), None)
-        )
-        try:
-            folder = folder or store.folder_add({"uid": wanted_uid or "", "title": title})
-        except ApiError as err:
-            # file_reader.go storeDashboardsInFolder: "failed to get or create provisioning folder",
-            # logged; the provider's dashboards are not saved.
-            print(
-                f"grafana-standin: provider {name!r}: folder {title!r}: {err.body['message']}",
-                file=sys.stderr,
-            )
-            return
-        folder_uid = folder["uid"]
+    folder_uid = _provider_folder(store, provider, name)
+    if folder_uid is None:
+        return False
     mine = {
         r["provisioned"]["path"]: r
         for r in store.state["dashboards"].values()
         if (r.get("provisioned") or {}).get("provider") == name
     }
-    seen = set()
+    seen, changed = set(), False
     for file in sorted(root.rglob("*.json")) if root.is_dir() else []:
-        raw = file.read_bytes()
-        checksum = hashlib.sha256(raw).hexdigest()
+        try:
+            raw = file.read_bytes()
+        except OSError as err:
+            print(f"grafana-standin: skipping {file}: {err}", file=sys.stderr)
+            continue
+        checksum = hashlib.md5(raw, usedforsecurity=False).hexdigest()  # Grafana's util.Md5Sum
         seen.add(str(file))
         old = mine.get(str(file))
-        if old and old["provisioned"]["checksum"] == checksum and old["folderUid"] == folder_uid:
-            continue  # Grafana skips unchanged files, so the version stays put across restarts
+        if old and old["provisioned"]["checksum"] == checksum:
+            continue
         try:
             dash = json.loads(raw)
         except ValueError:
             print(f"grafana-standin: skipping {file}: not JSON", file=sys.stderr)
+            continue
+        if not isinstance(dash, dict):
+            print(f"grafana-standin: skipping {file}: not a JSON object", file=sys.stderr)
             continue
         dash.pop("id", None)
         if old and not dash.get("uid"):
@@ -705,12 +676,55 @@ def _provision_provider(store, provider):
         }
         try:
             store.dash_save({"dashboard": dash, "folderUid": folder_uid}, provisioned=info)
+            changed = True
         except ApiError as err:
             print(f"grafana-standin: skipping {file}: {err.body['message']}", file=sys.stderr)
     if not provider.get("disableDeletion"):
         for path, record in mine.items():
             if path not in seen:
                 store.state["dashboards"].pop(record["uid"], None)
+                changed = True
+    return changed
+
+
+def _interval(provider):
+    """updateIntervalSeconds, default 10 (pkg/services/provisioning/dashboards/config_reader.go)."""
+    value = provider.get("updateIntervalSeconds")
+    return value if isinstance(value, int) and not isinstance(value, bool) and value > 0 else 10
+
+
+def say(line):
+    """A line on stdout for whoever started the stand-in; nobody may be reading any more."""
+    try:
+        os.write(1, (line + "\n").encode())
+    except OSError:
+        pass
+
+
+def run_provisioning(store, provisioning, delay):
+    """pkg/services/provisioning/provisioning.go, 11.6.3+/12.0.2+ (PR #105428): RunInitProvisioners does
+    nothing; Run provisions datasources, then dashboards, in a background service that starts beside the
+    HTTP server, then PollChanges walks each provider's files every updateIntervalSeconds. A provisioning
+    file it cannot read fails the service, and with it the whole server (exit code 1)."""
+    time.sleep(delay)
+    try:
+        providers = read_providers(provisioning / "dashboards")
+        with store.lock:
+            provision_datasources(store, provisioning / "datasources")
+            provision_dashboards(store, providers)
+            store.save()
+    except (SystemExit, OSError) as err:
+        print(f"grafana-standin: provisioning failed: {err}", file=sys.stderr, flush=True)
+        os._exit(1)
+    say("grafana-standin provisioned")
+    due = {index: time.monotonic() + _interval(p) for index, p in enumerate(providers)}
+    while providers:
+        index = min(due, key=due.get)
+        time.sleep(max(0.0, due[index] - time.monotonic()))
+        with store.lock:
+            if _provision_provider(store, providers[index]):
+                store.save()
+        due[index] = time.monotonic() + _interval(providers[index])
 
 
 # --- HTTP ------------------------------------------------------------------------------------------
@@ -831,7 +845,8 @@ class Handler(BaseHTTPRequestHandler):
 @route("GET", "/api/health")
 def health(store, body, query):
     failing = os.environ.get("STANDIN_HEALTH_FAIL") == "1"
-    answer = {"database": "failing" if failing else "ok", "version": VERSION, "commit": "standin"}
+    version = os.environ.get("STANDIN_GRAFANA_VERSION") or VERSION
+    answer = {"database": "failing" if failing else "ok", "version": version, "commit": "standin"}
     return (503 if failing else 200), answer, False
 
 
@@ -1065,31 +1080,69 @@ def annotation_add(store, body, query):
     return 200, {"message": "Annotation added", "id": item["id"]}, True
 
 
+def tag_pairs(tags):
+    """pkg/services/tag/model.go ParseTagPairs: "key:value" (split at every ":", the first two parts
+    kept, both trimmed) or a bare key; tags with an empty key are dropped."""
+    pairs = []
+    for text in tags:
+        parts = text.split(":")
+        key, value = parts[0].strip(), (parts[1].strip() if len(parts) > 1 else "")
+        if key:
+            pairs.append((key, value))
+    return pairs
+
+
+def _tags_match(stored, wanted, match_any):
+    """xorm_store.go Get: per annotation, the number of its tags that match any wanted pair (a bare key
+    matches every value of that key) must be > 0 with matchAny, else equal the number of wanted pairs."""
+    hits = sum(1 for key, value in tag_pairs(stored) if any(k == key and v in ("", value) for k, v in wanted))
+    return hits > 0 if match_any else hits == len(wanted)
+
+
 @route("GET", "/api/annotations")
 def annotation_find(store, body, query):
+    """pkg/api/annotations.go GetAnnotations and pkg/services/annotations/annotationsimpl/xorm_store.go Get:
+    a dashboardUID is resolved to its dashboard's id (unknown: 400 "Invalid dashboard UID in annotation
+    request") and filters on dashboard_id; from/to filter only when both are > 0 (epoch <= to AND
+    epoch_end >= from); type=alert keeps alert annotations (none here), type=annotation the others; tags
+    as in _tags_match; limit 0 means 100; ORDER BY epoch_end DESC, epoch DESC."""
+
     def one(key, default=""):
         return (query.get(key) or [default])[0]
 
     try:
         start, end = int(one("from", "0")), int(one("to", "0"))
-        limit = int(one("limit", "100")) or 100
+        limit = int(one("limit", "0")) or 100
+        dashboard_id = int(one("dashboardId", "0"))
     except ValueError:
         raise bad_request() from None
-    tags = query.get("tags") or []
+    if one("dashboardUID"):
+        dashboard = store.state["dashboards"].get(one("dashboardUID"))
+        if dashboard is None:
+            raise ApiError(400, "Invalid dashboard UID in annotation request")
+        dashboard_id = dashboard["id"]
+    wanted = tag_pairs(query.get("tags") or [])
     match_any = one("matchAny").lower() == "true"
+    kind = one("type")
     found = []
     for item in _annotations(store):
-        if start and item["timeEnd"] < start or end and item["time"] > end:
+        if dashboard_id and item["dashboardId"] != dashboard_id:
             continue
-        if tags and not (any if match_any else all)(t in item["tags"] for t in tags):
+        if start > 0 and end > 0 and not (item["time"] <= end and item["timeEnd"] >= start):
             continue
-        if one("dashboardUID") and item["dashboardUID"] != one("dashboardUID"):
+        if kind == "alert" and not item["alertId"] or kind == "annotation" and item["alertId"]:
             continue
-        if one("type") == "alert":
+        if wanted and not _tags_match(item["tags"], wanted, match_any):
             continue
         found.append(item)
-    found.sort(key=lambda i: (i["time"], i["id"]), reverse=True)
-    return 200, found[:limit], False
+    found.sort(key=lambda i: (i["timeEnd"], i["time"]), reverse=True)
+    by_id = {d["id"]: uid for uid, d in store.state["dashboards"].items()}
+    # The answer names each annotation's dashboard by the uid of its dashboard id, looked up now.
+    return (
+        200,
+        [{**i, "dashboardUID": by_id.get(i["dashboardId"])} for i in (found if limit < 0 else found[:limit])],
+        False,
+    )
 
 
 # --- start-up --------------------------------------------------------------------------------------
@@ -1140,8 +1193,6 @@ def main(argv=None):
     check_file_variables(os.environ)
     store = Store(args.data)
     store.ensure_admin(os.environ.get("GF_SECURITY_ADMIN_USER") or "admin", admin_password())
-    provision_datasources(store, provisioning / "datasources")
-    provision_dashboards(store, provisioning / "dashboards")
     try:
         store.save()
     except OSError as err:
@@ -1153,7 +1204,9 @@ def main(argv=None):
     time.sleep(float(os.environ.get("STANDIN_STARTUP_DELAY") or 0))
     server = ThreadingHTTPServer((args.host, args.port), Handler)
     server.daemon_threads = True
-    print(f"grafana-standin listening on {args.host}:{server.server_address[1]}", flush=True)
+    say(f"grafana-standin listening on {args.host}:{server.server_address[1]}")
+    delay = float(os.environ.get("STANDIN_PROVISIONING_DELAY") or 1)
+    threading.Thread(target=run_provisioning, args=(store, provisioning, delay), daemon=True).start()
     try:
         server.serve_forever()
     except KeyboardInterrupt:

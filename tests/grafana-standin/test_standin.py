@@ -17,6 +17,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import yaml  # PyYAML, pinned with hashes in stack/api/requirements-dev.txt: the reference YAML reader
 
 SCRIPT = Path(__file__).with_name("standin.py")
 PASSWORD = "s3cret-pw"
@@ -37,11 +38,13 @@ class Standin:
             "GF_SECURITY_ADMIN_PASSWORD": PASSWORD,
             "GF_PATHS_PROVISIONING": str(self.provisioning),
             "STANDIN_SERVICE_ACCOUNT_TOKENS": "adm-tok:Admin,ed-tok:Editor,view-tok:Viewer",
+            # Provision at once; tests of the background job set a delay.
+            "STANDIN_PROVISIONING_DELAY": "0",
             **(env or {}),
         }
         self.port, self.proc = port, None
 
-    def start(self, **env):
+    def start(self, wait_provisioned=True, **env):
         full_env = {k: v for k, v in os.environ.items() if not k.startswith(("GF_", "STANDIN_"))}
         full_env.update(self.env, **env)
         self.proc = subprocess.Popen(
@@ -65,7 +68,14 @@ class Standin:
             self.proc.kill()
             raise AssertionError(f"stand-in did not start: {line!r} {self.proc.stderr.read()}")
         self.url = "http://127.0.0.1:" + line.strip().rsplit(":", 1)[1]
+        if wait_provisioned:
+            self.wait_provisioned()
         return self
+
+    def wait_provisioned(self):
+        """Until the background provisioning's first run is done (the stand-in says so on stdout)."""
+        line = self.proc.stdout.readline()
+        assert line == "grafana-standin provisioned\n", (line, self.proc.poll())
 
     def stop(self):
         if self.proc and self.proc.poll() is None:
@@ -131,7 +141,7 @@ def dashboard(**extra):
 def test_health_needs_no_auth(standin):
     assert standin.call("GET", "/api/health", auth=None) == (
         200,
-        {"database": "ok", "version": "11.4.0-standin", "commit": "standin"},
+        {"database": "ok", "version": "11.6.3-standin", "commit": "standin"},
     )
 
 
@@ -492,28 +502,30 @@ def test_dashboard_versions_and_overwrite(standin):
     assert standin.call("GET", "/api/dashboards/uid/d1")[1]["meta"]["version"] == 4
 
 
-def test_same_title_in_folder_is_taken_over_with_overwrite(standin):
-    # database.go getExistingDashboardByTitleAndFolder: the namesake's id, uid and version win.
+def test_same_title_in_folder_makes_a_second_dashboard_even_with_overwrite(standin):
+    # 11.3+ (PR #90687): no unique-title rule; the namesake is left alone, with or without overwrite.
     theirs = standin.call("POST", "/api/dashboards/db", dashboard(uid="theirs"))[1]
     saved = standin.call(
         "POST", "/api/dashboards/db", {**dashboard(uid="iris-api", tags=["x"]), "overwrite": True}
     )[1]
-    assert (saved["uid"], saved["id"], saved["version"]) == ("theirs", theirs["id"], 2)
-    assert standin.call("GET", "/api/dashboards/uid/iris-api")[0] == 404
-    assert standin.call("GET", "/api/dashboards/uid/theirs")[1]["dashboard"]["tags"] == ["x"]
-    # another folder is another namespace
-    standin.call("POST", "/api/folders", {"uid": "f", "title": "F"})
-    other = standin.call(
-        "POST", "/api/dashboards/db", {**dashboard(uid="iris-api"), "folderUid": "f", "overwrite": True}
-    )
-    assert other[1]["uid"] == "iris-api"
+    assert (saved["uid"], saved["version"]) == ("iris-api", 1)
+    assert saved["id"] != theirs["id"]
+    theirs_now = standin.call("GET", "/api/dashboards/uid/theirs")[1]
+    assert (theirs_now["meta"]["version"], theirs_now["dashboard"].get("tags")) == (1, None)
+    hits = standin.call("GET", "/api/search?type=dash-db&query=Iris%20API")[1]
+    assert sorted(h["uid"] for h in hits) == ["iris-api", "theirs"]
 
 
-def test_folder_title_clash_is_409(standin):
+def test_a_folder_title_may_be_taken_twice(standin):
+    # No unique folder title since 11.3: folder_mig.go drops UQE_folder_org_id_parent_uid_title; the
+    # folder store's Create checks the uid only.
     standin.call("POST", "/api/folders", {"uid": "theirs", "title": "Iris"})
-    assert standin.call("POST", "/api/folders", {"uid": "iris", "title": "Iris"}) == (
+    status, folder = standin.call("POST", "/api/folders", {"uid": "iris", "title": "Iris"})
+    assert (status, folder["uid"], folder["title"]) == (200, "iris", "Iris")
+    assert sorted(f["uid"] for f in standin.call("GET", "/api/folders")[1]) == ["iris", "theirs"]
+    assert standin.call("POST", "/api/folders", {"uid": "iris", "title": "Other"}) == (
         409,
-        {"message": "a folder or dashboard in the general folder with the same name already exists"},
+        {"message": "a folder/dashboard with the same uid already exists"},
     )
 
 
@@ -535,26 +547,17 @@ def test_default_min_refresh_interval_is_5s(standin):
 HIDDEN = {"fieldConfig": {"overrides": [{"properties": [{"id": "custom.hideFrom", "value": {"viz": True}}]}]}}
 
 
-def test_schema_migration_switch(tmp_path):
-    server = Standin(tmp_path).start()
-    try:  # off (Grafana 11): stored as sent
-        server.call("POST", "/api/dashboards/db", dashboard(uid="m", schemaVersion=39, panels=[HIDDEN]))
-        assert server.call("GET", "/api/dashboards/uid/m")[1]["dashboard"]["schemaVersion"] == 39
-        server.restart(STANDIN_SCHEMA_VERSION="42")
-        body = {**dashboard(uid="m", schemaVersion=39, refresh=None, panels=[HIDDEN]), "overwrite": True}
-        server.call("POST", "/api/dashboards/db", body)
-        got = server.call("GET", "/api/dashboards/uid/m")[1]["dashboard"]
-        assert got["schemaVersion"] == 42 and got["refresh"] == ""
-        assert got["panels"][0]["fieldConfig"]["overrides"][0]["properties"][0]["value"] == {
-            "viz": True,
-            "tooltip": True,
-        }
-        server.call(
-            "POST",
-            "/api/dashboards/db",
-            {**dashboard(uid="new", title="Newer", schemaVersion=45), "overwrite": True},
+def test_legacy_api_stores_and_returns_the_json_as_sent_in_12(tmp_path):
+    # 12.x's legacy /api goes through the v0alpha1 dashboard API: no schema migration on write or read.
+    server = Standin(tmp_path, {"STANDIN_GRAFANA_VERSION": "12.0.2"}).start()
+    try:
+        assert server.call("GET", "/api/health")[1]["version"] == "12.0.2"
+        sent = dashboard(
+            uid="m", schemaVersion=39, refresh=None, panels=[HIDDEN], timepicker={"time_options": []}
         )
-        assert server.call("GET", "/api/dashboards/uid/new")[1]["dashboard"]["schemaVersion"] == 45
+        server.call("POST", "/api/dashboards/db", sent)
+        got = server.call("GET", "/api/dashboards/uid/m")[1]["dashboard"]
+        assert {k: v for k, v in got.items() if k not in ("id", "version")} == sent["dashboard"]
     finally:
         server.stop()
 
@@ -767,7 +770,7 @@ def test_allow_ui_updates_provisioned_meta(tmp_path):
         server.stop()
 
 
-def test_provisioning_folder_uid_and_title_clash(tmp_path):
+def test_provisioning_folder_uid_beside_a_folder_of_the_same_title(tmp_path):
     server = Standin(tmp_path)
     write_provisioning(server, tmp_path)
     yaml = server.provisioning / "dashboards" / "iris.yml"
@@ -778,16 +781,86 @@ def test_provisioning_folder_uid_and_title_clash(tmp_path):
         server.call("POST", "/api/folders", {"uid": "theirs", "title": "Iris"})
         yaml.write_text(provider)
         server.restart()
-        # file_reader.go: the provider cannot get or create its folder, logs it and saves nothing
-        assert server.call("GET", "/api/dashboards/uid/iris-prov")[0] == 404
-        assert [f["uid"] for f in server.call("GET", "/api/folders")[1]] == ["theirs"]
-    finally:
-        server.stop()
-    server.data = tmp_path / "fresh"
-    server.start()
-    try:  # no clash: the provider's folder gets the configured uid and title
+        # file_reader.go getOrCreateFolder looks the folder up by uid and creates it (titles may repeat)
         meta = server.call("GET", "/api/dashboards/uid/iris-prov")[1]["meta"]
         assert (meta["folderUid"], meta["folderTitle"]) == ("iris", "Iris")
+        assert sorted(f["uid"] for f in server.call("GET", "/api/folders")[1]) == ["iris", "theirs"]
+    finally:
+        server.stop()
+
+
+def test_provisioning_runs_in_the_background_after_the_port_opens(tmp_path):
+    server = Standin(tmp_path, {"STANDIN_PROVISIONING_DELAY": "1.5"})
+    write_provisioning(server, tmp_path)
+    server.start(wait_provisioned=False)
+    try:
+        # /api/health answers while neither the datasource nor the dashboard exists yet (11.6.3+).
+        assert server.call("GET", "/api/health")[0] == 200
+        assert server.call("GET", "/api/datasources/uid/prometheus")[0] == 404
+        assert server.call("GET", "/api/dashboards/uid/iris-prov")[0] == 404
+        server.wait_provisioned()
+        assert server.call("GET", "/api/datasources/uid/prometheus")[0] == 200
+        assert server.call("GET", "/api/dashboards/uid/iris-prov")[0] == 200
+    finally:
+        server.stop()
+
+
+def test_the_file_provisioner_takes_over_a_dashboard_the_api_made_first(tmp_path):
+    server = Standin(tmp_path, {"STANDIN_PROVISIONING_DELAY": "1"})
+    write_provisioning(server, tmp_path)
+    server.start(wait_provisioned=False)
+    try:
+        assert (
+            server.call("POST", "/api/dashboards/db", dashboard(uid="iris-prov", title="From the API"))[0]
+            == 200
+        )
+        server.wait_provisioned()
+        got = server.call("GET", "/api/dashboards/uid/iris-prov")[1]
+        assert (got["dashboard"]["title"], got["meta"]["version"]) == ("Iris Provisioned", 2)
+        assert got["meta"]["provisionedExternalId"] == "iris.json"
+    finally:
+        server.stop()
+
+
+def poll_until(check, seconds):
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+def test_dashboard_files_are_polled_and_saved_again_only_when_their_checksum_changes(tmp_path):
+    server = Standin(tmp_path)
+    boards = write_provisioning(server, tmp_path)
+    yaml = server.provisioning / "dashboards" / "iris.yml"
+    text = yaml.read_text().replace("allowUiUpdates: false", "allowUiUpdates: true")
+    yaml.write_text(text.replace("    options:", "    updateIntervalSeconds: 1\n    options:"))
+    server.start()
+    try:
+
+        def version():
+            return server.call("GET", "/api/dashboards/uid/iris-prov")[1]["meta"]["version"]
+
+        assert version() == 1
+        # Touched, same bytes: no save (the checksum is compared, not mtime).
+        file = boards / "iris.json"
+        os.utime(file, (time.time() + 60, time.time() + 60))
+        time.sleep(2.5)
+        assert version() == 1
+        # An API save (allowUiUpdates) stays while the file is unchanged.
+        status, _ = server.call(
+            "POST",
+            "/api/dashboards/db",
+            {**dashboard(uid="iris-prov", title="Edited", version=1), "folderUid": ""},
+        )
+        assert status == 200
+        time.sleep(2.5)
+        got = server.call("GET", "/api/dashboards/uid/iris-prov")[1]
+        assert (got["dashboard"]["title"], got["meta"]["version"]) == ("Edited", 2)
+        # The file changes: the next poll saves it.
+        file.write_text(json.dumps({"uid": "iris-prov", "title": "Iris v3"}))
+        poll_until(lambda: version() == 3, 5)
+        assert server.call("GET", "/api/dashboards/uid/iris-prov")[1]["dashboard"]["title"] == "Iris v3"
     finally:
         server.stop()
 
@@ -828,10 +901,25 @@ YAML_SAMPLES = [
 ]
 
 
+# The project's own provisioning files are what the stand-in reads in the stack's tests.
+PROVISIONING_FILES = sorted(
+    (Path(__file__).resolve().parents[2] / "monitoring" / "grafana" / "provisioning").rglob("*.y*ml")
+)
+
+
 @pytest.mark.parametrize("text", YAML_SAMPLES)
 def test_yaml_subset_matches_pyyaml(text):
-    yaml = pytest.importorskip("yaml")
     assert load_module().parse_yaml(text) == yaml.safe_load(text)
+
+
+@pytest.mark.parametrize("path", PROVISIONING_FILES, ids=lambda p: p.name)
+def test_yaml_subset_reads_the_projects_provisioning_files_as_pyyaml_does(path):
+    text = path.read_text()
+    assert load_module().parse_yaml(text) == yaml.safe_load(text)
+
+
+def test_the_projects_provisioning_files_are_found():
+    assert {p.parent.name for p in PROVISIONING_FILES} == {"dashboards", "datasources"}
 
 
 def test_yaml_subset_explicit():
@@ -891,3 +979,48 @@ def test_annotation_time_defaults_to_now_and_survives_a_restart(standin):
     standin.restart()
     (item,) = standin.call("GET", "/api/annotations")[1]
     assert before <= item["time"] == item["timeEnd"] <= int(time.time() * 1000)
+
+
+def test_annotation_query_is_evaluated_as_grafanas_sql_store_does(standin):
+    # pkg/services/annotations/annotationsimpl/xorm_store.go Get; pkg/api/annotations.go GetAnnotations.
+    standin.call("POST", "/api/dashboards/db", dashboard(uid="board"))
+    add = [
+        {
+            "time": 1000,
+            "timeEnd": 5000,
+            "tags": ["release:api", "irisctl"],
+            "text": "long",
+            "dashboardUID": "board",
+        },
+        {"time": 3000, "tags": ["release:ui"], "text": "short"},
+        {"time": 4000, "tags": ["release:api", "release:ui"], "text": "both"},
+    ]
+    for body in add:
+        assert standin.call("POST", "/api/annotations", body)[0] == 200
+
+    def texts(query):
+        status, found = standin.call("GET", "/api/annotations" + query)
+        assert status == 200, found
+        return [a["text"] for a in found]
+
+    # Newest end first, then newest start: "long" ends last.
+    assert texts("") == ["long", "both", "short"]
+    # from/to filter only together; an overlap counts.
+    assert texts("?from=4500") == ["long", "both", "short"]
+    assert texts("?from=4500&to=6000") == ["long"]
+    # A bare key matches every value of it; each wanted tag must be matched by exactly one tag.
+    assert texts("?tags=release") == ["long", "short"]
+    assert texts("?tags=release:api") == ["long", "both"]
+    assert texts("?tags=release:api&tags=irisctl") == ["long"]
+    assert texts("?tags=irisctl&tags=release:ui&matchAny=true") == ["long", "both", "short"]
+    # dashboardUID: resolved to the dashboard's id, and named in every answer.
+    assert texts("?dashboardUID=board") == ["long"]
+    assert standin.call("GET", "/api/annotations?dashboardUID=board")[1][0]["dashboardUID"] == "board"
+    assert standin.call("GET", "/api/annotations?dashboardUID=nope") == (
+        400,
+        {"message": "Invalid dashboard UID in annotation request"},
+    )
+    assert texts("?type=annotation") == ["long", "both", "short"]
+    assert texts("?type=alert") == []
+    assert texts("?limit=2") == ["long", "both"]
+    assert texts("?limit=0") == ["long", "both", "short"]

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import fastapi_offline
 import numpy as np
-from fastapi import FastAPI, Request
+from fastapi import Depends, FastAPI, Request
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
@@ -36,6 +36,8 @@ MAX_BODY_BYTES = 1 << 20
 MAX_LISTED_ERRORS = 20
 # Swagger UI's and ReDoc's files, shipped by the fastapi-offline package: /docs works air-gapped.
 DOCS_ASSETS = Path(fastapi_offline.__file__).parent / "static"
+
+JSON_MEDIA_TYPE = "application/json"
 
 # uvicorn configures this logger, so messages land in the container log in its format.
 log = logging.getLogger("uvicorn.error")
@@ -99,7 +101,10 @@ def create_app(model_path: str | os.PathLike | None = None, replica: str | None 
         return JSONResponse(health_body.model_dump(exclude_none=True))
 
     @app.post(
-        "/predict", response_model=PredictResponse, responses={413: {"model": ErrorBody}, 422: {"model": ErrorBody}}
+        "/predict",
+        response_model=PredictResponse,
+        responses={413: {"model": ErrorBody}, 415: {"model": ErrorBody}, 422: {"model": ErrorBody}},
+        dependencies=[Depends(require_json)],
     )
     async def predict(request: PredictRequest) -> PredictResponse:
         x = np.array([[getattr(item, name) for name in FEATURES] for item in request.items], dtype=np.float64)
@@ -153,4 +158,21 @@ def create_app(model_path: str | os.PathLike | None = None, replica: str | None 
     async def prometheus_metrics() -> Response:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
+    # Every route's series exist from the start, now that all routes are known.
+    metrics.start_series(MetricsMiddleware.route_methods(app.router.routes))
     return app
+
+
+async def require_json(request: Request) -> None:
+    """415 unless the body is declared JSON: FastAPI would not parse it, and the 422 it then gives
+    ("must be a JSON object") blames a body that may well be one."""
+    declared = request.headers.get("content-type")
+    media = (declared or "").split(";")[0].strip().lower()
+    if media == JSON_MEDIA_TYPE or (media.startswith("application/") and media.endswith("+json")):
+        return
+    got = f"got Content-Type: {_short_header(declared)}" if declared else "the request has no Content-Type header"
+    raise StarletteHTTPException(415, f"request body must be sent as Content-Type: {JSON_MEDIA_TYPE} ({got})")
+
+
+def _short_header(value: str) -> str:
+    return value if len(value) <= 60 else value[:57] + "..."

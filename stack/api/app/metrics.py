@@ -6,7 +6,7 @@ many apps in one process without "duplicated timeseries" errors.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector
@@ -22,6 +22,8 @@ LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.0075, 0.01, 0.025, 0.05, 0.1,
 # is close to guessing between two species (the dashboard's "low-confidence rate").
 CONFIDENCE_BUCKETS = (0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
 LOW_CONFIDENCE = 0.6
+# The `status` label's values that every route has from the start (see app.middleware.status_label).
+STATUS_CLASSES = ("2xx", "4xx", "5xx", "499")
 
 
 class ArrayHistogram:
@@ -98,11 +100,6 @@ class Metrics:
             ["handler", "method", "status"],
             registry=self.registry,
         )
-        # Zero series for the main route from the start: an error ratio is then 0 while all is
-        # well, not "no data", and dashboards need no `or vector(0)` (which would show a dead
-        # target as "0 errors").
-        for status in ("2xx", "4xx", "5xx", "499"):
-            self.requests.labels(handler="/predict", method="POST", status=status)
         self.latency = Histogram(
             "iris_http_request_duration_seconds",
             "HTTP request duration by route template and method",
@@ -159,6 +156,19 @@ class Metrics:
             registry=self.registry,
         )
         self.monitoring: ModelMonitoring | None = None
+
+    def start_series(self, routes: Iterable[tuple[str, str]]) -> None:
+        """Zero series for every (route template, method) the app serves, from the start.
+
+        Prometheus's advice for labelled metrics: a series that appears only with its first
+        request has no earlier sample, so rate() and increase() miss a burst right after a
+        start; and an error ratio is 0 while all is well, not "no data" (no `or vector(0)`,
+        which would show a dead target as "0 errors").
+        """
+        for handler, method in routes:
+            self.latency.labels(handler=handler, method=method)
+            for status in STATUS_CLASSES:
+                self.requests.labels(handler=handler, method=method, status=status)
 
     def set_model(self, model: IrisModel) -> None:
         metadata, classes, checked = model.metadata, model.classes, model.checked

@@ -65,6 +65,19 @@ class MetricsMiddleware:
         self.metrics = metrics
         self.routes = routes
 
+    @staticmethod
+    def route_methods(routes: list[BaseRoute]) -> list[tuple[str, str]]:
+        """The (handler, method) label pairs the app's routes can produce, /metrics aside."""
+        pairs = []
+        for route in routes:
+            path = getattr(route, "path", None)
+            if path is None or path == "/metrics":
+                continue
+            # A mount (the docs' static files) answers GET and HEAD.
+            methods = getattr(route, "methods", None) or ("GET", "HEAD")
+            pairs += [(path, method) for method in sorted(methods)]
+        return pairs
+
     def handler(self, scope: Scope) -> str:
         for route in self.routes:
             match, _ = route.matches(scope)

@@ -1,19 +1,18 @@
-"""Reading Prometheus text exposition in tests."""
+"""Reading Prometheus text exposition in tests, with the parser prometheus_client ships."""
 
 from __future__ import annotations
 
-import re
+from prometheus_client.parser import text_string_to_metric_families
 
 
 def series(text: str, name: str) -> list[tuple[dict[str, str], float]]:
-    """Every sample of `name` in an exposition, as (labels, value)."""
-    found = []
-    for line in text.splitlines():
-        match = re.fullmatch(r"([a-zA-Z_:][\w:]*)(?:\{(.*)\})? (\S+)", line)
-        if match and match[1] == name:
-            labels = dict(re.findall(r'(\w+)="((?:[^"\\]|\\.)*)"', match[2] or ""))
-            found.append((labels, float(match[3])))
-    return found
+    """Every sample named `name` (e.g. `x_total`, `x_bucket`) in an exposition, as (labels, value)."""
+    return [
+        (dict(found.labels), found.value)
+        for family in text_string_to_metric_families(text)
+        for found in family.samples
+        if found.name == name
+    ]
 
 
 def sample(text: str, name: str, **labels: str) -> float | None:

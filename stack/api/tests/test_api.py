@@ -104,6 +104,33 @@ def test_raw_bodies_get_422(client: TestClient, content: str, message: str):
     assert message in response.json()["detail"]
 
 
+@pytest.mark.parametrize(
+    ("headers", "named"),
+    [
+        ({}, "no Content-Type header"),
+        ({"content-type": "text/plain"}, "got Content-Type: text/plain"),
+        ({"content-type": "application/x-www-form-urlencoded"}, "got Content-Type: application/x-www-form-urlencoded"),
+    ],
+)
+def test_a_json_body_sent_without_the_json_content_type_gets_415_naming_it(
+    client: TestClient, headers: dict[str, str], named: str
+):
+    response = client.post("/predict", content=json.dumps({"items": [SETOSA]}), headers=headers)
+    assert response.status_code == 415
+    detail = response.json()["detail"]
+    assert "Content-Type: application/json" in detail
+    assert named in detail
+    assert "JSON object" not in detail
+
+
+@pytest.mark.parametrize(
+    "media_type", ["application/json; charset=utf-8", "Application/JSON", "application/vnd.iris+json"]
+)
+def test_json_content_types_with_parameters_or_suffix_are_accepted(client: TestClient, media_type: str):
+    response = client.post("/predict", content=json.dumps({"items": [SETOSA]}), headers={"content-type": media_type})
+    assert response.status_code == 200, response.text
+
+
 def test_many_problems_are_summarised(client: TestClient):
     bad = {"sepal_length": -1, "sepal_width": -1, "petal_length": -1, "petal_width": -1}
     body = client.post("/predict", json={"items": [bad] * 10}).json()

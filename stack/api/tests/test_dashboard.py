@@ -91,8 +91,8 @@ def test_every_panel_and_target_uses_the_provisioned_datasource(dashboard: dict)
         assert panel["targets"], panel["title"]
         for target in panel["targets"]:
             assert target["datasource"] == DATASOURCE, panel["title"]
-    provisioned = (MONITORING / "grafana/provisioning/datasources/prometheus.yaml").read_text()
-    assert re.search(r"^\s+uid: iris-prometheus$", provisioned, re.MULTILINE)
+    provisioned = yaml.safe_load((MONITORING / "grafana/provisioning/datasources/prometheus.yaml").read_text())
+    assert [(ds["uid"], ds["type"]) for ds in provisioned["datasources"]] == [("iris-prometheus", "prometheus")]
 
 
 def test_error_panel_covers_4xx_and_5xx_and_latency_covers_three_quantiles(dashboard: dict):
@@ -215,12 +215,14 @@ def test_model_monitoring_panels(dashboard: dict):
 
 
 def test_prometheus_scrapes_the_api_and_itself():
-    config = (MONITORING / "prometheus.yml").read_text()
-    assert re.search(r"^\s+scrape_interval: 5s$", config, re.MULTILINE)
-    assert re.search(
-        r"job_name: iris-api\n\s+metrics_path: /metrics\n\s+static_configs:\n\s+- targets: \[\"api:8000\"\]", config
-    )
-    assert "job_name: prometheus" in config
+    config = yaml.safe_load((MONITORING / "prometheus.yml").read_text())
+    assert config["global"]["scrape_interval"] == "5s"
+    jobs = {job["job_name"]: job for job in config["scrape_configs"]}
+    assert set(jobs) == {"iris-api", "prometheus"}
+    # metrics_path defaults to /metrics; the API's must be it.
+    assert jobs["iris-api"].get("metrics_path", "/metrics") == "/metrics"
+    assert jobs["iris-api"]["static_configs"] == [{"targets": ["api:8000"]}]
+    assert jobs["prometheus"]["static_configs"] == [{"targets": ["localhost:9090"]}]
 
 
 ALERTS = MONITORING / "alerts.yml"

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
+from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.utils import floatToGoString
 from starlette.types import Message, Receive, Scope, Send
 
@@ -118,7 +119,7 @@ def test_a_client_that_disconnects_mid_body_is_counted_as_499_not_5xx(model_file
     assert sample(text, requests, handler="/predict", method="POST", status="5xx") == 0
     assert sample(text, requests, handler="/predict", method="POST", status="4xx") == 0
     # Not timed: its duration is the client's, and would skew /predict's latency quantiles.
-    assert sample(text, "iris_http_request_duration_seconds_count", handler="/predict", method="POST") is None
+    assert sample(text, "iris_http_request_duration_seconds_count", handler="/predict", method="POST") == 0
 
 
 def test_an_app_that_fails_without_answering_is_still_a_5xx():
@@ -208,7 +209,46 @@ def test_monitoring_label_values_come_from_fixed_sets(client: TestClient):
     assert "colour" not in text
 
 
-def test_predict_has_zero_series_for_every_status_from_the_start(client: TestClient):
-    text = client.get("/metrics").text
-    for status in ("2xx", "4xx", "5xx", "499"):
-        assert sample(text, "iris_http_requests_total", handler="/predict", method="POST", status=status) == 0
+def test_every_labelled_series_exists_with_zeros_on_a_fresh_app(client: TestClient):
+    # Prometheus's advice: a series born with its first request has no earlier sample, so rate()
+    # and increase() cannot see a burst right after a start. Every label set must be there at once.
+    families = {family.name: family for family in text_string_to_metric_families(client.get("/metrics").text)}
+    routes = {("/predict", "POST"), ("/health", "GET"), ("/model", "GET"), ("/docs", "GET")}
+    species = {"setosa", "versicolor", "virginica"}
+    expected = {
+        "iris_http_requests": {(h, m, s) for h, m in routes for s in ("2xx", "4xx", "5xx", "499")},
+        "iris_http_request_duration_seconds": routes,
+        "iris_predictions": {(s,) for s in species},
+        "iris_input_centimeters": {(f,) for f in FEATURES},
+        "iris_prediction_confidence": {(s,) for s in species},
+    }
+    for name, label_sets in expected.items():
+        family = families[name]
+        assert family.type in ("counter", "histogram"), name
+        keys = [k for k in family.samples[0].labels if k != "le"]
+        # A counter's `_created` and a histogram's `_created`/`_sum` aside, every sample is a count: all 0.
+        counts = [s for s in family.samples if s.name in (f"{name}_total", f"{name}_bucket", f"{name}_count")]
+        present = {tuple(s.labels[k] for k in keys) for s in counts}
+        assert label_sets <= present, f"{name}: missing {label_sets - present}"
+        assert all(s.value == 0 for s in counts), name
+        if family.type == "histogram":
+            for labels in label_sets:
+                buckets = [
+                    s for s in counts if s.name.endswith("_bucket") and tuple(s.labels[k] for k in keys) == labels
+                ]
+                assert buckets, (name, labels)
+                assert buckets[-1].labels["le"] == "+Inf", (name, labels)
+
+
+def test_a_burst_right_after_the_start_raises_the_series_seen_at_the_start(client: TestClient):
+    before = client.get("/metrics").text
+    for _ in range(30):
+        client.post("/predict", json={"items": [SETOSA]})
+    after = client.get("/metrics").text
+    count = "iris_http_request_duration_seconds_count"
+    # A first scrape before the burst already has the series, at 0: increase() over both is 30.
+    assert sample(before, count, handler="/predict", method="POST") == 0
+    assert sample(after, count, handler="/predict", method="POST") == 30
+    for feature in FEATURES:
+        assert sample(before, "iris_input_centimeters_count", feature=feature) == 0
+        assert sample(after, "iris_input_centimeters_count", feature=feature) == 30

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import re
+import shlex
 from pathlib import Path
 
 import pytest
+from packaging.requirements import InvalidRequirement, Requirement
 
 API = Path(__file__).resolve().parents[1]
 FILES = sorted(API.glob("requirements*.txt"))
@@ -30,17 +32,43 @@ def test_the_dockerfile_installs_every_requirements_file_with_require_hashes():
     assert set(copied[1].split()) == used
 
 
+def requirement_and_hashes(line: str) -> tuple[Requirement, list[str]]:
+    """One requirement line, read with packaging's parser: the requirement and its --hash values."""
+    words = shlex.split(line)
+    options = [word for word in words if word.startswith("-")]
+    spec = " ".join(word for word in words if not word.startswith("-"))
+    hashes = []
+    for option in options:
+        name, _, value = option.partition("=")
+        assert name == "--hash", f"unexpected option {option!r} in `{line}`"
+        hashes.append(value)
+    return Requirement(spec), hashes
+
+
 @pytest.mark.parametrize("path", FILES, ids=[path.name for path in FILES])
 def test_every_requirement_is_pinned_with_a_sha256_hash(path: Path):
     requirements = [line for line in logical_lines(path) if not line.startswith("-r ")]
     assert requirements, f"{path.name} lists nothing"
     for line in requirements:
-        name = line.split()[0]
-        assert re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*==[^=\s]+", name), f"{path.name}: `{name}` is not an exact pin"
-        digests = re.findall(r"--hash=sha256:([0-9a-f]+)", line)
-        assert digests, f"{path.name}: {name} has no --hash"
-        assert all(len(digest) == 64 for digest in digests), f"{path.name}: {name} has a malformed hash"
-        assert len(re.findall(r"--hash=", line)) == len(digests), f"{path.name}: {name}: only sha256 hashes"
+        requirement, hashes = requirement_and_hashes(line)
+        (pin,) = requirement.specifier  # exactly one version clause
+        assert pin.operator == "==", f"{path.name}: `{requirement}` is not an exact pin"
+        assert "*" not in pin.version, f"{path.name}: `{requirement}` is not an exact pin"
+        assert requirement.url is None, f"{path.name}: `{requirement}` is a URL"
+        assert hashes, f"{path.name}: {requirement.name} has no --hash"
+        for value in hashes:
+            algorithm, _, digest = value.partition(":")
+            assert algorithm == "sha256", f"{path.name}: {requirement.name}: only sha256 hashes"
+            assert re.fullmatch(r"[0-9a-f]{64}", digest), f"{path.name}: {requirement.name} has a malformed hash"
+
+
+def test_the_line_reader_refuses_ranges_and_other_hashes():
+    digest = "a" * 64
+    requirement, hashes = requirement_and_hashes(f"foo[extra]==1.0 --hash=sha256:{digest}")
+    assert (requirement.name, str(requirement.specifier), hashes) == ("foo", "==1.0", [f"sha256:{digest}"])
+    assert len(requirement_and_hashes(f"foo>=1,<2 --hash=sha256:{digest}")[0].specifier) == 2
+    with pytest.raises(InvalidRequirement):
+        requirement_and_hashes("foo = 1.0")
 
 
 @pytest.mark.parametrize("path", FILES, ids=[path.name for path in FILES])

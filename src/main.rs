@@ -52,6 +52,7 @@ fn main() -> ExitCode {
         Command::Down(_) => "down",
         Command::Logs(_) => "logs",
         Command::Watch(_) => "watch",
+        Command::Rollback(_) => "rollback",
         _ => "other",
     };
     let outcome = runtime.block_on(async {
@@ -90,6 +91,21 @@ fn main() -> ExitCode {
         Err(err) if err.is::<Interrupted>() && verb == "down" => {
             printer.error("interrupted: some of the project's objects may be left");
             printer.hint(keep("run `irisctl down` again to finish"));
+            ExitCode::from(Exit::Interrupted as u8)
+        }
+        Err(err) if err.is::<Interrupted>() && verb == "rollback" => {
+            let phase = printer.phase();
+            let during = if phase.is_empty() {
+                String::new()
+            } else {
+                format!(" while {phase}")
+            };
+            printer.error(format!(
+                "interrupted{during}: the release that was serving keeps serving unless the new one had taken the traffic already"
+            ));
+            printer.hint(keep(
+                "`irisctl status` shows what serves; run `irisctl up` to converge to the settings, or `irisctl rollback` again",
+            ));
             ExitCode::from(Exit::Interrupted as u8)
         }
         Err(err) if err.is::<Interrupted>() => ExitCode::from(Exit::Interrupted as u8),

@@ -58,6 +58,8 @@ pub struct Printer {
     verbosity: Verbosity,
     color: bool,
     progress: bool,
+    /// Draw even when stderr is not a terminal (`--progress tty`).
+    forced: bool,
     /// Every event as a JSON line on stderr.
     json: bool,
     /// When the command started: events carry the time since.
@@ -95,8 +97,9 @@ impl Printer {
         };
         let color =
             stderr_tty && !json && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+        let dumb = std::env::var("TERM").is_ok_and(|t| t == "dumb");
         let redraw = match progress {
-            Progress::Auto => stderr_tty,
+            Progress::Auto => stderr_tty && !dumb,
             Progress::Tty => true,
             Progress::Plain | Progress::Json | Progress::Quiet => false,
         };
@@ -104,6 +107,7 @@ impl Printer {
             verbosity,
             color,
             progress: redraw && verbosity != Verbosity::Quiet,
+            forced: progress == Progress::Tty,
             json,
             started: std::time::Instant::now(),
             phase: Default::default(),
@@ -351,7 +355,11 @@ impl Printer {
 
     /// A set of progress bars that draws only on a terminal.
     pub fn multi(&self) -> MultiProgress {
-        if self.progress {
+        if self.progress && self.forced {
+            MultiProgress::with_draw_target(ProgressDrawTarget::term_like(Box::new(
+                console::Term::stderr(),
+            )))
+        } else if self.progress {
             MultiProgress::with_draw_target(ProgressDrawTarget::stderr())
         } else {
             MultiProgress::with_draw_target(ProgressDrawTarget::hidden())

@@ -157,6 +157,52 @@ pub struct Alert {
     pub summary: String,
 }
 
+/// What the Alertmanager delivered: notifications sent and failed (its own counters,
+/// `alertmanager_notifications_total` and `alertmanager_notifications_failed_total`, summed over
+/// integrations and reasons).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct Delivery {
+    pub sent: u64,
+    pub failed: u64,
+}
+
+/// The Alertmanager's delivery counters from its `/metrics`.
+pub async fn alertmanager_delivery(
+    client: &reqwest::Client,
+    base: &str,
+) -> Result<Delivery, String> {
+    let answer = client
+        .get(format!("{base}/metrics"))
+        .send()
+        .await
+        .map_err(|e| short_error(&e))?;
+    if !answer.status().is_success() {
+        return Err(format!("HTTP {}", answer.status().as_u16()));
+    }
+    let text = answer.text().await.map_err(|e| short_error(&e))?;
+    Ok(parse_delivery(&text))
+}
+
+/// The delivery counters of a Prometheus exposition text; a line that does not parse counts 0.
+pub fn parse_delivery(text: &str) -> Delivery {
+    let mut out = Delivery::default();
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let name = line.split(['{', ' ']).next().unwrap_or("");
+        let value = line
+            .rsplit(' ')
+            .next()
+            .and_then(|v| v.parse::<f64>().ok())
+            .filter(|v| v.is_finite() && *v >= 0.0)
+            .map_or(0, |v| v as u64);
+        match name {
+            "alertmanager_notifications_total" => out.sent += value,
+            "alertmanager_notifications_failed_total" => out.failed += value,
+            _ => {}
+        }
+    }
+    out
+}
+
 /// Pending and firing alerts from Prometheus's `/api/v1/alerts`.
 pub async fn prometheus_alerts(client: &reqwest::Client, base: &str) -> Result<Vec<Alert>, String> {
     Ok(parse_alerts(
@@ -206,6 +252,28 @@ pub fn parse_alerts(body: &serde_json::Value) -> Vec<Alert> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn delivery_counters_are_summed_over_integrations_and_reasons() {
+        let text =
+            "# HELP alertmanager_notifications_total The total number of attempted notifications.
+# TYPE alertmanager_notifications_total counter
+alertmanager_notifications_total{integration=\"email\"} 0
+alertmanager_notifications_total{integration=\"webhook\"} 7
+alertmanager_notifications_failed_total{integration=\"webhook\",reason=\"other\"} 5
+alertmanager_notifications_failed_total{integration=\"webhook\",reason=\"clientError\"} 1
+alertmanager_notifications_failed_total{integration=\"email\"} NaN
+alertmanager_notification_latency_seconds_count{integration=\"webhook\"} 7
+";
+        assert_eq!(
+            super::parse_delivery(text),
+            super::Delivery { sent: 7, failed: 6 }
+        );
+        assert_eq!(
+            super::parse_delivery("garbage {{ -1"),
+            super::Delivery::default()
+        );
+    }
+
     use super::*;
 
     #[test]

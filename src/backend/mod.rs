@@ -187,6 +187,15 @@ impl Backend {
         }
     }
 
+    /// Refuse a stack that is not this directory's project (without checking host ports: for
+    /// verbs that publish none).
+    pub async fn preflight_ownership(&self, stack: &Stack) -> Result<()> {
+        match self {
+            Backend::Docker(b) => b.preflight_ownership(stack).await,
+            Backend::Swarm(_) => Ok(()),
+        }
+    }
+
     /// What `up` would do, given the image IDs (`None`: still to be built).
     pub async fn plan(
         &self,
@@ -388,7 +397,8 @@ impl Down {
         self.kept.extend(other.kept);
     }
 
+    /// Nothing removed, deleted or kept.
     pub fn is_empty(&self) -> bool {
-        self.removed.is_empty() && self.deleted_volumes.is_empty()
+        self.removed.is_empty() && self.deleted_volumes.is_empty() && self.kept.is_empty()
     }
 }

@@ -272,12 +272,21 @@ impl Plan {
     /// Say why a container or Swarm service whose image the plan builds changes: "its image is
     /// rebuilt" gains the build's own cause (`… (build context changed (app/main.py))`).
     pub fn explain_rebuilds(&mut self) {
+        // (service, what replaces "its image is rebuilt")
         let builds: Vec<(String, String)> = self
             .ops
             .iter()
-            .filter(|o| o.kind == Kind::Image && matches!(o.verb, Verb::Build | Verb::Rebuild))
-            .filter_map(|o| Some((o.service.clone()?, o.cause.clone())))
-            .filter(|(_, cause)| !cause.is_empty())
+            .filter(|o| o.kind == Kind::Image)
+            .filter_map(|o| {
+                let service = o.service.clone()?;
+                match o.verb {
+                    Verb::Build | Verb::Rebuild if !o.cause.is_empty() => {
+                        Some((service, format!("{REBUILT} ({})", o.cause)))
+                    }
+                    Verb::Pull => Some((service, format!("its image is pulled ({})", o.object))),
+                    _ => None,
+                }
+            })
             .collect();
         for op in &mut self.ops {
             let Some(service) = op.service.as_deref() else {
@@ -287,7 +296,7 @@ impl Plan {
                 continue;
             }
             if let Some((_, why)) = builds.iter().find(|(s, _)| s == service) {
-                op.cause = op.cause.replace(REBUILT, &format!("{REBUILT} ({why})"));
+                op.cause = op.cause.replace(REBUILT, why);
             }
         }
     }
@@ -361,12 +370,24 @@ mod tests {
                 .service("prometheus")
                 .because("published port 9090 → 9091"),
         );
+        p.push(
+            Op::new(Verb::Pull, Kind::Image, "grafana/grafana:12.0.0")
+                .service("grafana")
+                .because("not on this host"),
+        );
+        p.push(
+            Op::new(Verb::Recreate, Kind::Container, "iris-grafana-1")
+                .service("grafana")
+                .because("its image is rebuilt"),
+        );
         p.explain_rebuilds();
         assert_eq!(
             p.text(),
             "rebuild api: build context changed (app/main.py)\n\
              release api: its image is rebuilt (build context changed (app/main.py)), env changed\n\
-             recreate prometheus: published port 9090 → 9091\n"
+             recreate prometheus: published port 9090 → 9091\n\
+             pull image grafana/grafana:12.0.0: not on this host\n\
+             recreate grafana: its image is pulled (grafana/grafana:12.0.0)\n"
         );
     }
 

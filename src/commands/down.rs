@@ -44,6 +44,11 @@ pub async fn run(ctx: &Ctx, opts: DownOptions) -> Result<()> {
             "nothing to remove: project `{}` has no containers, services or network",
             stack.project
         ));
+    } else if down.removed.is_empty() && down.deleted_volumes.is_empty() {
+        printer.info(format!(
+            "nothing removed: what is left of project `{}` is kept (above)",
+            stack.project
+        ));
     } else {
         let kept = if opts.volumes {
             String::new()

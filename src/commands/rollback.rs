@@ -27,7 +27,7 @@ pub async fn run(ctx: &Ctx, opts: RollbackOptions) -> Result<()> {
         Some(_) => None,
     };
     // A stack managed from another directory is refused, as `up` refuses it.
-    backend.preflight(&stack).await?;
+    backend.preflight_ownership(&stack).await?;
     let services: Vec<String> = opts.service.into_iter().collect();
     let plan = backend.plan_rollback(&stack, &services).await?;
     if let Some(format) = opts.dry_run {

@@ -28,6 +28,9 @@ pub struct Report {
     /// Pending and firing alerts of the stack's own Prometheus.
     pub alerts: Vec<Alert>,
     pub alerts_error: Option<String>,
+    /// With alert delivery on: what the Alertmanager sent and failed to send.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alert_delivery: Option<probe::Delivery>,
     pub grafana_dashboards: Vec<DashboardStatus>,
     pub grafana_error: Option<String>,
     /// The project is managed from another directory: which object says so. This directory's
@@ -162,6 +165,16 @@ async fn finish(
             (t, te, a, ae)
         }
     };
+    let alert_delivery = match services
+        .iter()
+        .find(|s| s.name == "alertmanager" && s.state == "running")
+        .and_then(|s| s.probe_port)
+    {
+        Some(port) => probe::alertmanager_delivery(&client, &format!("http://{host}:{port}"))
+            .await
+            .ok(),
+        None => None,
+    };
     let grafana_running = services
         .iter()
         .any(|s| s.name == "grafana" && s.state == "running");
@@ -189,6 +202,7 @@ async fn finish(
         prometheus_error,
         alerts,
         alerts_error,
+        alert_delivery,
         grafana_dashboards,
         grafana_error,
         elsewhere: None,
@@ -317,6 +331,18 @@ pub fn render_table(r: &Report) -> String {
             a.since
         ));
     }
+    if let Some(d) = &r.alert_delivery {
+        out.push_str(&format!(
+            "\nalert delivery\n  {} notification(s) sent, {} failed{}\n",
+            d.sent,
+            d.failed,
+            if d.failed > 0 {
+                " (`irisctl logs alertmanager` says why: an unreachable webhook URL?)"
+            } else {
+                ""
+            }
+        ));
+    }
     out.push_str("\ngrafana dashboards\n");
     if let Some(e) = &r.grafana_error {
         out.push_str(&format!("  unavailable: {e}\n"));
@@ -415,6 +441,7 @@ mod tests {
                 },
             ],
             alerts_error: None,
+            alert_delivery: Some(probe::Delivery { sent: 3, failed: 2 }),
             grafana_dashboards: vec![],
             grafana_error: Some("grafana is not running".into()),
             elsewhere: None,

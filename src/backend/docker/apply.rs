@@ -68,11 +68,29 @@ impl Docker {
                         .as_ref()
                         .and_then(|s| s.started_at.as_deref())
                         .is_none_or(|t| t.starts_with("0001-"));
-                    if labels.get(labels::PROJECT) != Some(&stack.project)
-                        || labels.get(labels::SERVICE) != Some(&service.name)
-                        || !never_started
-                    {
+                    let status = existing
+                        .state
+                        .as_ref()
+                        .and_then(|s| s.status)
+                        .map(|s| s.to_string())
+                        .unwrap_or_default();
+                    if matches!(status.as_str(), "removing" | "dead") {
+                        // Going away (a removal still in progress): its name is free soon.
+                        return Poll::Pending(anyhow::anyhow!("`{name}` is being removed"));
+                    }
+                    let ours = labels.get(labels::PROJECT) == Some(&stack.project)
+                        && labels.get(labels::SERVICE) == Some(&service.name);
+                    if !ours {
                         return Poll::Ready(None);
+                    }
+                    if !never_started {
+                        return Poll::Failed(hinted(
+                            format!(
+                                "container `{name}` of service `{}` appeared while this run was applying its plan (another irisctl or Compose run of project `{}`?)",
+                                service.name, stack.project
+                            ),
+                            "run `irisctl up` again: it plans from what runs now",
+                        ));
                     }
                     match self
                         .engine

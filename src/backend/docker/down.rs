@@ -30,6 +30,18 @@ impl Docker {
             }
         }
         let containers = self.containers(stack).await?;
+        // One-off containers of the project (`docker compose run`) go too.
+        let one_offs: Vec<&crate::engine::Listed> = listed
+            .iter()
+            .filter(|c| !containers.iter().any(|k| k.id == c.id))
+            .collect();
+        for c in &one_offs {
+            plan.push(
+                Op::new(Verb::Remove, Kind::Container, &c.name)
+                    .id(&c.id)
+                    .because("down (a one-off container of the project)"),
+            );
+        }
         for c in &containers {
             let op = Op::new(Verb::Remove, Kind::Container, &c.name).id(&c.id);
             plan.push(if stack.service(&c.service).is_some() {
@@ -46,7 +58,7 @@ impl Docker {
                 plan.push(
                     Op::new(Verb::Report, Kind::Network, &n.name)
                         .id(&n.id)
-                        .because("not this directory's project: kept"),
+                        .because("not this directory's project"),
                 );
                 continue;
             }
@@ -59,7 +71,9 @@ impl Docker {
                 .and_then(|i| i.containers)
                 .unwrap_or_default()
                 .into_iter()
-                .filter(|(id, _)| !containers.iter().any(|c| &c.id == id))
+                .filter(|(id, _)| {
+                    !containers.iter().any(|c| &c.id == id) && !one_offs.iter().any(|c| &c.id == id)
+                })
                 .map(|(id, e)| e.name.unwrap_or(id))
                 .collect();
             plan.push(if attached.is_empty() {
@@ -70,7 +84,7 @@ impl Docker {
                 Op::new(Verb::Report, Kind::Network, &n.name)
                     .id(&n.id)
                     .because(format!(
-                        "kept: {} of another project {} attached (`docker network disconnect {} {}`, then `irisctl down` again)",
+                        "{} of another project {} attached (`docker network disconnect {} {}`, then `irisctl down` again)",
                         attached.iter().map(|a| format!("container `{a}`")).collect::<Vec<_>>().join(", "),
                         if attached.len() == 1 { "is" } else { "are" },
                         n.name,
@@ -85,7 +99,7 @@ impl Docker {
                         .because("down --volumes: its data is deleted")
                 } else {
                     Op::new(Verb::Report, Kind::Volume, &v.name)
-                        .because("not this directory's project: kept")
+                        .because("not this directory's project")
                 });
             }
         }

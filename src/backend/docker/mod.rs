@@ -34,8 +34,8 @@ pub struct Docker {
     pub engine: Engine,
 }
 
-/// How long both containers of a release serve before the old one drains: the proxies
-/// (nginx `resolver valid=1s`) see the new address by then.
+/// How long both containers of a release serve at most before the old one drains: the proxies
+/// (nginx `resolver valid=1s`) see the new address by then (see `proxies_reach`).
 const RELEASE_SETTLE: Duration = Duration::from_secs(2);
 
 /// The tag of the image a release replaced: `<project>-<service>:previous`.

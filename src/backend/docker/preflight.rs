@@ -18,6 +18,16 @@ impl Docker {
     /// made from another directory — and host ports another program or project holds, before
     /// anything is built or touched. Every lookup goes to the engine at once.
     pub async fn preflight(&self, stack: &Stack) -> Result<()> {
+        self.check(stack, true).await
+    }
+
+    /// The ownership part of [`Docker::preflight`] alone: for verbs that publish no new port
+    /// (`rollback` keeps the edge as it is).
+    pub async fn preflight_ownership(&self, stack: &Stack) -> Result<()> {
+        self.check(stack, false).await
+    }
+
+    async fn check(&self, stack: &Stack, ports: bool) -> Result<()> {
         let (all, networks, volumes) = tokio::try_join!(
             self.engine.containers_with(&[]),
             self.engine.networks_named(&stack.network.name),
@@ -50,7 +60,10 @@ impl Docker {
             }
         }
         check_ownership(stack, objects)?;
-        preflight_ports(&self.engine, stack, &all)
+        if ports {
+            preflight_ports(&self.engine, stack, &all)?;
+        }
+        Ok(())
     }
 }
 
@@ -107,7 +120,7 @@ pub(super) fn preflight_ports(
         // one being started, say by an interrupted `up`, may hold its port before the engine
         // lists it as published): converging keeps or frees it. A port the service does not
         // publish yet (a changed port) is checked like any other, before anything is stopped.
-        let ours_on = |port: u16| {
+        let ours_on = |ip: std::net::IpAddr, port: u16| {
             all.iter().any(|c| {
                 c.labels.as_ref().is_some_and(|l| {
                     l.get(labels::PROJECT) == Some(&stack.project)
@@ -115,18 +128,21 @@ pub(super) fn preflight_ports(
                         && l.get(crate::stack::record::LABEL)
                             .and_then(|r| crate::stack::record::Record::from_label(r))
                             .is_some_and(|r| {
+                                // `127.0.0.1:9090->9090`: the same address and port.
                                 r.ports.iter().any(|p| {
                                     p.rsplit_once("->")
-                                        .and_then(|(host, _)| host.rsplit(':').next())
-                                        .and_then(|h| h.parse::<u16>().ok())
-                                        == Some(port)
+                                        .and_then(|(host, _)| host.rsplit_once(':'))
+                                        .is_some_and(|(a, h)| {
+                                            a == ip.to_string()
+                                                && h.parse::<u16>().ok() == Some(port)
+                                        })
                                 })
                             })
                 })
             })
         };
         for p in &service.ports {
-            let ours = ours_on(p.host);
+            let ours = ours_on(p.host_ip, p.host);
             // The edge publishes a port for `api` or `frontend`: name that service.
             let for_service = stack
                 .services

@@ -74,9 +74,9 @@ impl Docker {
             let _ = self.engine.kill_and_remove(&new).await;
             return Err(hinted(
                 format!(
-                    "release of `{name}` failed; `{old}` (the previous release) keeps serving and the new container `{new}` was removed: {e:#}"
+                    "release of `{name}` failed; `{old}` (the release that was serving) keeps serving and the new container `{new}` was removed: {e:#}"
                 ),
-                format!("fix the cause and run `irisctl up` again; `irisctl logs {name}` shows the serving container"),
+                format!("fix the cause and run the command again; `irisctl logs {name}` shows the serving container"),
             ));
         }
         printer.enter(format!("releasing {name}: moving traffic to {new}"));
@@ -142,12 +142,22 @@ impl Docker {
                     "name one of them, or none for all",
                 ));
             }
-            let Some(current) = observed
+            let mine: Vec<_> = observed
                 .containers
                 .iter()
                 .filter(|c| c.service == *name)
-                .min_by_key(|c| (c.state != RunState::Running, c.name.clone()))
-            else {
+                .collect();
+            if mine.len() > 1 {
+                return Err(hinted(
+                    format!(
+                        "`{name}` has {} containers ({}): a release was interrupted before it finished",
+                        mine.len(),
+                        mine.iter().map(|c| c.name.as_str()).collect::<Vec<_>>().join(", ")
+                    ),
+                    "run `irisctl up` to finish it, then `irisctl rollback` if you still want the previous release",
+                ));
+            }
+            let Some(current) = mine.first().copied() else {
                 return Err(hinted(
                     format!("`{name}` has no container to roll back"),
                     "run `irisctl up` first",
@@ -269,11 +279,12 @@ impl Docker {
         Ok(done)
     }
 
-    /// Has every proxy in front of `service` answered from container `new` (its `X-Iris-Replica`,
-    /// the container's host name)? Asked through the published ports — the edge's, and the web
-    /// UI's `/api/` — every 50 ms for up to twice the proxies' DNS period. `false` when it cannot
-    /// be seen from here (a remote engine, a service that names no replica, no published port)
-    /// or was not seen in time.
+    /// Wait until every proxy in front of `service` has answered from container `new` (its
+    /// `X-Iris-Replica`, the container's host name), asked through the published ports — the
+    /// edge's, and the web UI's `/api/` — every 50 ms for up to [`RELEASE_SETTLE`] (twice the
+    /// proxies' DNS period, after which they have seen it in any case). `false` when it cannot
+    /// be seen from here (a remote engine, a service that names no replica, no published port):
+    /// the caller then waits the settle time itself.
     pub(super) async fn proxies_reach(
         &self,
         stack: &Stack,
@@ -291,22 +302,28 @@ impl Docker {
         else {
             return false;
         };
-        let loopback = |p: &crate::stack::Port| {
-            if p.host_ip.is_unspecified() {
-                "127.0.0.1".to_string()
-            } else {
-                p.host_ip.to_string()
-            }
+        // `ip:port` (IPv6 in brackets); an unspecified address is reached on loopback.
+        let address = |p: &crate::stack::Port| {
+            let ip = match p.host_ip {
+                std::net::IpAddr::V4(ip) if ip.is_unspecified() => {
+                    std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)
+                }
+                std::net::IpAddr::V6(ip) if ip.is_unspecified() => {
+                    std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST)
+                }
+                ip => ip,
+            };
+            std::net::SocketAddr::new(ip, p.host)
         };
         let mut urls: Vec<String> = crate::stack::edge::edge_port(stack, service)
-            .map(|p| format!("http://{}:{}/health", loopback(p), p.host))
+            .map(|p| format!("http://{}/health", address(p)))
             .into_iter()
             .collect();
         if let Some(ui) = stack
             .service("frontend")
             .and_then(|f| crate::stack::edge::edge_port(stack, f))
         {
-            urls.push(format!("http://{}:{}/api/health", loopback(ui), ui.host));
+            urls.push(format!("http://{}/api/health", address(ui)));
         }
         if hostname.is_empty() || urls.is_empty() {
             return false;
@@ -314,7 +331,7 @@ impl Docker {
         let client = crate::probe::client(Duration::from_millis(500));
         let seen = std::sync::Mutex::new(vec![false; urls.len()]);
         let (client, seen, urls, hostname) = (&client, &seen, &urls, &hostname);
-        poll_until(
+        let _ = poll_until(
             (Instant::now() + RELEASE_SETTLE).into(),
             Backoff::fixed(Duration::from_millis(50)),
             || async move {
@@ -341,7 +358,8 @@ impl Docker {
                 }
             },
         )
-        .await
-        .is_ok()
+        .await;
+        // Seen, or the settle time is over either way.
+        true
     }
 }

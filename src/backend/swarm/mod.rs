@@ -15,7 +15,7 @@ use bollard::models::NetworkCreateRequest;
 use serde::Serialize;
 
 use super::images::ImageIds;
-use super::plan::{Kind, Op, Plan, Verb};
+use super::plan::{step, Kind, Op, Plan, Verb};
 use super::{Observation, ServiceStatus};
 use crate::engine::{Engine, Object};
 use crate::error::hinted;
@@ -131,22 +131,20 @@ impl Swarm {
             .collect();
         let labels = HashMap::from([(NAMESPACE.to_string(), stack.project.clone())]);
         let mut done = Vec::new();
-        if plan
+        if let Some(op) = plan
             .ops
             .iter()
-            .any(|o| o.kind == Kind::Network && o.verb == Verb::Create)
+            .find(|o| o.kind == Kind::Network && o.verb == Verb::Create)
         {
-            let name = network_name(stack);
-            self.engine
-                .create_network(NetworkCreateRequest {
-                    name: name.clone(),
-                    driver: Some("overlay".into()),
-                    attachable: Some(true),
-                    labels: Some(labels.clone()),
-                    ..Default::default()
-                })
-                .await?;
-            done.push(Op::new(Verb::Create, Kind::Network, name));
+            let request = NetworkCreateRequest {
+                name: network_name(stack),
+                driver: Some("overlay".into()),
+                attachable: Some(true),
+                labels: Some(labels.clone()),
+                ..Default::default()
+            };
+            step(printer, op, self.engine.create_network(request)).await?;
+            done.push(op.clone());
         }
         let current = states(&self.engine, &stack.project).await?;
         let mut updated = Vec::new();
@@ -185,17 +183,17 @@ impl Swarm {
             // Tasks refer to configs and secrets by ID: make them, then fill the IDs in.
             let mut with_ids = Vec::new();
             for f in &files {
-                let id = self
-                    .engine
-                    .ensure_swarm_file(f.secret, &f.name, labels.clone(), &f.data)
-                    .await?;
-                if plan.ops.iter().any(|o| o.object == f.name && o.changes()) {
-                    done.push(Op::new(
-                        Verb::Create,
-                        if f.secret { Kind::Secret } else { Kind::Config },
-                        &f.name,
-                    ));
-                }
+                let ensure =
+                    self.engine
+                        .ensure_swarm_file(f.secret, &f.name, labels.clone(), &f.data);
+                let id = match plan.ops.iter().find(|o| o.object == f.name && o.changes()) {
+                    Some(file_op) => {
+                        let id = step(printer, file_op, ensure).await?;
+                        done.push(file_op.clone());
+                        id
+                    }
+                    None => ensure.await?,
+                };
                 with_ids.push((f.name.clone(), id));
             }
             if let Some(c) = spec
@@ -217,18 +215,25 @@ impl Swarm {
                 }
             }
             printer.enter(format!("deploying service {}", op.object));
-            match (op.verb, current.iter().find(|c| c.service == d.service)) {
-                (Verb::Update, Some(cur)) => {
-                    // The image tag may be unchanged while its content is new: force new tasks.
-                    if let Some(t) = spec.task_template.as_mut() {
-                        t.force_update = Some(cur.force_update + 1);
+            let cur = current.iter().find(|c| c.service == d.service);
+            step(printer, op, async {
+                match (op.verb, cur) {
+                    (Verb::Update, Some(cur)) => {
+                        // The image tag may be unchanged while its content is new: force new
+                        // tasks.
+                        if let Some(t) = spec.task_template.as_mut() {
+                            t.force_update = Some(cur.force_update + 1);
+                        }
+                        self.engine
+                            .update_service(&op.object, spec, cur.version)
+                            .await
                     }
-                    self.engine
-                        .update_service(&op.object, spec, cur.version)
-                        .await?;
-                    updated.push(d.service.clone());
+                    _ => self.engine.create_service(spec).await,
                 }
-                _ => self.engine.create_service(spec).await?,
+            })
+            .await?;
+            if op.verb == Verb::Update && cur.is_some() {
+                updated.push(d.service.clone());
             }
             printer.service(
                 &d.service,

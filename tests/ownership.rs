@@ -350,3 +350,67 @@ fn status_probes_what_the_stack_publishes_not_the_configured_port() {
     }
     assert_eq!(st.code, 0, "{}", st.stderr);
 }
+
+#[test]
+fn down_names_a_foreign_container_that_holds_the_network_and_keeps_it() {
+    if !common::engine_available() {
+        return;
+    }
+    const HELD: &str = "irisctl-test-own-netheld";
+    let p = Project::new(HELD, [22500, 22501, 22502, 22503]);
+    run(p.irisctl().arg("up")).ok();
+    let network = format!("{HELD}-network");
+    let holder = "irisctl-test-own-netholder";
+    common::docker_cleanup(&["rm", "-f", holder]);
+    docker(&[
+        "run",
+        "-d",
+        "--name",
+        holder,
+        "--network",
+        &network,
+        "irisctl-offline/debian:bookworm",
+        "sleep",
+        "600",
+    ]);
+    let down = run(p.irisctl().arg("down"));
+    let running = docker(&["inspect", "-f", "{{.State.Running}}", holder]);
+    let kept = docker(&[
+        "network",
+        "ls",
+        "-q",
+        "--filter",
+        &format!("name=^{network}$"),
+    ]);
+    docker(&["rm", "-f", holder]);
+    down.ok();
+    assert!(
+        down.stderr.contains(&format!(
+            "container `{holder}` of another project is attached (`docker network disconnect {network} {holder}`"
+        )),
+        "the holder is not named:\n{}",
+        down.stderr
+    );
+    assert_eq!(running, "true", "down touched a container it does not own");
+    assert!(
+        !kept.is_empty(),
+        "the network was removed from under its holder"
+    );
+    assert!(
+        p.container_ids().is_empty(),
+        "the project's containers are left"
+    );
+    // Once the holder is gone, `down` removes the network.
+    run(p.irisctl().arg("down")).ok();
+    assert_eq!(
+        docker(&[
+            "network",
+            "ls",
+            "-q",
+            "--filter",
+            &format!("name=^{network}$")
+        ]),
+        "",
+        "the network is left"
+    );
+}

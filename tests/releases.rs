@@ -249,6 +249,17 @@ fn rollback_under_load(p: &Project, service: &str, load: Load) -> (common::Run, 
         "{}",
         rb.stderr
     );
+    // Not silent until done: the swap is announced as it starts.
+    assert!(
+        rb.stderr
+            .lines()
+            .next()
+            .is_some_and(|l| l.starts_with(&format!(
+                "release {service}: rollback to the previous release"
+            ))),
+        "{}",
+        rb.stderr
+    );
     let left = containers(service);
     assert_eq!(left.len(), 1, "{left:?}");
     let image = docker(&["inspect", "--format", "{{.Image}}", &left[0].0]);
@@ -304,6 +315,15 @@ fn releases_under_steady_load_drop_no_request() {
     let n = load.finish_without_failures("API release");
     up.ok();
     assert!(up.stderr.contains("released api"), "{}", up.stderr);
+    // In a pipe, the build and the release each say so when they start (no silent seconds).
+    let line = |needle: &str| up.stderr.lines().position(|l| l.starts_with(needle));
+    assert!(
+        line("rebuild api: build context changed").is_some()
+            && line("release api: its image is rebuilt").is_some()
+            && line("rebuild api: ") < line("release api: "),
+        "no line for the build and the release as they start:\n{}",
+        up.stderr
+    );
     eprintln!("API release: `up` (build + swap) took {took:?}, {n} requests, 0 failed");
     let api = containers("api");
     assert_eq!(api.len(), 1, "{api:?}");

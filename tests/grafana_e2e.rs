@@ -46,7 +46,8 @@ fn dashboard(p: &Project) -> serde_json::Value {
 fn grafana_line(stderr: &str) -> &str {
     stderr
         .lines()
-        .find(|l| l.contains("grafana: "))
+        // The provisioning summary (not `build grafana: …`, the build's own line).
+        .find(|l| l.trim_start_matches(|c: char| !c.is_alphabetic()).starts_with("grafana: "))
         .unwrap_or_else(|| panic!("no `grafana:` line in\n{stderr}"))
 }
 

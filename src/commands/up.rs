@@ -22,6 +22,8 @@ pub struct UpOptions {
     pub target: Target,
     /// Print the plan and change nothing, in this format.
     pub dry_run: Option<Format>,
+    /// Read every file of the build contexts, not only those whose metadata changed.
+    pub rehash: bool,
 }
 
 pub async fn run(ctx: &Ctx, opts: UpOptions) -> Result<()> {
@@ -53,16 +55,17 @@ pub(crate) async fn converge(ctx: &Ctx, opts: &UpOptions) -> Result<(String, Str
     let _lock = ctx.lock_project().await?;
     printer.enter("checking host ports").await;
     backend.preflight(&stack).await?;
-    printer.enter("checking images").await;
-    let (known, pulled) = images::ensure_present(backend.engine(), &stack).await?;
     // Nothing is written before the engine has been reached and the preflight passed.
     ctx.ensure_stack_files()?;
+    printer.enter("checking images").await;
+    let mut images = images::plan(backend.engine(), &stack, opts.rehash).await?;
+    let pulled = images.pull(backend.engine(), &stack).await?;
     let password = ctx.ensure_grafana_password()?;
     ctx.write_derived_files()?;
     let names: Vec<&str> = stack.services.iter().map(|s| s.name.as_str()).collect();
     printer.start_board(&names);
     printer.enter("building images").await;
-    let (mut built, image_ids) = images::ensure(backend.engine(), &stack, printer, &known).await?;
+    let (mut built, image_ids) = images.build(backend.engine(), &stack, printer).await?;
     built.extend(pulled);
     let known = image_ids
         .iter()
@@ -160,8 +163,11 @@ async fn dry_run(ctx: &Ctx, opts: &UpOptions, format: Format) -> Result<()> {
     let backend = Backend::connect(opts.target).await?;
     let stack = backend.form(&Stack::from_settings(&ctx.settings));
     backend.preflight(&stack).await?;
-    let (mut plan, ids) = images::plan(backend.engine(), &stack).await?;
-    let services = backend.plan(&stack, &ids, opts.remove_orphans).await?;
+    let images = images::plan(backend.engine(), &stack, opts.rehash).await?;
+    let mut plan = images.plan();
+    let services = backend
+        .plan(&stack, &images.ids, opts.remove_orphans)
+        .await?;
     plan.extend(services);
     print_plan(ctx, &stack, &plan, format)
 }

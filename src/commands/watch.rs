@@ -14,7 +14,7 @@ use notify::Watcher;
 use super::up::{self, UpOptions};
 use super::Ctx;
 use crate::backend::Target;
-use crate::engine::build::Ignore;
+use crate::engine::context::Ignore;
 use crate::error::hinted;
 use crate::stack::Stack;
 
@@ -69,6 +69,7 @@ pub async fn run(ctx: &Ctx, opts: WatchOptions) -> Result<()> {
         provision: true,
         target: Target::Docker,
         dry_run: None,
+        rehash: false,
     };
     let first = up::converge(ctx, &up_opts).await;
     ctx.printer.finish_board();

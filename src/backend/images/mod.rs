@@ -152,13 +152,10 @@ impl ImagePlan {
                     own,
                     ..
                 } => {
-                    done.push(
-                        Op::new(Verb::Pull, Kind::Image, image.as_str())
-                            .because("not on this host"),
-                    );
                     if let Some(id) = pulled.get(image.as_str()).filter(|_| *own) {
                         self.ids.insert(service.clone(), Some(id.clone()));
                     }
+                    done.push(op.op());
                 }
                 // The build's inputs now hold the IDs of the bases just pulled.
                 ImageOp::Build { record, .. } => {
@@ -346,4 +343,43 @@ fn missing_images(stack: &Stack, images: &[&str], missing: &[String]) -> anyhow:
         ),
         hint,
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn image_ops_print_with_their_causes() {
+        let pull = |own| ImageOp::Pull {
+            image: "img:1".into(),
+            needed_by: "x".into(),
+            service: "api".into(),
+            own,
+        };
+        assert_eq!(pull(true).op().text(), "pull image img:1: not on this host");
+        assert_eq!(pull(true).op().service.as_deref(), Some("api"));
+        assert_eq!(
+            pull(false).op().text(),
+            "pull image img:1: base image of `api` not on this host"
+        );
+        let build = |exists| ImageOp::Build {
+            service: "api".into(),
+            tag: "iris-api:dev".into(),
+            build: Build {
+                context: "/c".into(),
+                dockerfile: "Dockerfile".into(),
+                args: BTreeMap::new(),
+            },
+            record: BuildRecord::default(),
+            exists,
+            cause: "build context changed (app/main.py)".into(),
+        };
+        assert_eq!(
+            build(true).op().text(),
+            "rebuild api: build context changed (app/main.py)"
+        );
+        assert_eq!(build(false).op().verb, Verb::Build);
+        assert_eq!(build(false).op().object, "iris-api:dev");
+    }
 }

@@ -92,8 +92,8 @@ pub struct ImagePlan {
     pub ops: Vec<ImageOp>,
     /// Each service's image ID when no operation changes it.
     pub ids: ImageIds,
-    /// The context digests taken while planning: [`ImagePlan::build`] keeps them (a dry run
-    /// writes nothing).
+    /// The context digests taken while planning, where they differ from the caches read:
+    /// [`ImagePlan::build`] keeps them (a dry run writes nothing).
     caches: Vec<StatCache>,
     cache_dir: PathBuf,
 }
@@ -269,15 +269,17 @@ pub async fn plan(engine: &Engine, stack: &Stack, rehash: bool) -> Result<ImageP
             let (service, build, known_ids) = (s.name.clone(), b.clone(), known.clone());
             let cache_dir = cache_dir.clone();
             let (record, cache) = tokio::task::spawn_blocking(move || {
-                let cache = StatCache::load(&cache_dir, &build.context);
-                inputs(&service, &build, &known_ids, &cache, rehash)
+                let old = StatCache::load(&cache_dir, &build.context);
+                let (record, new) = inputs(&service, &build, &known_ids, &old, rehash)?;
+                // A cache that holds what it held already is not written again.
+                Ok::<_, anyhow::Error>((record, (new != old).then_some(new)))
             })
             .await
             .context("build context task failed")??;
             let base_missing = record.bases.values().any(String::is_empty);
             let (exists, cause) = match check(engine, &s.image, b, &record).await? {
                 Check::Current { image_id } if !base_missing => {
-                    return Ok((None, Some(image_id), Some(cache)));
+                    return Ok((None, Some(image_id), cache));
                 }
                 Check::Current { .. } => (true, "its base image is pulled".to_string()),
                 Check::Needed { exists, cause } => (exists, cause),
@@ -290,7 +292,7 @@ pub async fn plan(engine: &Engine, stack: &Stack, rehash: bool) -> Result<ImageP
                 exists,
                 cause,
             };
-            Ok((Some(op), None, Some(cache)))
+            Ok((Some(op), None, cache))
         }
     }))
     .await?;

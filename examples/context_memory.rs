@@ -9,7 +9,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use futures_util::StreamExt;
-use irisctl::engine::build::{context_digest, context_stream, context_tar};
+use irisctl::engine::context::{context_digest, context_stream, context_tar};
 
 fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);

@@ -238,6 +238,11 @@ pub struct UpArgs {
     /// Output format of `--dry-run`
     #[arg(long, value_enum, default_value_t = Format::Table, requires = "dry_run")]
     pub format: Format,
+
+    /// Read every file of the build contexts to decide what to rebuild, not only the files
+    /// whose size, times, inode or mode changed since they were last read
+    #[arg(long)]
+    pub rehash: bool,
 }
 
 /// `--progress`.

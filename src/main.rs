@@ -231,6 +231,7 @@ async fn run(cli: Cli, printer: Printer) -> Result<Exit> {
                     provision: !a.no_provision,
                     target: a.stack.target.into(),
                     dry_run: a.dry_run.then(|| a.format.into()),
+                    rehash: a.rehash,
                 },
             )
             .await?;

@@ -57,6 +57,50 @@ fn world(p: &Project) -> (String, String, String, String, BTreeMap<String, u64>)
     (containers, images.join("\n"), volumes, networks, files)
 }
 
+/// Make the API context's stat cache (which `up` wrote) record `rel`'s current metadata with
+/// its old digest: what a change invisible to every metadata field would leave. The racy-git
+/// rule distrusts a digest taken less than 2 s after the file's ctime, so the file's ctime is
+/// first let age past that (the only way to make it older).
+fn hide_change_from_the_stat_cache(p: &Project, rel: &str) {
+    use std::os::unix::fs::MetadataExt;
+    let file = p.path().join("stack/api").join(rel);
+    let ctime = || {
+        let m = std::fs::metadata(&file).unwrap();
+        std::time::UNIX_EPOCH + std::time::Duration::new(m.ctime() as u64, m.ctime_nsec() as u32)
+    };
+    let aged = ctime() + std::time::Duration::from_millis(2100);
+    if let Ok(left) = aged.duration_since(std::time::SystemTime::now()) {
+        std::thread::sleep(left);
+    }
+    let dir = p.path().join(".irisctl/cache");
+    let mut found = false;
+    for e in std::fs::read_dir(&dir).unwrap().flatten() {
+        let text = std::fs::read_to_string(e.path()).unwrap();
+        let mut cache: serde_json::Value = serde_json::from_str(&text).unwrap();
+        if !cache["root"].as_str().unwrap().ends_with("stack/api") {
+            continue;
+        }
+        let m = std::fs::metadata(&file).unwrap();
+        let ns = |s: i64, n: i64| s * 1_000_000_000 + n;
+        let entry = &mut cache["entries"][rel];
+        entry["stat"] = serde_json::json!({
+            "size": m.size(),
+            "mtime_ns": ns(m.mtime(), m.mtime_nsec()),
+            "ctime_ns": ns(m.ctime(), m.ctime_nsec()),
+            "ino": m.ino(),
+            "mode": m.mode(),
+        });
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as i64;
+        entry["hashed_ns"] = now.into();
+        std::fs::write(e.path(), serde_json::to_vec(&cache).unwrap()).unwrap();
+        found = true;
+    }
+    assert!(found, "no stat cache of stack/api in {}", dir.display());
+}
+
 fn dry_run(p: &Project, extra: &[&str]) -> common::Run {
     let r = run(p.irisctl().args(["up", "--dry-run"]).args(extra));
     r.ok();
@@ -101,6 +145,32 @@ fn dry_run_plans_with_causes_and_changes_nothing() {
         "{}",
         converged.stderr
     );
+
+    // A change behind a preserved mtime: ctime (which cannot be set back) still shows it.
+    let main_py = p.path().join("stack/api/app/main.py");
+    let original = std::fs::read(&main_py).unwrap();
+    let mtime = std::fs::metadata(&main_py).unwrap().modified().unwrap();
+    let mut flipped = original.clone();
+    let last = flipped.len() - 1;
+    flipped[last] = if flipped[last] == b'\n' { b' ' } else { b'\n' };
+    let rewrite = |content: &[u8]| {
+        std::fs::write(&main_py, content).unwrap();
+        let f = std::fs::File::options().write(true).open(&main_py).unwrap();
+        f.set_modified(mtime).unwrap();
+    };
+    rewrite(&flipped);
+    let rebuild =
+        "rebuild api: build context changed (app/main.py)\nrelease api: its image is rebuilt\n";
+    assert_eq!(dry_run(&p, &[]).stdout, rebuild);
+    // A change no metadata shows (as if ctime had been kept too): the stat cache trusts the
+    // digest it recorded, so only the full check of `--rehash` sees the change.
+    hide_change_from_the_stat_cache(&p, "app/main.py");
+    let cached = dry_run(&p, &[]);
+    assert_eq!(cached.stdout, "nothing to change\n", "{}", cached.stderr);
+    let full = dry_run(&p, &["--rehash"]);
+    assert_eq!(full.stdout, rebuild, "{}", full.stderr);
+    rewrite(&original);
+    assert_eq!(dry_run(&p, &[]).stdout, "nothing to change\n");
 
     // A changed port: that service only, the port as the cause.
     let before = world(&p);

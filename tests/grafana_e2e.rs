@@ -47,7 +47,10 @@ fn grafana_line(stderr: &str) -> &str {
     stderr
         .lines()
         // The provisioning summary (not `build grafana: …`, the build's own line).
-        .find(|l| l.trim_start_matches(|c: char| !c.is_alphabetic()).starts_with("grafana: "))
+        .find(|l| {
+            l.trim_start_matches(|c: char| !c.is_alphabetic())
+                .starts_with("grafana: ")
+        })
         .unwrap_or_else(|| panic!("no `grafana:` line in\n{stderr}"))
 }
 

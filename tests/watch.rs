@@ -1,6 +1,6 @@
 //! `irisctl watch` on the real engine: an edited API source file goes live (a new API container
-//! answers /predict) and only the API is redeployed; a `.dockerignore`d file or a metadata-only
-//! change (touch) deploys nothing; a syntax error is reported, the version that was running keeps
+//! answers /predict) and only the API is redeployed; editors' temporary files are no change; a
+//! `.dockerignore`d file or a metadata-only change (touch) deploys nothing; a syntax error is reported, the version that was running keeps
 //! serving and watching goes on; Ctrl-C stops watching, exit 0, the stack left as it was.
 
 mod common;
@@ -83,10 +83,27 @@ fn watch_deploys_source_changes_and_keeps_serving() {
     );
     assert_eq!(predict(), 200);
 
-    // An edit goes live: a new API container answers; nothing else is redeployed.
+    // An edit goes live: a new API container answers; nothing else is redeployed. The
+    // temporary files editors write beside it (none listed in .dockerignore) are no change:
+    // written first, in the same burst, they would be listed with it.
     let main_py = p.path().join("stack/api/app/main.py");
     let original = std::fs::read_to_string(&main_py).unwrap();
+    let app = p.path().join("stack/api/app");
+    for temp in [
+        "sedX1y2Z3",
+        ".main.py.swp",
+        "4913",
+        "main.py~",
+        "#main.py#",
+        ".#main.py",
+        "main.py___jb_tmp___",
+        "main.py.tmp",
+    ] {
+        std::fs::write(app.join(temp), "temporary\n").unwrap();
+    }
     std::fs::write(&main_py, format!("{original}\n# edited while watching\n")).unwrap();
+    let changed = wait_for(&rx, &["changed:"], 30, &mut seen);
+    assert_eq!(changed, "changed: api: app/main.py", "{seen}");
     let live = wait_for(&rx, &["live ", "error:"], 180, &mut seen);
     assert!(live.contains("api live"), "{seen}");
     let after = p.container_ids();

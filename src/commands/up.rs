@@ -22,6 +22,8 @@ pub struct UpOptions {
     pub target: Target,
     /// Print the plan and change nothing, in this format.
     pub dry_run: Option<Format>,
+    /// Read every file of the build contexts, not only those whose metadata changed.
+    pub rehash: bool,
 }
 
 pub async fn run(ctx: &Ctx, opts: UpOptions) -> Result<()> {
@@ -57,7 +59,11 @@ pub(crate) async fn converge(ctx: &Ctx, opts: &UpOptions) -> Result<(String, Str
     // checked.
     ctx.ensure_stack_files()?;
     printer.enter("checking images");
-    let (image_plan, ids) = images::plan(backend.engine(), &stack).await?;
+    let mut images = images::plan(backend.engine(), &stack, opts.rehash).await?;
+    let image_plan = images.plan();
+    // The containers' plan is made with what was known before anything ran, as `--dry-run`
+    // makes it: an image still to be pulled or built is filled in when it is.
+    let ids = images.ids.clone();
     // The pulls first, all at once: an image that cannot be had is named before anything is
     // written.
     let pulls: Vec<_> = image_plan
@@ -69,7 +75,8 @@ pub(crate) async fn converge(ctx: &Ctx, opts: &UpOptions) -> Result<(String, Str
         printer.op_started(*op);
     }
     let pulled_at = Instant::now();
-    let (known, _) = images::ensure_present(backend.engine(), &stack)
+    images
+        .pull(backend.engine(), &stack)
         .await
         .inspect_err(|e| {
             for op in &pulls {
@@ -90,25 +97,8 @@ pub(crate) async fn converge(ctx: &Ctx, opts: &UpOptions) -> Result<(String, Str
     let names: Vec<&str> = stack.services.iter().map(|s| s.name.as_str()).collect();
     printer.start_board(&names);
     printer.enter("building images");
-    let builds: Vec<_> = plan
-        .ops
-        .iter()
-        .filter(|o| matches!(o.verb, Verb::Build | Verb::Rebuild))
-        .collect();
-    for op in &builds {
-        printer.op_started(*op);
-    }
-    let built_at = Instant::now();
-    let (_, image_ids) = images::ensure(backend.engine(), &stack, printer, &known)
-        .await
-        .inspect_err(|e| {
-            for op in &builds {
-                printer.op_failed(*op, &format!("{e:#}"));
-            }
-        })?;
-    for op in &builds {
-        printer.op_done(*op, built_at.elapsed());
-    }
+    // Each build reports its own start and end (see `ImagePlan::build`).
+    let (_, image_ids) = images.build(backend.engine(), &stack, printer).await?;
     let built: Vec<_> = plan
         .ops
         .iter()
@@ -195,8 +185,11 @@ async fn dry_run(ctx: &Ctx, opts: &UpOptions, format: Format) -> Result<()> {
     let backend = Backend::connect(opts.target).await?;
     let stack = backend.form(&Stack::from_settings(&ctx.settings));
     backend.preflight(&stack).await?;
-    let (mut plan, ids) = images::plan(backend.engine(), &stack).await?;
-    let services = backend.plan(&stack, &ids, opts.remove_orphans).await?;
+    let images = images::plan(backend.engine(), &stack, opts.rehash).await?;
+    let mut plan = images.plan();
+    let services = backend
+        .plan(&stack, &images.ids, opts.remove_orphans)
+        .await?;
     plan.extend(services);
     plan.explain_rebuilds();
     super::print_plan(ctx, &stack.project, &plan, format, "up")

@@ -35,15 +35,7 @@ impl Engine {
         spec: bollard::models::ServiceSpec,
         version: u64,
     ) -> Result<()> {
-        let options = bollard::query_parameters::UpdateServiceOptions {
-            version: i32::try_from(version).unwrap_or(i32::MAX),
-            ..Default::default()
-        };
-        self.docker
-            .update_service(name, spec, options, None)
-            .await
-            .map(|_| ())
-            .map_err(|e| failed("update", "service", name, &e))
+        self.update(name, spec, version, None, "update").await
     }
 
     /// Roll a service back to its previous spec (Swarm keeps one: `PreviousSpec`), as
@@ -54,16 +46,30 @@ impl Engine {
         spec: bollard::models::ServiceSpec,
         version: u64,
     ) -> Result<()> {
+        self.update(name, spec, version, Some("previous"), "roll back")
+            .await
+    }
+
+    /// `POST /services/{name}/update` at `version`, with `rollback` when asked; `verb` names the
+    /// operation in an error.
+    async fn update(
+        &self,
+        name: &str,
+        spec: bollard::models::ServiceSpec,
+        version: u64,
+        rollback: Option<&str>,
+        verb: &str,
+    ) -> Result<()> {
         let options = bollard::query_parameters::UpdateServiceOptions {
             version: i32::try_from(version).unwrap_or(i32::MAX),
-            rollback: Some("previous".to_string()),
+            rollback: rollback.map(str::to_string),
             ..Default::default()
         };
         self.docker
             .update_service(name, spec, options, None)
             .await
             .map(|_| ())
-            .map_err(|e| failed("roll back", "service", name, &e))
+            .map_err(|e| failed(verb, "service", name, &e))
     }
 
     /// Create a Swarm config or secret unless one of that name exists (irisctl names them by

@@ -159,8 +159,8 @@ fn dry_run_plans_with_causes_and_changes_nothing() {
         f.set_modified(mtime).unwrap();
     };
     rewrite(&flipped);
-    let rebuild =
-        "rebuild api: build context changed (app/main.py)\nrelease api: its image is rebuilt\n";
+    let rebuild = "rebuild api: build context changed (app/main.py)\n\
+                   release api: its image is rebuilt (build context changed (app/main.py))\n";
     assert_eq!(dry_run(&p, &[]).stdout, rebuild);
     // A change no metadata shows (as if ctime had been kept too): the stat cache trusts the
     // digest it recorded, so only the full check of `--rehash` sees the change.

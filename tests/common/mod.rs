@@ -424,14 +424,29 @@ pub fn human(events: &[serde_json::Value]) -> String {
 /// made (and only such a one).
 pub fn init_test_swarm() {
     docker(&["swarm", "init", "--advertise-addr", "127.0.0.1"]);
-    let node = docker(&["info", "-f", "{{.Swarm.NodeID}}"]);
-    docker(&[
-        "node",
-        "update",
-        "--label-add",
-        "io.irisctl.test-swarm=true",
-        &node,
-    ]);
+    let labelled = Command::new("docker")
+        .args(["info", "-f", "{{.Swarm.NodeID}}"])
+        .output()
+        .ok()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .filter(|node| !node.is_empty())
+        .is_some_and(|node| {
+            Command::new("docker")
+                .args([
+                    "node",
+                    "update",
+                    "--label-add",
+                    "io.irisctl.test-swarm=true",
+                    &node,
+                ])
+                .status()
+                .is_ok_and(|s| s.success())
+        });
+    if !labelled {
+        // Unlabelled, nothing would know to leave it: leave it now.
+        docker_cleanup(&["swarm", "leave", "--force"]);
+        panic!("could not label the test swarm's node");
+    }
 }
 
 /// Is the engine a Swarm manager already? In CI a test that needs it not to be fails instead

@@ -213,23 +213,19 @@ pub async fn provision(ctx: &Ctx, opts: &ProvisionOptions) -> Result<Vec<Outcome
         .await
         .map_err(to_anyhow)?;
     // The stack's own Grafana file-provisions the datasource and the dashboards in the background
-    // once its port is open: give it the time to, rather than create them and race it.
+    // once its port is open: what is missing gets the time to appear, rather than be created in
+    // a race with it.
     let own = own_url(ctx, opts);
-    if opts
+    let grace = if opts
         .url
         .as_deref()
         .is_none_or(|url| is_own_grafana(&grafana::split_userinfo(url).0, &own))
     {
-        grafana::wait_for_file_provisioning(
-            &client,
-            &spec,
-            &dashboards,
-            grafana::FILE_PROVISIONING_GRACE,
-        )
-        .await
-        .map_err(to_anyhow)?;
-    }
-    grafana::provision(&client, &spec, &dashboards)
+        grafana::FILE_PROVISIONING_GRACE
+    } else {
+        Duration::ZERO
+    };
+    grafana::provision_waiting(&client, &spec, &dashboards, grace)
         .await
         .map_err(to_anyhow)
 }

@@ -27,8 +27,8 @@ pub use dashboards::{
     resolved_dashboards, write_resolved_dashboards, DashboardFile,
 };
 pub use provisioning::{
-    dashboard_plan, ensure_folder, import_dashboard, provision, save_dashboard, upsert_datasource,
-    wait_for_file_provisioning, DatasourceSpec, Plan, FILE_PROVISIONING_GRACE,
+    dashboard_plan, ensure_folder, import_dashboard, provision, provision_waiting, save_dashboard,
+    upsert_datasource, wait_for_file_provisioning, DatasourceSpec, Plan, FILE_PROVISIONING_GRACE,
 };
 
 /// The datasource uid every dashboard panel refers to (also in the file provisioning).

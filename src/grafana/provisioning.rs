@@ -108,6 +108,33 @@ impl DatasourceSpec {
 
 /// Create or update the datasource by uid; no write when it is already as wanted.
 pub async fn upsert_datasource(client: &Client, spec: &DatasourceSpec) -> Result<Outcome> {
+    upsert_datasource_waiting(client, spec, None).await
+}
+
+/// Read with `read`; when it finds nothing and `wait_until` is given, ask again every 250 ms
+/// until it does or that instant passes (Grafana's file provisioner runs in the background once
+/// its port is open: "missing right after start" is not "needs creating").
+async fn read_or_wait<F, Fut>(wait_until: Option<Instant>, read: F) -> Result<Option<Value>>
+where
+    F: Fn() -> Fut,
+    Fut: std::future::Future<Output = Result<Option<Value>>>,
+{
+    loop {
+        let found = read().await?;
+        match wait_until {
+            Some(deadline) if found.is_none() && Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+            _ => return Ok(found),
+        }
+    }
+}
+
+async fn upsert_datasource_waiting(
+    client: &Client,
+    spec: &DatasourceSpec,
+    wait_until: Option<Instant>,
+) -> Result<Outcome> {
     let url = format!(
         "{}/connections/datasources/edit/{}",
         client.base(),
@@ -120,7 +147,10 @@ pub async fn upsert_datasource(client: &Client, spec: &DatasourceSpec) -> Result
     };
     // One retry covers a concurrent create or update between our read and our write.
     for attempt in 0..2 {
-        let current = client.datasource_by_uid(&spec.uid).await?;
+        let current = read_or_wait(wait_until.filter(|_| attempt == 0), || {
+            client.datasource_by_uid(&spec.uid)
+        })
+        .await?;
         let result = match current {
             None => {
                 if let Some(other) = client.datasource_by_name(&spec.name).await? {
@@ -220,7 +250,16 @@ pub async fn dashboard_plan(
     file: &DashboardFile,
     folder_uid: &str,
 ) -> Result<Plan> {
-    let Some(cur) = client.dashboard_by_uid(file.uid()).await? else {
+    dashboard_plan_waiting(client, file, folder_uid, None).await
+}
+
+async fn dashboard_plan_waiting(
+    client: &Client,
+    file: &DashboardFile,
+    folder_uid: &str,
+    wait_until: Option<Instant>,
+) -> Result<Plan> {
+    let Some(cur) = read_or_wait(wait_until, || client.dashboard_by_uid(file.uid())).await? else {
         return Ok(Plan::Save {
             action: Action::Created,
             folder_uid: folder_uid.to_string(),
@@ -341,19 +380,31 @@ pub async fn import_dashboard(
     folder_ready: &mut bool,
     out: &mut Vec<Outcome>,
 ) -> Result<()> {
+    import_dashboard_waiting(client, file, folder_ready, out, None).await
+}
+
+async fn import_dashboard_waiting(
+    client: &Client,
+    file: &DashboardFile,
+    folder_ready: &mut bool,
+    out: &mut Vec<Outcome>,
+    wait_until: Option<Instant>,
+) -> Result<()> {
     let mut retried = false;
     loop {
-        let (action, folder_uid, version) = match dashboard_plan(client, file, FOLDER_UID).await? {
-            Plan::Current(unchanged) => {
-                out.push(unchanged);
-                return Ok(());
-            }
-            Plan::Save {
-                action,
-                folder_uid,
-                version,
-            } => (action, folder_uid, version),
-        };
+        let wait = wait_until.filter(|_| !retried);
+        let (action, folder_uid, version) =
+            match dashboard_plan_waiting(client, file, FOLDER_UID, wait).await? {
+                Plan::Current(unchanged) => {
+                    out.push(unchanged);
+                    return Ok(());
+                }
+                Plan::Save {
+                    action,
+                    folder_uid,
+                    version,
+                } => (action, folder_uid, version),
+            };
         if !*folder_ready && folder_uid == FOLDER_UID {
             out.extend(ensure_folder(client, FOLDER_UID, FOLDER_TITLE).await?);
             *folder_ready = true;
@@ -381,9 +432,6 @@ pub async fn import_dashboard(
     }
 }
 
-/// How long to wait for the stack's own Grafana to file-provision what is missing.
-pub const FILE_PROVISIONING_GRACE: Duration = Duration::from_secs(15);
-
 /// Wait (at most `within`) until the datasource of `spec` and every dashboard of `dashboards`
 /// exist: what a Grafana that file-provisions them will have soon after it starts. Since
 /// 11.6.3/12.0.2 Grafana provisions datasources and dashboards in a background job that runs
@@ -399,12 +447,16 @@ pub async fn wait_for_file_provisioning(
 ) -> Result<bool> {
     let deadline = Instant::now() + within;
     loop {
-        let mut all = client.datasource_by_uid(&spec.uid).await?.is_some();
-        for d in dashboards {
-            if !all {
-                break;
-            }
-            all = client.dashboard_by_uid(d.uid()).await?.is_some();
+        let (datasource, found) = futures_util::future::join(
+            client.datasource_by_uid(&spec.uid),
+            futures_util::future::join_all(
+                dashboards.iter().map(|d| client.dashboard_by_uid(d.uid())),
+            ),
+        )
+        .await;
+        let mut all = datasource?.is_some();
+        for d in found {
+            all &= d?.is_some();
         }
         if all || Instant::now() >= deadline {
             return Ok(all);
@@ -413,6 +465,9 @@ pub async fn wait_for_file_provisioning(
     }
 }
 
+/// How long to wait for the stack's own Grafana to file-provision what is missing.
+pub const FILE_PROVISIONING_GRACE: Duration = Duration::from_secs(15);
+
 /// The whole provisioning: datasource, then each dashboard not yet current (into the folder
 /// created on first need, or where its file provider keeps it).
 pub async fn provision(
@@ -420,10 +475,23 @@ pub async fn provision(
     spec: &DatasourceSpec,
     dashboards: &[DashboardFile],
 ) -> Result<Vec<Outcome>> {
-    let mut out = vec![upsert_datasource(client, spec).await?];
+    provision_waiting(client, spec, dashboards, Duration::ZERO).await
+}
+
+/// [`provision`], giving a file provisioner up to `grace` to create what is missing before
+/// creating it (the stack's own Grafana provisions its files in the background after its port
+/// opens). What is present is read once: a no-op run costs no extra round of reads.
+pub async fn provision_waiting(
+    client: &Client,
+    spec: &DatasourceSpec,
+    dashboards: &[DashboardFile],
+    grace: Duration,
+) -> Result<Vec<Outcome>> {
+    let wait_until = (!grace.is_zero()).then(|| Instant::now() + grace);
+    let mut out = vec![upsert_datasource_waiting(client, spec, wait_until).await?];
     let mut folder_ready = false;
     for d in dashboards {
-        import_dashboard(client, d, &mut folder_ready, &mut out).await?;
+        import_dashboard_waiting(client, d, &mut folder_ready, &mut out, wait_until).await?;
     }
     Ok(out)
 }

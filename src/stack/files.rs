@@ -8,6 +8,9 @@ use anyhow::{Context, Result};
 use super::{Mount, Service};
 use crate::error::hinted;
 
+/// The repository of the local base images `scripts/offline-base-images` makes.
+pub const OFFLINE_PREFIX: &str = "irisctl-offline/";
+
 /// Where, below the project directory, the Grafana password file is.
 pub const SECRET_FILE: &str = ".irisctl/secrets/grafana_admin_password";
 

@@ -333,8 +333,23 @@ pub async fn plan(engine: &Engine, stack: &Stack, rehash: bool) -> Result<ImageP
 fn missing_images(stack: &Stack, images: &[&str], missing: &[String]) -> anyhow::Error {
     // The settings already name the local images: they have to be made. The hint names only
     // files that exist (an installed binary's built-in stack has no offline kit).
-    let local = images.iter().any(|i| i.starts_with("irisctl-offline/"));
-    let hint = crate::stack::files::offline_images_hint(&stack.project_dir, local);
+    let offline = |i: &str| i.starts_with(crate::stack::files::OFFLINE_PREFIX);
+    let local = images.iter().any(|i| offline(i));
+    // Offline mode is in use (other services run local images) and what is missing is none of
+    // them (Grafana's image, say): `offline-base-images` cannot make it, `docker load` can.
+    let offline_in_use = stack
+        .services
+        .iter()
+        .any(|s| s.build.is_none() && offline(&s.image));
+    let hint = if !local && offline_in_use {
+        let wanted: Vec<&str> = images.iter().copied().filter(|i| !offline(i)).collect();
+        format!(
+            "this host reaches no registry: on a machine that does, `docker save {} -o images.tar`; here `docker load -i images.tar`, then run the same command again; or name an image this host has in irisctl.yaml `images:`",
+            wanted.join(" ")
+        )
+    } else {
+        crate::stack::files::offline_images_hint(&stack.project_dir, local)
+    };
     crate::error::hinted(
         format!(
             "{} missing: {}",
@@ -351,6 +366,43 @@ fn missing_images(stack: &Stack, images: &[&str], missing: &[String]) -> anyhow:
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_image_offline_base_images_cannot_make_is_to_be_loaded() {
+        let mut stack = Stack::from_settings(&crate::settings::Settings::defaults("/p".into()));
+        for s in &mut stack.services {
+            match s.name.as_str() {
+                "prometheus" => s.image = "irisctl-offline/prometheus:2.42".into(),
+                "grafana" => {
+                    s.build = None;
+                    s.image = "grafana/grafana:11.4.0".into();
+                }
+                _ => {}
+            }
+        }
+        let hint = crate::error::hint_of(&missing_images(
+            &stack,
+            &["grafana/grafana:11.4.0"],
+            &["image `grafana/grafana:11.4.0` … cannot be pulled".into()],
+        ))
+        .unwrap_or_default()
+        .to_string();
+        assert!(
+            hint.contains("docker save grafana/grafana:11.4.0 -o images.tar")
+                && hint.contains("docker load -i images.tar"),
+            "{hint}"
+        );
+        // Local images that are missing are made by the offline kit.
+        let hint = crate::error::hint_of(&missing_images(
+            &stack,
+            &["irisctl-offline/prometheus:2.42"],
+            &["…".into()],
+        ))
+        .unwrap_or_default()
+        .to_string();
+        assert!(hint.contains("offline"), "{hint}");
+        assert!(!hint.contains("docker load"), "{hint}");
+    }
+
     use super::*;
 
     #[test]

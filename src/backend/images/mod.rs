@@ -335,13 +335,16 @@ fn missing_images(stack: &Stack, images: &[&str], missing: &[String]) -> anyhow:
     // files that exist (an installed binary's built-in stack has no offline kit).
     let offline = |i: &str| i.starts_with(crate::stack::files::OFFLINE_PREFIX);
     let local = images.iter().any(|i| offline(i));
-    // Offline mode is in use (other services run local images) and what is missing is none of
-    // them (Grafana's image, say): `offline-base-images` cannot make it, `docker load` can.
-    let offline_in_use = stack
-        .services
-        .iter()
-        .any(|s| s.build.is_none() && offline(&s.image));
-    let hint = if !local && offline_in_use {
+    // `offline-base-images` makes the builds' base images and Prometheus's and the
+    // Alertmanager's; not Grafana's. When only such images are missing, `docker load` is the way.
+    const KIT_MAKES: &[&str] = &["prometheus", "alertmanager"];
+    let unmakeable = !images.is_empty()
+        && images.iter().all(|i| {
+            stack.services.iter().any(|s| {
+                s.build.is_none() && s.image == *i && !KIT_MAKES.contains(&s.name.as_str())
+            })
+        });
+    let hint = if unmakeable {
         let wanted: Vec<&str> = images.iter().copied().filter(|i| !offline(i)).collect();
         format!(
             "this host reaches no registry: on a machine that does, `docker save {} -o images.tar`; here `docker load -i images.tar`, then run the same command again; or name an image this host has in irisctl.yaml `images:`",

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 
 use super::Ctx;
+use crate::backend::docker::StoppedUnderUs;
 use crate::backend::plan::{Kind, Plan, Verb};
 use crate::backend::{images, Backend, Target};
 use crate::error::hinted;
@@ -39,8 +40,22 @@ pub async fn run(ctx: &Ctx, opts: UpOptions) -> Result<()> {
     Ok(())
 }
 
-/// Everything `up` does; the summary line and the URL table.
+/// Everything `up` does; the summary line and the URL table. A container the plan kept running
+/// that another client stops meanwhile (an interrupted `down` the engine finishes) makes the
+/// plan stale: it is made again, once, and carried out.
 pub(crate) async fn converge(ctx: &Ctx, opts: &UpOptions) -> Result<(String, String)> {
+    match converge_once(ctx, opts).await {
+        Err(e) if e.downcast_ref::<StoppedUnderUs>().is_some() => {
+            let what = format!("{e:#}");
+            let what = what.lines().next().unwrap_or_default();
+            ctx.printer.warn(format!("{what}; planning again"));
+            converge_once(ctx, opts).await
+        }
+        done => done,
+    }
+}
+
+async fn converge_once(ctx: &Ctx, opts: &UpOptions) -> Result<(String, String)> {
     let started = Instant::now();
     let printer = &ctx.printer;
     if !ctx.embedded {

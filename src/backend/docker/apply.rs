@@ -270,8 +270,17 @@ impl Docker {
                         let container = current
                             .get(&d.name)
                             .map_or(d.container_name.as_str(), String::as_str);
-                        wait_healthy(&self.engine, stack, container, &d.name, deadline, timeout)
-                            .await?;
+                        let kept = !plan.for_service(&d.name).is_some_and(|o| o.changes());
+                        wait_healthy(
+                            &self.engine,
+                            stack,
+                            container,
+                            &d.name,
+                            deadline,
+                            timeout,
+                            kept,
+                        )
+                        .await?;
                         if plan.for_service(&d.name).is_some_and(|o| o.changes()) {
                             printer.service(&d.name, "ready");
                         }
@@ -296,7 +305,17 @@ impl Docker {
             let container = current
                 .get(&s.name)
                 .map_or(s.container_name.as_str(), String::as_str);
-            wait_healthy(&self.engine, stack, container, &s.name, deadline, timeout).await?;
+            let kept = !plan.for_service(&s.name).is_some_and(|o| o.changes());
+            wait_healthy(
+                &self.engine,
+                stack,
+                container,
+                &s.name,
+                deadline,
+                timeout,
+                kept,
+            )
+            .await?;
             if plan.for_service(&s.name).is_some_and(|o| o.changes()) {
                 printer.service(&s.name, "ready");
             }
@@ -384,7 +403,16 @@ impl Docker {
                     .collect::<Vec<_>>()
                     .join(", ")
             ));
-            wait_healthy(&self.engine, stack, &kept, &s.name, deadline, timeout).await?;
+            wait_healthy(
+                &self.engine,
+                stack,
+                &kept,
+                &s.name,
+                deadline,
+                timeout,
+                false,
+            )
+            .await?;
             self.ensure_aliases(stack, s, &kept).await?;
             if !self.proxies_reach(stack, s, &kept).await {
                 tokio::time::sleep(RELEASE_SETTLE).await;

@@ -14,6 +14,7 @@ mod wait;
 use preflight::managed_elsewhere;
 use status::{container_ip, health_word};
 use wait::wait_healthy;
+pub use wait::StoppedUnderUs;
 
 use std::collections::HashMap;
 use std::time::Duration;

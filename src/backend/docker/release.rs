@@ -69,7 +69,9 @@ impl Docker {
         });
         self.create_named(stack, service, &new, body).await?;
         printer.enter(format!("releasing {name}: waiting for {new} to be healthy"));
-        if let Err(e) = wait_healthy(&self.engine, stack, &new, name, deadline, timeout).await {
+        if let Err(e) =
+            wait_healthy(&self.engine, stack, &new, name, deadline, timeout, false).await
+        {
             // Never reached by a request (no alias yet): removed at once.
             let _ = self.engine.kill_and_remove(&new).await;
             return Err(hinted(

@@ -11,6 +11,20 @@ use crate::error::hinted;
 use crate::poll::{poll_until, Backoff, Poll};
 use crate::stack::Stack;
 
+/// A container that was running when the plan was made stopped while `up` waited for it:
+/// another client stopped it (an interrupted `irisctl down` whose stop the engine finished,
+/// `docker stop`). Not a fault of the stack: `up` plans again, once.
+#[derive(Debug)]
+pub struct StoppedUnderUs;
+
+impl std::fmt::Display for StoppedUnderUs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a container that was running when the plan was made was stopped while it ran")
+    }
+}
+
+impl std::error::Error for StoppedUnderUs {}
+
 /// Why a container is not ready (yet).
 enum NotReady {
     /// Still starting: Docker's health word.
@@ -25,7 +39,7 @@ enum NotReady {
 /// check (polled by irisctl from 50 ms on, so a dependent starts the moment its dependency
 /// answers, not at Docker's next health-check interval) or reported healthy by Docker. A
 /// container that exits, keeps restarting or misses the deadline is an error with its last log
-/// lines.
+/// lines; one that the plan kept running (`kept`) and that exits is [`StoppedUnderUs`].
 pub(super) async fn wait_healthy(
     engine: &Engine,
     stack: &Stack,
@@ -33,6 +47,7 @@ pub(super) async fn wait_healthy(
     service: &str,
     deadline: Instant,
     budget: Duration,
+    kept: bool,
 ) -> Result<()> {
     // Restarts before this wait (a policy restart last week) say nothing about a crash loop now.
     let restarts_before: Cell<Option<i64>> = Cell::new(None);
@@ -87,7 +102,9 @@ pub(super) async fn wait_healthy(
     let Err(ended) = waited else {
         return Ok(());
     };
-    let why = match ended.into_inner() {
+    let ended = ended.into_inner();
+    let stopped_under_us = kept && matches!(ended, NotReady::Exited(_));
+    let why = match ended {
         NotReady::Engine(e) => return Err(e),
         NotReady::Exited(code) => format!("exited with code {code}"),
         NotReady::CrashLoop(n) => format!("keeps restarting ({n} restarts)"),
@@ -97,11 +114,16 @@ pub(super) async fn wait_healthy(
         ),
     };
     let logs = engine.logs_tail(container, 20).await;
-    Err(hinted(
+    let err = hinted(
         format!(
             "service `{service}` (container `{container}`) {why}\n--- last log lines of `{container}` ---\n{}",
             if logs.is_empty() { "(no output)".to_string() } else { logs.join("\n") }
         ),
         format!("see `irisctl logs {service}`; if the host is only slow, raise the deadline with --wait-timeout"),
-    ))
+    );
+    Err(if stopped_under_us {
+        err.context(StoppedUnderUs)
+    } else {
+        err
+    })
 }

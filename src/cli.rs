@@ -308,7 +308,7 @@ pub struct WatchArgs {
     pub stack: StackFlags,
 
     /// Milliseconds without a further change before a change is deployed
-    #[arg(long, value_name = "MS", default_value_t = 300)]
+    #[arg(long, value_name = "MS", default_value_t = 100)]
     pub debounce_ms: u64,
 }
 

@@ -43,6 +43,10 @@ pub trait Operation {
     fn text(&self) -> String;
     /// Worth a line of its own when it starts (a build, a pull, a release): it takes seconds.
     fn is_slow(&self) -> bool;
+    /// What it did, once done ("created container x").
+    fn done_text(&self) -> String {
+        self.text()
+    }
 }
 
 /// How chatty the run is.
@@ -66,6 +70,8 @@ pub struct Printer {
     started: std::time::Instant,
     /// What the command is doing now, for the message after an interruption.
     phase: std::sync::Arc<std::sync::Mutex<String>>,
+    /// What the operations done so far did, in order (for a message after a failure).
+    done: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     /// One progress line per service while `up` works (see [`Printer::start_board`]).
     board: std::sync::Arc<std::sync::Mutex<Option<Board>>>,
 }
@@ -111,6 +117,7 @@ impl Printer {
             json,
             started: std::time::Instant::now(),
             phase: Default::default(),
+            done: Default::default(),
             board: Default::default(),
         }
     }
@@ -160,6 +167,9 @@ impl Printer {
 
     /// An operation of the plan is done, `took` after it started.
     pub fn op_done(&self, op: &impl Operation, took: std::time::Duration) {
+        if let Ok(mut done) = self.done.lock() {
+            done.push(op.done_text());
+        }
         if self.json {
             let mut f = op.fields();
             f.insert("status".into(), "done".into());
@@ -174,6 +184,11 @@ impl Printer {
     }
 
     /// An operation of the plan failed: the run stops with `cause`.
+    /// What the operations done so far did ("created container x"), in order.
+    pub fn done_ops(&self) -> Vec<String> {
+        self.done.lock().map(|d| d.clone()).unwrap_or_default()
+    }
+
     pub fn op_failed(&self, op: &impl Operation, cause: &str) {
         if self.json {
             let mut f = op.fields();

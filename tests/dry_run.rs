@@ -30,6 +30,12 @@ fn world(p: &Project) -> (String, String, String, String, BTreeMap<String, u64>)
         "{{.ID}} {{.Repository}}:{{.Tag}}",
     ])
     .lines()
+    // The project's images (what a build or pull of the plan would tag); other images on the
+    // host are other tests' and users' business.
+    .filter(|l| {
+        l.split_once(' ')
+            .is_some_and(|(_, name)| name.starts_with(&format!("{}-", p.name)))
+    })
     .map(str::to_string)
     .collect();
     images.sort();

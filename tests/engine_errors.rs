@@ -122,8 +122,30 @@ fn failing_build_shows_the_step_and_the_log_tail() {
         "{}",
         r.stderr
     );
-    // No container, network or volume; no image of the failed service (the other service's
-    // image may be built: it is cache, and `down --rmi` removes it).
+    // The builds overlap the rest of the plan: what needed no build (Prometheus, Grafana's
+    // stand-in is built here) was started meanwhile, is named, and keeps running; the API and
+    // what waits for it (the web UI, the edge) were not created.
+    assert!(
+        r.stderr
+            .contains("meanwhile, what needed no build was done and stays: ")
+            && r.stderr.contains("created prometheus"),
+        "{}",
+        r.stderr
+    );
+    let ids = p.container_ids();
+    let services: Vec<&str> = ids.keys().map(String::as_str).collect();
+    assert!(
+        services.contains(&"prometheus")
+            && !services.iter().any(|s| ["api", "frontend", "edge"].contains(s)),
+        "{services:?}"
+    );
+    assert_eq!(
+        docker(&["inspect", "-f", "{{.State.Running}}", &ids["prometheus"]]),
+        "true"
+    );
+    // `down` takes what was started; no image of the failed service (the other services'
+    // images may be built: they are cache, and `down --rmi` removes them).
+    run(p.irisctl().args(["down", "--volumes"])).ok();
     assert!(
         p.leftovers().iter().all(|l| l.starts_with("image ")),
         "{:?}",

@@ -9,7 +9,6 @@ pub mod owner;
 pub mod plan;
 pub mod swarm;
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::Result;
@@ -214,13 +213,18 @@ impl Backend {
         &self,
         stack: &Stack,
         plan: &Plan,
-        images: &BTreeMap<String, String>,
+        images: &images::Built,
         timeout: Duration,
         printer: &Printer,
     ) -> Result<Vec<Op>> {
         match self {
             Backend::Docker(b) => b.apply(stack, plan, images, timeout, printer).await,
-            Backend::Swarm(b) => b.apply(stack, plan, images, timeout, printer).await,
+            Backend::Swarm(b) => {
+                // Swarm pushes and updates services together: every image first.
+                let names: Vec<String> = stack.services.iter().map(|s| s.name.clone()).collect();
+                let images = images.all(&names).await?;
+                b.apply(stack, plan, &images, timeout, printer).await
+            }
         }
     }
 
@@ -363,10 +367,9 @@ impl Backend {
         }
         for tag in tags {
             let ours = self.engine().image_exists(&tag).await?.is_some_and(|i| {
-                i.config.and_then(|c| c.labels).is_some_and(|l| {
-                    l.get(crate::engine::labels::MANAGED_BY)
-                        .is_some_and(|v| v == "irisctl")
-                })
+                i.config
+                    .and_then(|c| c.labels)
+                    .is_some_and(|l| images::record::built_by_irisctl(&l))
             });
             if ours {
                 out.push(

@@ -201,6 +201,10 @@ impl crate::output::Operation for Op {
         Op::text(self)
     }
 
+    fn done_text(&self) -> String {
+        Op::done_text(self)
+    }
+
     fn is_slow(&self) -> bool {
         matches!(
             self.verb,

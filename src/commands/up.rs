@@ -112,23 +112,48 @@ async fn converge_once(ctx: &Ctx, opts: &UpOptions) -> Result<(String, String)> 
     let names: Vec<&str> = stack.services.iter().map(|s| s.name.as_str()).collect();
     printer.start_board(&names);
     printer.enter("building images");
-    // Each build reports its own start and end (see `ImagePlan::build`).
-    let (_, image_ids) = images.build(backend.engine(), &stack, printer).await?;
+    // The builds and the plan's other operations run at once: each service starts the moment its
+    // image is known, so what builds nothing (Prometheus, Grafana) is started while the images
+    // build. A failed build stops the run with its own error; a service waiting for that image
+    // was not touched, and what started meanwhile keeps running (the next `up` goes on from
+    // there). Each build reports its own start and end (see `ImagePlan::build`).
+    let (publish, built) = images::Built::channel();
+    let building = async {
+        let result = images.build(backend.engine(), &stack, printer, &publish).await;
+        drop(publish);
+        result
+    };
+    let applying = backend.apply(
+        &stack,
+        &plan,
+        &built,
+        ctx.settings.health_timeout,
+        printer,
+    );
+    tokio::pin!(building, applying);
+    let done = tokio::select! {
+        // The build's error first: the apply's is then only that an image was not built.
+        built = &mut building => {
+            if let Err(e) = built {
+                // What was under way ends; what it did is said with the build's error.
+                let _ = applying.await;
+                return Err(with_what_was_done(e, &printer.done_ops()));
+            }
+            applying.await?
+        }
+        // An operation that failed stops the builds too.
+        applied = &mut applying => {
+            let done = applied?;
+            building.await?;
+            done
+        }
+    };
     let built: Vec<_> = plan
         .ops
         .iter()
         .filter(|o| o.kind == Kind::Image && o.changes())
         .cloned()
         .collect();
-    let done = backend
-        .apply(
-            &stack,
-            &plan,
-            &image_ids,
-            ctx.settings.health_timeout,
-            printer,
-        )
-        .await?;
 
     // The engine says healthy; check the published endpoints from this host too, while
     // Grafana (healthy: `apply` waited for it) is provisioned.
@@ -192,6 +217,26 @@ async fn converge_once(ctx: &Ctx, opts: &UpOptions) -> Result<(String, String)> 
         ),
         urls_table(ctx, &stack),
     ))
+}
+
+/// A build's error, with what the run did meanwhile (the services that needed no build were
+/// started and keep running).
+fn with_what_was_done(e: anyhow::Error, done: &[String]) -> anyhow::Error {
+    let done: Vec<&String> = done
+        .iter()
+        .filter(|d| !d.starts_with("built ") && !d.starts_with("rebuilt "))
+        .collect();
+    if done.is_empty() {
+        return e;
+    }
+    let meanwhile = format!(
+        "meanwhile, what needed no build was done and stays: {}",
+        done.iter().map(|d| d.as_str()).collect::<Vec<_>>().join(", ")
+    );
+    match e.downcast_ref::<crate::error::Hinted>() {
+        Some(h) => hinted(format!("{}\n{meanwhile}", h.message), h.hint.clone()),
+        None => e.context(meanwhile),
+    }
 }
 
 /// The plan `up` would carry out, printed; nothing is built, created or written.

@@ -33,8 +33,12 @@ pub mod labels {
     /// A plain version number: docker-compose 1.29 parses it.
     pub const COMPOSE_VERSION: &str = "1.29.2";
     pub const MANAGED_BY: &str = "io.irisctl.managed-by";
+    /// The build hash, on images made by irisctl before the record carried it (still read).
     pub const BUILD_HASH: &str = "io.irisctl.build-hash";
-    /// The build inputs (context file digests, args, base image IDs), so a plan can say what changed.
+    /// The only label irisctl puts on the images it builds: the build hash and the build inputs
+    /// (context file digests, args, base image IDs), so a plan can say what changed. One label,
+    /// because the classic builder turns each build-time label into a step of its own (a
+    /// container commit on every build: three labels cost ~0.2 s of each source change).
     pub const BUILD_RECORD: &str = "io.irisctl.build-record";
     /// On a container a release started: the definition of the container it replaced (its
     /// create request, image by ID), so `irisctl rollback` restores image and configuration.

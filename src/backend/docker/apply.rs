@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 use futures_util::future::try_join_all;
 
+use super::super::images::Built;
 use super::super::plan::{step, Kind, Op, Plan, Spec, Verb};
 use super::*;
 use crate::engine::Object;
@@ -187,13 +188,13 @@ impl Docker {
 
     /// Apply `plan` as it is: network and volumes, orphans, then the services wave by wave (a
     /// service waits for the dependencies it needs healthy), then wait until all are healthy.
-    /// Each operation is reported as it starts and ends; `images` are the IDs of the images
-    /// the plan built (service → ID).
+    /// Each operation is reported as it starts and ends; `images` are the services' images as
+    /// they become known (a service whose image the plan builds waits for its build only).
     pub async fn apply(
         &self,
         stack: &Stack,
         plan: &Plan,
-        images: &BTreeMap<String, String>,
+        images: &Built,
         timeout: Duration,
         printer: &Printer,
     ) -> Result<Vec<Op>> {
@@ -289,15 +290,19 @@ impl Docker {
             }
             let names: Vec<&str> = wave.iter().map(|s| s.name.as_str()).collect();
             printer.enter(format!("creating and starting {}", names.join(", ")));
-            let wave_done = try_join_all(wave.iter().map(|s| {
+            // Every service of the wave ends what it started before a failure of one of them
+            // (a failed build of its image, say) stops the run: what is left is whole.
+            let wave_done = futures_util::future::join_all(wave.iter().map(|s| {
                 let current = &current;
                 async move {
                     self.apply_service(stack, plan, s, current, images, deadline, timeout, printer)
                         .await
                 }
             }))
-            .await?;
-            done.extend(wave_done.into_iter().flatten());
+            .await;
+            for service_done in wave_done {
+                done.extend(service_done?);
+            }
         }
         printer.enter("waiting for every service to be healthy");
         let current = &current;
@@ -333,7 +338,7 @@ impl Docker {
         plan: &'a Plan,
         s: &crate::stack::Service,
         current: &HashMap<String, String>,
-        images: &BTreeMap<String, String>,
+        images: &Built,
         deadline: Instant,
         timeout: Duration,
         printer: &Printer,
@@ -349,6 +354,17 @@ impl Docker {
             self.engine
                 .remove_container(extra.id.as_deref().unwrap_or(&extra.object), &extra.object)
         };
+        // An image the plan builds is waited for before anything of the service is touched: a
+        // failed build leaves the service as it was.
+        let op = plan.for_service(&s.name).filter(|o| o.changes());
+        let images = match op.map(|o| &o.spec) {
+            Some(Some(Spec::Container(record))) if record.image.is_empty() => {
+                printer.service(&s.name, "waiting for its image");
+                BTreeMap::from([(s.name.clone(), images.id(&s.name).await?)])
+            }
+            _ => BTreeMap::new(),
+        };
+        let images = &images;
         // A released service's extra containers may be serving (an interrupted release): they
         // go after the one kept is healthy. Others go first.
         if !released {
@@ -357,7 +373,7 @@ impl Docker {
                 done.push((*extra).clone());
             }
         }
-        if let Some(op) = plan.for_service(&s.name).filter(|o| o.changes()) {
+        if let Some(op) = op {
             let id = op.id.as_deref().unwrap_or_default();
             step(printer, op, async {
                 match op.verb {

@@ -30,8 +30,7 @@ impl Docker {
                     .config
                     .as_ref()
                     .and_then(|c| c.labels.as_ref())
-                    .and_then(|l| l.get(labels::BUILD_HASH))
-                    .cloned(),
+                    .and_then(crate::backend::images::record::labelled_hash),
             }))
         };
         Ok(super::super::Releases {

@@ -25,6 +25,60 @@ use record::{base_images, check, inputs, BuildRecord, Check};
 /// What each service's image will be: its ID, or `None` while a build or pull is pending.
 pub type ImageIds = BTreeMap<String, Option<String>>;
 
+/// The image of each service as it becomes known during a run: at once for an image that is
+/// there, when its build ends for one being built. `up` starts each service the moment its image
+/// is known, so what needs no build (Prometheus, Grafana) starts while the builds run.
+#[derive(Clone)]
+pub struct Built(tokio::sync::watch::Receiver<BTreeMap<String, Option<String>>>);
+
+/// Where the builds publish each service's image (`None`: its build failed).
+pub struct BuiltSender(tokio::sync::watch::Sender<BTreeMap<String, Option<String>>>);
+
+impl BuiltSender {
+    pub fn publish(&self, service: &str, id: Option<String>) {
+        self.0.send_modify(|m| {
+            m.insert(service.to_string(), id);
+        });
+    }
+}
+
+impl Built {
+    pub fn channel() -> (BuiltSender, Built) {
+        let (tx, rx) = tokio::sync::watch::channel(BTreeMap::new());
+        (BuiltSender(tx), Built(rx))
+    }
+
+    /// Every image known already.
+    pub fn known(ids: &BTreeMap<String, String>) -> Built {
+        let (tx, rx) = Self::channel();
+        for (service, id) in ids {
+            tx.publish(service, Some(id.clone()));
+        }
+        rx
+    }
+
+    /// The image of `service`, once it is known. An error when its build failed or the builds
+    /// stopped first (the build's own error is the one `up` reports).
+    pub async fn id(&self, service: &str) -> Result<String> {
+        let mut rx = self.0.clone();
+        let known = rx
+            .wait_for(|m| m.contains_key(service))
+            .await
+            .ok()
+            .and_then(|m| m.get(service).cloned().flatten());
+        known.ok_or_else(|| anyhow::anyhow!("`{service}` was not started: its image was not built"))
+    }
+
+    /// The images of all `services`, once all are known.
+    pub async fn all(&self, services: &[String]) -> Result<BTreeMap<String, String>> {
+        let mut out = BTreeMap::new();
+        for s in services {
+            out.insert(s.clone(), self.id(s).await?);
+        }
+        Ok(out)
+    }
+}
+
 /// Images known to be on the host: reference → ID.
 pub type Known = BTreeMap<String, String>;
 
@@ -178,6 +232,7 @@ impl ImagePlan {
         engine: &Engine,
         stack: &Stack,
         printer: &Printer,
+        built: &BuiltSender,
     ) -> Result<(Vec<Op>, BTreeMap<String, String>)> {
         for c in &self.caches {
             let _ = c.save(&self.cache_dir);
@@ -204,25 +259,28 @@ impl ImagePlan {
                         Some(id) => id,
                         None => engine.image_id(&s.image).await?.unwrap_or_default(),
                     };
+                    built.publish(&s.name, Some(id.clone()));
                     return Ok::<_, anyhow::Error>((s.name.clone(), id, None));
                 };
                 bar.set_message("building");
-                let image_labels = HashMap::from([
-                    (labels::BUILD_HASH.to_string(), record.hash(build)),
-                    (labels::BUILD_RECORD.to_string(), record.label()),
-                    (labels::MANAGED_BY.to_string(), "irisctl".to_string()),
-                ]);
+                let image_labels =
+                    HashMap::from([(labels::BUILD_RECORD.to_string(), record.label(build))]);
                 let planned = op.op();
-                let built = step(
+                let done = step(
                     printer,
                     &planned,
                     build_image(engine, &s.name, tag, build, image_labels, &bar),
                 )
                 .await;
-                if built.is_err() {
-                    printer.service(&s.name, "build failed");
-                }
-                let id = built?;
+                let id = match done {
+                    Ok(id) => id,
+                    Err(e) => {
+                        printer.service(&s.name, "build failed");
+                        built.publish(&s.name, None);
+                        return Err(e);
+                    }
+                };
+                built.publish(&s.name, Some(id.clone()));
                 printer.service(&s.name, "built");
                 Ok((s.name.clone(), id, Some(planned)))
             }

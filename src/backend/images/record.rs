@@ -125,6 +125,9 @@ pub struct BuildRecord {
     /// The SHA-256 of the context's manifest (entries, modes, content digests).
     #[serde(skip)]
     pub digest: [u8; 32],
+    /// The build hash, as recorded on an image (empty in a record not yet labelled).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub hash: String,
 }
 
 impl BuildRecord {
@@ -132,9 +135,34 @@ impl BuildRecord {
         build_hash(&self.digest, build, &self.bases)
     }
 
-    pub fn label(&self) -> String {
-        serde_json::to_string(self).unwrap_or_default()
+    /// The image label: this record with its build hash.
+    pub fn label(&self, build: &Build) -> String {
+        let labelled = BuildRecord {
+            hash: self.hash(build),
+            ..self.clone()
+        };
+        serde_json::to_string(&labelled).unwrap_or_default()
     }
+}
+
+/// The build hash an image was labelled with by irisctl (in its build record, or, on images
+/// made before the record carried it, a label of its own).
+pub fn labelled_hash(labels: &std::collections::HashMap<String, String>) -> Option<String> {
+    labels.get(labels::BUILD_HASH).cloned().or_else(|| {
+        labels
+            .get(labels::BUILD_RECORD)
+            .and_then(|t| serde_json::from_str::<BuildRecord>(t).ok())
+            .map(|r| r.hash)
+            .filter(|h| !h.is_empty())
+    })
+}
+
+/// Whether irisctl (or Compose running the file irisctl wrote) built an image with these labels.
+pub fn built_by_irisctl(labels: &std::collections::HashMap<String, String>) -> bool {
+    labels
+        .get(labels::MANAGED_BY)
+        .is_some_and(|v| v == "irisctl")
+        || labels.contains_key(labels::BUILD_RECORD)
 }
 
 /// Why an image recorded as `old` must be built again for `new`.
@@ -232,6 +260,7 @@ pub fn inputs(
             args: build.args.clone(),
             bases,
             digest,
+            hash: String::new(),
         },
         cache,
     ))
@@ -264,8 +293,8 @@ pub async fn check(
     };
     let image_labels = existing.config.as_ref().and_then(|c| c.labels.as_ref());
     let same = image_labels
-        .and_then(|l| l.get(labels::BUILD_HASH))
-        .is_some_and(|h| *h == record.hash(build));
+        .and_then(labelled_hash)
+        .is_some_and(|h| h == record.hash(build));
     if same {
         return Ok(Check::Current {
             image_id: existing.id.unwrap_or_default(),
@@ -283,6 +312,45 @@ pub async fn check(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_one_image_label_carries_the_build_hash_and_marks_the_image_ours() {
+        let build = Build {
+            context: "/c".into(),
+            dockerfile: "Dockerfile".into(),
+            args: BTreeMap::from([("A".into(), "1".into())]),
+        };
+        let record = BuildRecord {
+            files: BTreeMap::from([("app.py".into(), "abc".into())]),
+            dockerfile: "Dockerfile".into(),
+            digest: [7; 32],
+            ..Default::default()
+        };
+        let labels = std::collections::HashMap::from([(
+            labels::BUILD_RECORD.to_string(),
+            record.label(&build),
+        )]);
+        assert_eq!(labelled_hash(&labels), Some(record.hash(&build)));
+        assert!(built_by_irisctl(&labels));
+        let read: BuildRecord = serde_json::from_str(&labels[labels::BUILD_RECORD]).unwrap();
+        assert_eq!(read.files, record.files);
+        // Images of an older irisctl: a label per fact.
+        let old = std::collections::HashMap::from([
+            (labels::BUILD_HASH.to_string(), "h1".to_string()),
+            (labels::MANAGED_BY.to_string(), "irisctl".to_string()),
+        ]);
+        assert_eq!(labelled_hash(&old).as_deref(), Some("h1"));
+        assert!(built_by_irisctl(&old));
+        // Someone else's image, or a record without a hash, is neither.
+        let other = std::collections::HashMap::from([("x".to_string(), "y".to_string())]);
+        assert_eq!(labelled_hash(&other), None);
+        assert!(!built_by_irisctl(&other));
+        let unhashed = std::collections::HashMap::from([(
+            labels::BUILD_RECORD.to_string(),
+            record.label(&build).replace("\"hash\"", "\"unused\""),
+        )]);
+        assert_eq!(labelled_hash(&unhashed), None);
+    }
 
     #[test]
     fn build_hash_covers_args_and_bases() {

@@ -136,7 +136,9 @@ fn failing_build_shows_the_step_and_the_log_tail() {
     let services: Vec<&str> = ids.keys().map(String::as_str).collect();
     assert!(
         services.contains(&"prometheus")
-            && !services.iter().any(|s| ["api", "frontend", "edge"].contains(s)),
+            && !services
+                .iter()
+                .any(|s| ["api", "frontend", "edge"].contains(s)),
         "{services:?}"
     );
     assert_eq!(

@@ -60,6 +60,8 @@ struct Stats {
     failed: u64,
     /// The first failures, for the message.
     examples: Vec<String>,
+    /// The slowest request, answered or not.
+    slowest: Duration,
 }
 
 /// Client threads sending requests back to back until stopped.
@@ -80,7 +82,9 @@ impl Load {
                     let mut st = Stats::default();
                     while !stop.load(Ordering::Relaxed) {
                         let body = if method == "POST" { PREDICT } else { "" };
+                        let sent_at = Instant::now();
                         let outcome = request(port, method, path, body);
+                        st.slowest = st.slowest.max(sent_at.elapsed());
                         match outcome {
                             Ok((200, _)) => st.ok += 1,
                             other => {
@@ -146,12 +150,15 @@ impl Load {
 
 impl Load {
     /// Stop; (requests sent, requests failed).
-    fn finish_counting(self) -> (u64, u64) {
+    /// Stop; requests sent, failed, and the slowest one's time.
+    fn finish_counting(self) -> (u64, u64, Duration) {
         self.stop.store(true, Ordering::Relaxed);
         self.threads
             .into_iter()
             .map(|(_, t)| t.join().expect("load thread"))
-            .fold((0, 0), |(s, f), st| (s + st.ok + st.failed, f + st.failed))
+            .fold((0, 0, Duration::ZERO), |(s, f, slow), st| {
+                (s + st.ok + st.failed, f + st.failed, slow.max(st.slowest))
+            })
     }
 }
 
@@ -652,7 +659,12 @@ fn bench_release_under_load_irisctl_vs_compose() {
     }
     let _serial = one_at_a_time();
     const COMPOSE: &str = "irisctl-test-rel-compose";
-    let measure = |label: &str, p: &Project, ports: [u16; 4], apply: &dyn Fn() -> bool| {
+    let measure = |label: &str,
+                   p: &Project,
+                   ports: [u16; 4],
+                   version: &str,
+                   apply: &dyn Fn() -> bool| {
+        let marker = format!("\"{version}\"");
         let stop = Arc::new(AtomicBool::new(false));
         let served_at = Arc::new(std::sync::Mutex::new(None::<Duration>));
         let started = Instant::now();
@@ -662,7 +674,7 @@ fn bench_release_under_load_irisctl_vs_compose() {
                 while !stop.load(Ordering::Relaxed) {
                     let (_, body) =
                         request(ports[0], "GET", "/openapi.json", "").unwrap_or_default();
-                    if body.contains("\"1.0.0-bench\"") {
+                    if body.contains(&marker) {
                         *served_at.lock().unwrap() = Some(started.elapsed());
                         return;
                     }
@@ -674,7 +686,7 @@ fn bench_release_under_load_irisctl_vs_compose() {
             (ports[0], "POST", "/predict"),
             (ports[1], "POST", "/api/predict"),
         ]);
-        set_api_version(p, "1.0.0-bench");
+        set_api_version(p, version);
         let ok = apply();
         let applied = started.elapsed();
         assert!(common::eventually(120, || served_at
@@ -684,21 +696,28 @@ fn bench_release_under_load_irisctl_vs_compose() {
         std::thread::sleep(Duration::from_secs(2));
         stop.store(true, Ordering::Relaxed);
         let _ = poller.join();
-        let (sent, failed) = load.finish_counting();
+        let (sent, failed, slowest) = load.finish_counting();
         let secs = load_started.elapsed().as_secs_f64();
         eprintln!(
-            "BENCH {label}: command ok={ok} in {:.1}s; new version served after {:.1}s; {sent} requests in {secs:.1}s ({:.0} req/s), {failed} failed",
+            "BENCH {label}: command ok={ok} in {:.1}s; new version served after {:.1}s; {sent} requests in {secs:.1}s ({:.0} req/s), {failed} failed, slowest {} ms",
             applied.as_secs_f64(),
             served_at.lock().unwrap().unwrap_or_default().as_secs_f64(),
-            sent as f64 / secs
+            sent as f64 / secs,
+            slowest.as_millis()
         );
     };
 
     let p = Project::new(NAME, PORTS);
     run(p.irisctl().arg("up")).ok();
-    measure("irisctl up", &p, PORTS, &|| {
-        run(p.irisctl().arg("up")).code == 0
-    });
+    let releases: usize = std::env::var("BENCH_RELEASES")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(3);
+    for i in 1..=releases {
+        measure("irisctl up", &p, PORTS, &format!("1.0.{i}-bench"), &|| {
+            run(p.irisctl().arg("up")).code == 0
+        });
+    }
     drop(p);
 
     let c_ports = [22610, 22611, 22612, 22613];
@@ -716,7 +735,13 @@ fn bench_release_under_load_irisctl_vs_compose() {
         request(c_ports[0], "GET", "/health", "").is_ok_and(|(s, _)| s == 200)
             && request(c_ports[1], "GET", "/api/health", "").is_ok_and(|(s, _)| s == 200)
     }));
-    measure("docker-compose up -d --build", &c, c_ports, &compose_up);
+    measure(
+        "docker-compose up -d --build",
+        &c,
+        c_ports,
+        "1.0.1-bench",
+        &compose_up,
+    );
     drop(c);
     // docker-compose's builds carry no irisctl label, so `down --rmi` leaves them: the test's own.
     for service in ["api", "frontend", "grafana"] {

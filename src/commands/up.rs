@@ -119,17 +119,13 @@ async fn converge_once(ctx: &Ctx, opts: &UpOptions) -> Result<(String, String)> 
     // there). Each build reports its own start and end (see `ImagePlan::build`).
     let (publish, built) = images::Built::channel();
     let building = async {
-        let result = images.build(backend.engine(), &stack, printer, &publish).await;
+        let result = images
+            .build(backend.engine(), &stack, printer, &publish)
+            .await;
         drop(publish);
         result
     };
-    let applying = backend.apply(
-        &stack,
-        &plan,
-        &built,
-        ctx.settings.health_timeout,
-        printer,
-    );
+    let applying = backend.apply(&stack, &plan, &built, ctx.settings.health_timeout, printer);
     tokio::pin!(building, applying);
     let done = tokio::select! {
         // The build's error first: the apply's is then only that an image was not built.
@@ -231,7 +227,10 @@ fn with_what_was_done(e: anyhow::Error, done: &[String]) -> anyhow::Error {
     }
     let meanwhile = format!(
         "meanwhile, what needed no build was done and stays: {}",
-        done.iter().map(|d| d.as_str()).collect::<Vec<_>>().join(", ")
+        done.iter()
+            .map(|d| d.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
     );
     match e.downcast_ref::<crate::error::Hinted>() {
         Some(h) => hinted(format!("{}\n{meanwhile}", h.message), h.hint.clone()),

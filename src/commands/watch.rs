@@ -119,7 +119,7 @@ pub fn is_new_replica(before: Option<&str>, now: Option<&str>) -> bool {
 /// When a new API process (not `before`) first answers `/predict` at `url`.
 async fn new_replica_answers(client: &reqwest::Client, url: &str, before: Option<&str>) -> Instant {
     let far = tokio::time::Instant::now() + Duration::from_secs(24 * 3600);
-    let seen = poll_until(far, Backoff::fixed(Duration::from_millis(100)), || async {
+    let seen = poll_until(far, Backoff::fixed(Duration::from_millis(25)), || async {
         if is_new_replica(before, answering_replica(client, url).await.as_deref()) {
             Poll::Ready(Instant::now())
         } else {

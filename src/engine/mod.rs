@@ -438,6 +438,34 @@ impl Engine {
         }
     }
 
+    /// Run `cmd` in a running container and return without waiting for it (an exec, not a
+    /// signal through the kill API: on Docker 20.10 a kill of any signal marks the container as
+    /// stopped by hand, and its restart policy would no longer bring it back).
+    pub async fn exec_detached(&self, container: &str, cmd: &[&str]) -> Result<()> {
+        let exec = self
+            .docker
+            .create_exec(
+                container,
+                bollard::exec::CreateExecOptions {
+                    cmd: Some(cmd.iter().map(|c| c.to_string()).collect::<Vec<_>>()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| failed("exec in", "container", container, &e))?;
+        self.docker
+            .start_exec(
+                &exec.id,
+                Some(bollard::exec::StartExecOptions {
+                    detach: true,
+                    ..Default::default()
+                }),
+            )
+            .await
+            .map_err(|e| failed("exec in", "container", container, &e))?;
+        Ok(())
+    }
+
     /// Remove a container at once (killed, no stop grace): for one that serves nothing yet.
     pub async fn kill_and_remove(&self, name: &str) -> Result<()> {
         let rm = bollard::query_parameters::RemoveContainerOptions {

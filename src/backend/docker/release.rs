@@ -83,10 +83,13 @@ impl Docker {
         }
         printer.enter(format!("releasing {name}: moving traffic to {new}"));
         self.ensure_aliases(stack, service, &new).await?;
-        // The proxies resolve the alias again every second (nginx `valid=1s`): each of them
-        // must see the new address before the old one stops accepting. Where the new
-        // container can be told apart in the answers (the API names its replica), that is
-        // seen as it happens; elsewhere the proxies get their second.
+        // The proxies resolve the alias again every second (nginx `valid=1s`, which its
+        // one-second clock makes up to two): each of them must see the new address before the
+        // old one stops accepting. They are told to reload (new workers resolve afresh at once,
+        // old ones finish what they hold), so that takes milliseconds, not seconds. Where the
+        // new container can be told apart in the answers (the API names its replica), it is
+        // seen as it happens; elsewhere the proxies get their seconds.
+        self.reload_proxies(stack, service).await;
         if !self.proxies_reach(stack, service, &new).await {
             tokio::time::sleep(RELEASE_SETTLE).await;
         }
@@ -281,9 +284,34 @@ impl Docker {
         Ok(done)
     }
 
+    /// Ask every proxy in front of `service` (the edge; for the API also the web UI, whose nginx
+    /// proxies `/api/`) to reload: nginx's master (the container's PID 1) starts workers that
+    /// resolve the service's name afresh, and the old workers finish their requests and go. Best
+    /// effort: a proxy that cannot be asked picks up the new address within its DNS period.
+    async fn reload_proxies(&self, stack: &Stack, service: &crate::stack::Service) {
+        let mut proxies: Vec<&str> = Vec::new();
+        if let Some(edge) = stack.service(crate::stack::edge::EDGE) {
+            proxies.push(&edge.container_name);
+        }
+        let current = self.containers(stack).await.unwrap_or_default();
+        if service.name == "api" {
+            proxies.extend(
+                current
+                    .iter()
+                    .filter(|c| c.service == "frontend")
+                    .map(|c| c.name.as_str()),
+            );
+        }
+        futures_util::future::join_all(proxies.iter().map(|p| {
+            self.engine
+                .exec_detached(p, &["/bin/sh", "-c", "kill -HUP 1"])
+        }))
+        .await;
+    }
+
     /// Wait until every proxy in front of `service` has answered from container `new` (its
     /// `X-Iris-Replica`, the container's host name), asked through the published ports — the
-    /// edge's, and the web UI's `/api/` — every 50 ms for up to [`RELEASE_SETTLE`] (twice the
+    /// edge's, and the web UI's `/api/` — every 25 ms for up to [`RELEASE_SETTLE`] (twice the
     /// proxies' DNS period, after which they have seen it in any case). `false` when it cannot
     /// be seen from here (a remote engine, a service that names no replica, no published port):
     /// the caller then waits the settle time itself.
@@ -335,7 +363,7 @@ impl Docker {
         let (client, seen, urls, hostname) = (&client, &seen, &urls, &hostname);
         let _ = poll_until(
             (Instant::now() + RELEASE_SETTLE).into(),
-            Backoff::fixed(Duration::from_millis(50)),
+            Backoff::fixed(Duration::from_millis(25)),
             || async move {
                 for (i, url) in urls.iter().enumerate() {
                     if seen.lock().map(|s| s[i]).unwrap_or(false) {

@@ -36,7 +36,7 @@ enum NotReady {
 }
 
 /// Wait until a service's container is ready: running and either answering its readiness
-/// check (polled by irisctl from 25 ms on, at most 100 ms apart, so a dependent starts the moment its dependency
+/// check (polled by irisctl from 25 ms on, at most 50 ms apart, so a dependent starts the moment its dependency
 /// answers, not at Docker's next health-check interval) or reported healthy by Docker. A
 /// container that exits, keeps restarting or misses the deadline is an error with its last log
 /// lines; one that the plan kept running (`kept`) and that exits is [`StoppedUnderUs`].
@@ -61,7 +61,7 @@ pub(super) async fn wait_healthy(
     let (ready, client, restarts_before) = (&ready, &client, &restarts_before);
     let waited = poll_until(
         deadline.into(),
-        Backoff::doubling(Duration::from_millis(25), Duration::from_millis(100)),
+        Backoff::doubling(Duration::from_millis(25), Duration::from_millis(50)),
         || async move {
             let c = match engine.inspect_container(container).await {
                 Ok(c) => c,

@@ -58,6 +58,8 @@ pub(crate) async fn converge(ctx: &Ctx, opts: &UpOptions) -> Result<(String, Str
 async fn converge_once(ctx: &Ctx, opts: &UpOptions) -> Result<(String, String)> {
     let started = Instant::now();
     let printer = &ctx.printer;
+    // What this run does (`watch` runs many through one printer).
+    let done_before = printer.done_ops().len();
     if !ctx.embedded {
         ctx.check_stack_files()?;
     }
@@ -133,7 +135,8 @@ async fn converge_once(ctx: &Ctx, opts: &UpOptions) -> Result<(String, String)> 
             if let Err(e) = built {
                 // What was under way ends; what it did is said with the build's error.
                 let _ = applying.await;
-                return Err(with_what_was_done(e, &printer.done_ops()));
+                let done = printer.done_ops();
+                return Err(with_what_was_done(e, done.get(done_before..).unwrap_or_default()));
             }
             applying.await?
         }

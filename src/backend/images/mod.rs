@@ -102,7 +102,7 @@ pub enum ImageOp {
         build: Build,
         /// The inputs: context manifest and digest, Dockerfile, args, base image IDs (a base
         /// pulled by this plan gets its ID when it is pulled).
-        record: BuildRecord,
+        record: Box<BuildRecord>,
         /// An older image of the tag is there: a rebuild.
         exists: bool,
         cause: String,
@@ -352,7 +352,7 @@ pub async fn plan(engine: &Engine, stack: &Stack, rehash: bool) -> Result<ImageP
                 service: s.name.clone(),
                 tag: s.image.clone(),
                 build: b.clone(),
-                record,
+                record: Box::new(record),
                 exists,
                 cause,
             };
@@ -488,7 +488,7 @@ mod tests {
                 dockerfile: "Dockerfile".into(),
                 args: BTreeMap::new(),
             },
-            record: BuildRecord::default(),
+            record: Box::default(),
             exists,
             cause: "build context changed (app/main.py)".into(),
         };

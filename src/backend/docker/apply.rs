@@ -430,6 +430,9 @@ impl Docker {
             )
             .await?;
             self.ensure_aliases(stack, s, &kept).await?;
+            // As a release does: the proxies resolve the name afresh before an extra drains
+            // (a DNS answer cached while the kept one had no alias would name the extra only).
+            self.reload_proxies(stack, s).await;
             if !self.proxies_reach(stack, s, &kept).await {
                 tokio::time::sleep(RELEASE_SETTLE).await;
             }

@@ -288,7 +288,7 @@ impl Docker {
     /// proxies `/api/`) to reload: nginx's master (the container's PID 1) starts workers that
     /// resolve the service's name afresh, and the old workers finish their requests and go. Best
     /// effort: a proxy that cannot be asked picks up the new address within its DNS period.
-    async fn reload_proxies(&self, stack: &Stack, service: &crate::stack::Service) {
+    pub(super) async fn reload_proxies(&self, stack: &Stack, service: &crate::stack::Service) {
         let mut proxies: Vec<&str> = Vec::new();
         if let Some(edge) = stack.service(crate::stack::edge::EDGE) {
             proxies.push(&edge.container_name);

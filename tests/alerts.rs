@@ -127,6 +127,43 @@ impl Drop for AlertmanagerVolume {
     }
 }
 
+/// What a failed assertion prints beside its values: the project's containers (state, start,
+/// restarts), the alerts its Prometheus holds and when Prometheus and the API last started.
+fn diagnosis(project: &str, prometheus_port: u16) -> String {
+    let containers = std::process::Command::new("docker")
+        .args([
+            "ps",
+            "-a",
+            "--filter",
+            &format!("label=com.docker.compose.project={project}"),
+            "--format",
+            "{{.Names}} {{.Status}} {{.Ports}}",
+        ])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+        .unwrap_or_default();
+    let (_, alerts) = http(
+        "GET",
+        &format!("http://127.0.0.1:{prometheus_port}/api/v1/alerts"),
+        None,
+    );
+    let (_, started) = http(
+        "GET",
+        &format!(
+            "http://127.0.0.1:{prometheus_port}/api/v1/query?query=process_start_time_seconds"
+        ),
+        None,
+    );
+    let (_, targets) = http(
+        "GET",
+        &format!("http://127.0.0.1:{prometheus_port}/api/v1/targets?state=active"),
+        None,
+    );
+    format!(
+        "containers:\n{containers}\nPrometheus alerts: {alerts}\nprocess start times: {started}\ntargets: {targets}"
+    )
+}
+
 /// The state of `alert` in the stack's Prometheus, if it holds it.
 fn prometheus_state(alert: &str) -> Option<String> {
     prometheus_state_at(PORTS[2], alert)
@@ -293,7 +330,13 @@ fn a_stopped_api_is_notified_firing_then_resolved_and_delivery_turns_off() {
         "no resolved notification; the receiver got: {:?}",
         receiver.posts()
     );
-    assert_eq!(prometheus_state("IrisApiDown"), None);
+    assert_eq!(
+        prometheus_state("IrisApiDown"),
+        None,
+        "the Alertmanager said resolved; the receiver got {:?}\n{}",
+        receiver.posts(),
+        diagnosis(PROJECT, PORTS[2])
+    );
     let resolved_after = repaired_at.elapsed();
 
     // Delivery off again: the Alertmanager is an orphan `--remove-orphans` removes, and
@@ -399,13 +442,23 @@ fn drift_stays_quiet_in_distribution_then_goes_pending_then_firing_when_traffic_
             "Prometheus never counted the inputs"
         );
         predict(&mixed);
-        assert_eq!(state(), None, "drift raised under in-distribution traffic");
+        assert_eq!(
+            state(),
+            None,
+            "drift raised under in-distribution traffic\n{}",
+            diagnosis(DRIFT_PROJECT, DRIFT_PORTS[2])
+        );
         std::thread::sleep(std::time::Duration::from_millis(500));
     }
     let checked = Instant::now();
     while checked.elapsed().as_secs() < 15 {
         predict(&mixed);
-        assert_eq!(state(), None, "drift raised under in-distribution traffic");
+        assert_eq!(
+            state(),
+            None,
+            "drift raised under in-distribution traffic\n{}",
+            diagnosis(DRIFT_PROJECT, DRIFT_PORTS[2])
+        );
         std::thread::sleep(std::time::Duration::from_millis(500));
     }
 

@@ -357,7 +357,7 @@ fn down_names_a_foreign_container_that_holds_the_network_and_keeps_it() {
         return;
     }
     const HELD: &str = "irisctl-test-own-netheld";
-    let p = Project::new(HELD, [22500, 22501, 22502, 22503]);
+    let p = Project::new(HELD, [22430, 22431, 22432, 22433]);
     run(p.irisctl().arg("up")).ok();
     let network = format!("{HELD}-network");
     let holder = "irisctl-test-own-netholder";

@@ -243,6 +243,10 @@ pub struct UpArgs {
     /// whose size, times, inode or mode changed since they were last read
     #[arg(long)]
     pub rehash: bool,
+    /// Release a changed API as a canary this time: a growing share of the requests, judged
+    /// against the serving API at each step (`release.canary.*`), promoted or rolled back
+    #[arg(long)]
+    pub canary: bool,
 }
 
 /// `--progress`.

@@ -7,6 +7,7 @@
 
 pub mod assets;
 pub mod backend;
+pub mod canary;
 pub mod cli;
 pub mod commands;
 pub mod engine;

@@ -58,7 +58,7 @@ fn main() -> ExitCode {
     let outcome = runtime.block_on(async {
         tokio::select! {
             r = run(cli, printer.clone()) => r,
-            _ = tokio::signal::ctrl_c() => Err(anyhow::Error::new(Interrupted)),
+            _ = interrupted() => Err(anyhow::Error::new(Interrupted)),
         }
     });
     // Do not wait for in-flight engine calls after an interrupt.
@@ -122,6 +122,21 @@ fn main() -> ExitCode {
 
 #[derive(Debug)]
 struct Interrupted;
+
+/// Ctrl-C, as it ends the run: at once, unless work that must undo itself first holds the
+/// shield (a canary release sends all traffic back to the stable container and removes the
+/// canary); a second Ctrl-C then ends the run anyway.
+async fn interrupted() {
+    let mut deferred = false;
+    loop {
+        let _ = tokio::signal::ctrl_c().await;
+        if irisctl::canary::shielded() && !deferred {
+            deferred = true;
+            continue;
+        }
+        return;
+    }
+}
 impl std::fmt::Display for Interrupted {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("interrupted")
@@ -193,6 +208,9 @@ async fn run(cli: Cli, printer: Printer) -> Result<Exit> {
     if let Command::Up(a) = &cli.command {
         if let Some(t) = &a.wait_timeout {
             flags.push(("HEALTH_TIMEOUT", t.clone()));
+        }
+        if a.canary {
+            flags.push(("RELEASE_STRATEGY", "canary".into()));
         }
     }
     let env: Vec<(String, String)> = std::env::vars().collect();

@@ -19,6 +19,10 @@ pub enum Verb {
     /// Single engine: a zero-downtime swap. The new container starts beside the old one
     /// (same network alias), must become healthy, then the old one drains and goes.
     Release,
+    /// Single engine: a release as a canary (the API): the new container takes a growing share
+    /// of the requests, judged against the old one at each step, then the swap — or, when a
+    /// gate fails, it goes and the old one serves alone.
+    Canary,
     /// Swarm: a rolling update of a service.
     Update,
     Start,
@@ -39,6 +43,7 @@ impl Verb {
             Verb::Create => "create",
             Verb::Recreate => "recreate",
             Verb::Release => "release",
+            Verb::Canary => "canary",
             Verb::Update => "update",
             Verb::Start => "start",
             Verb::Unpause => "unpause",
@@ -97,6 +102,9 @@ pub struct Op {
     /// What it creates (not in the JSON: the request bodies hold the environment).
     #[serde(skip)]
     pub spec: Option<Spec>,
+    /// `canary`: its steps and gates.
+    #[serde(skip)]
+    pub canary: Option<Box<crate::settings::Canary>>,
 }
 
 impl Op {
@@ -110,6 +118,7 @@ impl Op {
             cause: String::new(),
             replacement: None,
             spec: None,
+            canary: None,
         }
     }
 
@@ -167,6 +176,7 @@ impl Op {
             Verb::Create => "created",
             Verb::Recreate => "recreated",
             Verb::Release => "released",
+            Verb::Canary => "promoted the canary of",
             Verb::Update => "updated",
             Verb::Start => "started",
             Verb::Unpause => "unpaused",
@@ -208,7 +218,7 @@ impl crate::output::Operation for Op {
     fn is_slow(&self) -> bool {
         matches!(
             self.verb,
-            Verb::Build | Verb::Rebuild | Verb::Pull | Verb::Release | Verb::Update
+            Verb::Build | Verb::Rebuild | Verb::Pull | Verb::Release | Verb::Canary | Verb::Update
         )
     }
 }
@@ -271,6 +281,21 @@ impl Plan {
 
     pub fn is_noop(&self) -> bool {
         self.changes().next().is_none()
+    }
+
+    /// The API's release, if the plan has one, as a canary with these steps and gates
+    /// (`canary api: steps 10 → 50 → 100, gates …; <why it is released>`).
+    pub fn as_canary(&mut self, config: &crate::settings::Canary) {
+        for op in &mut self.ops {
+            if op.verb == Verb::Release
+                && op.kind == Kind::Container
+                && op.service.as_deref() == Some("api")
+            {
+                op.verb = Verb::Canary;
+                op.cause = format!("{}; {}", crate::canary::shown_plan(config), op.cause);
+                op.canary = Some(Box::new(config.clone()));
+            }
+        }
     }
 
     /// Say why a container or Swarm service whose image the plan builds changes: "its image is

@@ -89,7 +89,9 @@ impl Ctx {
     /// config may hold a webhook's token.
     pub fn write_derived_files(&self) -> Result<()> {
         let dir = &self.settings.project_dir;
-        let stack = crate::stack::Stack::from_settings(&self.settings);
+        // The single engine's form adds the web UI's route through the edge (Swarm's does not
+        // mount it: an extra file there is harmless).
+        let stack = crate::stack::Stack::from_settings(&self.settings).docker_form();
         let derived: Vec<_> = stack.services.iter().flat_map(|s| &s.derived).collect();
         for d in &derived {
             write_derived(&d.path, &d.content()?)?;

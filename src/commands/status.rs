@@ -33,6 +33,8 @@ pub struct Report {
     pub alert_delivery: Option<probe::Delivery>,
     pub grafana_dashboards: Vec<DashboardStatus>,
     pub grafana_error: Option<String>,
+    /// A canary release `up` is running: its step, share and gates.
+    pub canary: Option<crate::canary::Progress>,
     /// The project is managed from another directory: which object says so. This directory's
     /// settings then judge neither orphans nor Grafana (its credentials are not that stack's).
     #[serde(skip)]
@@ -205,6 +207,7 @@ async fn finish(
         alert_delivery,
         grafana_dashboards,
         grafana_error,
+        canary: running_canary(&ctx.settings.project_dir),
         elsewhere: None,
     })
 }
@@ -248,6 +251,16 @@ pub async fn run(ctx: &Ctx, format: Format, target: Target) -> Result<Exit> {
 }
 
 /// The table people read.
+/// The canary `up` is running, if any: its progress, refreshed at every reading (5 s), is
+/// fresh and does not say it ended.
+fn running_canary(project_dir: &std::path::Path) -> Option<crate::canary::Progress> {
+    let p = crate::backend::docker::read_canary(project_dir)?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    (!p.state.starts_with("aborted") && now.saturating_sub(p.at) <= 60).then_some(p)
+}
+
 pub fn render_table(r: &Report) -> String {
     let mut b = tabled::builder::Builder::default();
     b.push_record([
@@ -289,6 +302,15 @@ pub fn render_table(r: &Report) -> String {
         Some(dir) => format!("project {} (managed from {dir})\n{t}\n", r.project),
         None => format!("project {}\n{t}\n", r.project),
     };
+    if let Some(c) = &r.canary {
+        out.push_str(&format!(
+            "\ncanary {} (stable {}): step {}/{} at {} %, {}\n",
+            c.canary, c.stable, c.step, c.steps, c.weight, c.state
+        ));
+        for g in &c.gates {
+            out.push_str(&format!("  {g}\n"));
+        }
+    }
     out.push_str("\nprometheus targets\n");
     if let Some(e) = &r.prometheus_error {
         out.push_str(&format!("  unavailable: {e}\n"));
@@ -444,6 +466,18 @@ mod tests {
             alert_delivery: Some(probe::Delivery { sent: 3, failed: 2 }),
             grafana_dashboards: vec![],
             grafana_error: Some("grafana is not running".into()),
+            canary: Some(crate::canary::Progress {
+                canary: "iris-api-2".into(),
+                stable: "iris-api-1".into(),
+                step: 1,
+                steps: 2,
+                weight: 10,
+                state: "passing".into(),
+                gates: vec![
+                    "5xx ratio: canary 0.0 %, stable 0.0 % (allowed: stable +2.0 points)".into(),
+                ],
+                at: 0,
+            }),
             elsewhere: None,
         };
         assert!(!report.healthy());

@@ -42,16 +42,21 @@ pub async fn run(ctx: &Ctx, opts: UpOptions) -> Result<()> {
 
 /// Everything `up` does; the summary line and the URL table. A container the plan kept running
 /// that another client stops meanwhile (an interrupted `down` the engine finishes) makes the
-/// plan stale: it is made again, once, and carried out.
+/// plan stale: it is made again and carried out.
 pub(crate) async fn converge(ctx: &Ctx, opts: &UpOptions) -> Result<(String, String)> {
-    match converge_once(ctx, opts).await {
-        Err(e) if e.downcast_ref::<StoppedUnderUs>().is_some() => {
-            let what = format!("{e:#}");
-            let what = what.lines().next().unwrap_or_default();
-            ctx.printer.warn(format!("{what}; planning again"));
-            converge_once(ctx, opts).await
+    // An interrupted `down` the engine finishes stops the containers one after another: each
+    // one found stopped makes the plan again (at most once per service, and a few more).
+    let mut attempts = 8;
+    loop {
+        match converge_once(ctx, opts).await {
+            Err(e) if attempts > 1 && e.downcast_ref::<StoppedUnderUs>().is_some() => {
+                attempts -= 1;
+                let what = format!("{e:#}");
+                let what = what.lines().next().unwrap_or_default();
+                ctx.printer.warn(format!("{what}; planning again"));
+            }
+            done => return done,
         }
-        done => done,
     }
 }
 
@@ -110,6 +115,7 @@ async fn converge_once(ctx: &Ctx, opts: &UpOptions) -> Result<(String, String)> 
     let mut plan = image_plan.clone();
     plan.extend(backend.plan(&stack, &ids, opts.remove_orphans).await?);
     plan.explain_rebuilds();
+    canary(ctx, opts, &mut plan)?;
     warn_orphans(ctx, &stack, &plan);
     let names: Vec<&str> = stack.services.iter().map(|s| s.name.as_str()).collect();
     printer.start_board(&names);
@@ -127,7 +133,16 @@ async fn converge_once(ctx: &Ctx, opts: &UpOptions) -> Result<(String, String)> 
         drop(publish);
         result
     };
-    let applying = backend.apply(&stack, &plan, &built, ctx.settings.health_timeout, printer);
+    let run_started = std::time::SystemTime::now();
+    let applying = async {
+        let applied = backend
+            .apply(&stack, &plan, &built, ctx.settings.health_timeout, printer)
+            .await;
+        if applied.is_err() {
+            canary_aborted(ctx, opts, &stack, &password, run_started).await;
+        }
+        applied
+    };
     tokio::pin!(building, applying);
     let done = tokio::select! {
         // The build's error first: the apply's is then only that an image was not built.
@@ -186,13 +201,13 @@ async fn converge_once(ctx: &Ctx, opts: &UpOptions) -> Result<(String, String)> 
     if opts.provision {
         let releases: Vec<(String, String)> = done
             .iter()
-            .filter(|o| o.verb == Verb::Release)
+            .filter(|o| matches!(o.verb, Verb::Release | Verb::Canary))
             .filter_map(|o| {
                 let service = o.service.clone()?;
                 Some((service.clone(), format!("release {service}: {}", o.cause)))
             })
             .collect();
-        super::rollback::annotate(ctx, &stack, Some(password), &releases).await;
+        super::rollback::annotate(ctx, &stack, Some(password.clone()), &releases).await;
     }
 
     let summary: Vec<String> = built
@@ -254,7 +269,97 @@ async fn dry_run(ctx: &Ctx, opts: &UpOptions, format: Format) -> Result<()> {
         .await?;
     plan.extend(services);
     plan.explain_rebuilds();
+    canary(ctx, opts, &mut plan)?;
     super::print_plan(ctx, &stack.project, &plan, format, "up")
+}
+
+/// With the canary strategy (`--canary`, `release.strategy: canary`), the API's release as a
+/// canary. Swarm has no edge to split the requests: refused there.
+fn canary(ctx: &Ctx, opts: &UpOptions, plan: &mut Plan) -> Result<()> {
+    if !ctx.settings.release.canary_strategy {
+        return Ok(());
+    }
+    if opts.target == Target::Swarm {
+        return Err(crate::error::hinted(
+            "canary releases run on a single engine only: on Swarm the API's requests are not split by irisctl's edge",
+            "leave out --canary (and `release.strategy: canary`) with --target swarm; Swarm releases the API as a rolling update",
+        ));
+    }
+    plan.as_canary(&ctx.settings.release.canary);
+    Ok(())
+}
+
+/// A canary this run aborted (its progress file says so): a Grafana annotation and, with alert
+/// delivery on, an alert through the Alertmanager, both naming the gate. Best effort: what
+/// cannot be told is warned about.
+async fn canary_aborted(
+    ctx: &Ctx,
+    opts: &UpOptions,
+    stack: &Stack,
+    password: &str,
+    run_started: std::time::SystemTime,
+) {
+    let Some(progress) = crate::backend::docker::read_canary(&stack.project_dir) else {
+        return;
+    };
+    let since = run_started
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let Some(why) = progress.state.strip_prefix("aborted: ") else {
+        return;
+    };
+    if progress.at < since {
+        return;
+    }
+    let text = format!("canary api aborted: {why}");
+    if opts.provision {
+        super::rollback::annotate(
+            ctx,
+            stack,
+            Some(password.to_string()),
+            &[("api".to_string(), text.clone())],
+        )
+        .await;
+    }
+    if ctx.settings.alerting.webhook_url.is_some() {
+        let url = format!(
+            "http://{}:{}/api/v2/alerts",
+            ctx.settings.client_host(),
+            ctx.settings.ports.alertmanager
+        );
+        let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
+        let ends = humantime::format_rfc3339_seconds(
+            std::time::SystemTime::now() + Duration::from_secs(15 * 60),
+        )
+        .to_string();
+        let alert = serde_json::json!([{
+            "labels": {"alertname": "IrisCanaryAborted", "severity": "warning", "job": "iris-api", "service": "api"},
+            "annotations": {
+                "summary": text,
+                "runbook": "The release was rolled back automatically: the stable API serves every request. `irisctl logs api`, fix the release, then `irisctl up --canary` again."
+            },
+            "startsAt": now,
+            "endsAt": ends,
+        }]);
+        let sent = probe::client(Duration::from_secs(3))
+            .post(&url)
+            .json(&alert)
+            .send()
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|r| {
+                if r.status().is_success() {
+                    Ok(())
+                } else {
+                    Err(format!("HTTP {}", r.status().as_u16()))
+                }
+            });
+        if let Err(e) = sent {
+            ctx.printer.warn(format!(
+                "the aborted canary was not sent to the Alertmanager ({e})"
+            ));
+        }
+    }
 }
 
 /// Each orphan the plan reports, as a warning with what removes it.

@@ -466,6 +466,46 @@ impl Engine {
         Ok(())
     }
 
+    /// Run `cmd` in a running container and wait for it: its exit code and its output (stdout
+    /// and stderr, as they came, at most 4 KiB kept).
+    pub async fn exec_output(&self, container: &str, cmd: &[&str]) -> Result<(i64, String)> {
+        let exec = self
+            .docker
+            .create_exec(
+                container,
+                bollard::exec::CreateExecOptions {
+                    cmd: Some(cmd.iter().map(|c| c.to_string()).collect::<Vec<_>>()),
+                    attach_stdout: Some(true),
+                    attach_stderr: Some(true),
+                    ..Default::default()
+                },
+            )
+            .await
+            .map_err(|e| failed("exec in", "container", container, &e))?;
+        let started = self
+            .docker
+            .start_exec(&exec.id, None::<bollard::exec::StartExecOptions>)
+            .await
+            .map_err(|e| failed("exec in", "container", container, &e))?;
+        let mut text = String::new();
+        if let bollard::exec::StartExecResults::Attached { mut output, .. } = started {
+            while let Some(chunk) = output.next().await {
+                let Ok(chunk) = chunk else { break };
+                if text.len() < 4096 {
+                    text.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
+                }
+            }
+        }
+        let code = self
+            .docker
+            .inspect_exec(&exec.id)
+            .await
+            .map_err(|e| failed("exec in", "container", container, &e))?
+            .exit_code
+            .unwrap_or(-1);
+        Ok((code, text))
+    }
+
     /// Remove a container at once (killed, no stop grace): for one that serves nothing yet.
     pub async fn kill_and_remove(&self, name: &str) -> Result<()> {
         let rm = bollard::query_parameters::RemoveContainerOptions {

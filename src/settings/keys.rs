@@ -84,6 +84,14 @@ pub const GROUPS: &[(&str, &str)] = &[
         "alerting",
         "alert delivery; without a webhook the rules still evaluate in Prometheus",
     ),
+    (
+        "release",
+        "how a changed API is released: `swap` (health-gated) or `canary` (up --canary for one run)",
+    ),
+    (
+        "release.canary",
+        "a canary's steps and its gates, each comparing the canary with the stable container over the step",
+    ),
     ("swarm", "used with --target swarm only"),
 ];
 
@@ -203,6 +211,43 @@ fn drift_duration(value: &str, window: bool) -> Result<String, Refusal> {
                 },
             )
         })
+}
+
+/// A share from 0 to 1.
+fn fraction(value: &str) -> Result<f64, Refusal> {
+    value
+        .trim()
+        .parse()
+        .ok()
+        .filter(|x: &f64| (0.0..=1.0).contains(x))
+        .ok_or_else(|| {
+            Refusal::new(
+                "a share from 0 to 1",
+                "give a number like 0.02 (2 %) or 0.3",
+            )
+        })
+}
+
+/// `10,50`: percentages from 1 to 99, increasing.
+fn canary_steps(value: &str) -> Result<Vec<u8>, Refusal> {
+    let refuse = || {
+        Refusal::new(
+            "a list of increasing percentages from 1 to 99",
+            "write the canary's share at each step separated by commas, e.g. 10,50 or 5,25,50 (100 follows the last step)",
+        )
+    };
+    let steps: Vec<u8> = value
+        .split(',')
+        .map(|p| p.trim().trim_end_matches('%').parse().ok())
+        .collect::<Option<_>>()
+        .ok_or_else(refuse)?;
+    if steps.is_empty()
+        || steps.iter().any(|p| !(1..=99).contains(p))
+        || steps.windows(2).any(|w| w[0] >= w[1])
+    {
+        return Err(refuse());
+    }
+    Ok(steps)
 }
 
 /// Every setting, in the order the template and `--print-settings` show them.
@@ -416,6 +461,135 @@ pub static KEYS: std::sync::LazyLock<Vec<Key>> = std::sync::LazyLock::new(|| {
             get: |s| Some(s.alerting.drift_stddevs.clone()),
         },
         Key {
+            file: "release.strategy",
+            var: "RELEASE_STRATEGY",
+            flag: None,
+            doc: "swap: the new API takes all traffic once healthy; canary: a growing share, judged step by step",
+            example: None,
+            set: |s, v| {
+                s.release.canary_strategy = match v.trim() {
+                    "swap" => false,
+                    "canary" => true,
+                    _ => {
+                        return Err(Refusal::new(
+                            "a release strategy",
+                            "write `swap` (the default) or `canary`",
+                        ))
+                    }
+                };
+                Ok(())
+            },
+            get: |s| Some(if s.release.canary_strategy { "canary" } else { "swap" }.into()),
+        },
+        Key {
+            file: "release.canary.steps",
+            var: "RELEASE_CANARY_STEPS",
+            flag: None,
+            doc: "the canary's share of requests at each step, in percent, increasing (then 100)",
+            example: None,
+            set: |s, v| store(&mut s.release.canary.steps, canary_steps(v)),
+            get: |s| {
+                Some(
+                    s.release
+                        .canary
+                        .steps
+                        .iter()
+                        .map(u8::to_string)
+                        .collect::<Vec<_>>()
+                        .join(","),
+                )
+            },
+        },
+        Key {
+            file: "release.canary.step_duration",
+            var: "RELEASE_CANARY_STEP_DURATION",
+            flag: None,
+            doc: "how long each step lasts and the window its gates judge (10s to 24h)",
+            example: None,
+            set: |s, v| {
+                let ms = parse_prometheus_duration(v)
+                    .filter(|ms| (10_000..=MAX_DURATION_SECS * 1000).contains(ms))
+                    .ok_or_else(|| {
+                        Refusal::new(
+                            "a duration from 10s to 24h",
+                            "give a number and a unit (s, m, h), e.g. 60s or 5m; a step needs a few scrapes (5 s apart)",
+                        )
+                    })?;
+                s.release.canary.step_duration = std::time::Duration::from_millis(ms);
+                Ok(())
+            },
+            get: |s| Some(format!("{}s", s.release.canary.step_duration.as_secs())),
+        },
+        Key {
+            file: "release.canary.min_requests",
+            var: "RELEASE_CANARY_MIN_REQUESTS",
+            flag: None,
+            doc: "/predict requests the canary answers in a step before its gates judge (fewer: it waits)",
+            example: None,
+            set: |s, v| {
+                s.release.canary.min_requests = v
+                    .trim()
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=1_000_000).contains(n))
+                    .ok_or_else(|| {
+                        Refusal::new(
+                            "a number of requests",
+                            "give a whole number from 1 to 1000000, e.g. 20",
+                        )
+                    })?;
+                Ok(())
+            },
+            get: |s| Some(s.release.canary.min_requests.to_string()),
+        },
+        Key {
+            file: "release.canary.max_5xx_increase",
+            var: "RELEASE_CANARY_MAX_5XX_INCREASE",
+            flag: None,
+            doc: "gate: the canary's 5xx ratio minus the stable one's, at most (0 to 1)",
+            example: None,
+            set: |s, v| store(&mut s.release.canary.max_5xx_increase, fraction(v)),
+            get: |s| Some(s.release.canary.max_5xx_increase.to_string()),
+        },
+        Key {
+            file: "release.canary.max_p95_increase",
+            var: "RELEASE_CANARY_MAX_P95_INCREASE",
+            flag: None,
+            doc: "gate: the canary's /predict p95 minus the stable one's, at most (1ms to 1h)",
+            example: None,
+            set: |s, v| {
+                let ms = parse_prometheus_duration(v)
+                    .filter(|ms| (1..=3_600_000).contains(ms))
+                    .ok_or_else(|| {
+                        Refusal::new(
+                            "a duration from 1ms to 1h",
+                            "give a number and a unit (ms, s), e.g. 100ms or 1s",
+                        )
+                    })?;
+                s.release.canary.max_p95_increase = std::time::Duration::from_millis(ms);
+                Ok(())
+            },
+            get: |s| Some(format!("{}ms", s.release.canary.max_p95_increase.as_millis())),
+        },
+        Key {
+            file: "release.canary.max_low_confidence_increase",
+            var: "RELEASE_CANARY_MAX_LOW_CONFIDENCE_INCREASE",
+            flag: None,
+            doc: "gate: the canary's share of predictions below 0.6 confidence minus the stable one's (0 to 1)",
+            example: None,
+            set: |s, v| store(&mut s.release.canary.max_low_confidence_increase, fraction(v)),
+            get: |s| Some(s.release.canary.max_low_confidence_increase.to_string()),
+        },
+        Key {
+            file: "release.canary.max_species_distance",
+            var: "RELEASE_CANARY_MAX_SPECIES_DISTANCE",
+            flag: None,
+            doc: "gate: distance between the two distributions of predicted species (0 same, 1 disjoint)",
+            example: None,
+            set: |s, v| store(&mut s.release.canary.max_species_distance, fraction(v)),
+            get: |s| Some(s.release.canary.max_species_distance.to_string()),
+        },
+        Key {
             file: "swarm.api_replicas",
             var: "API_REPLICAS",
             flag: Some("--api-replicas"),
@@ -475,21 +649,31 @@ pub fn commented_line(prefix: &str, path: &str, value: &str, comment: &str) -> S
     format!("{line:<width$}# {comment}")
 }
 
-/// A group's header line, once, before its first key.
+/// The header lines of a key's groups (`release:`, then `  canary:`), each once, before the
+/// group's first key.
 fn group_header(prefix: &str, path: &str, last: &mut String, out: &mut String, with_doc: bool) {
-    let Some((group, _)) = path.split_once('.') else {
+    let parts: Vec<&str> = path.split('.').collect();
+    let Some((_, groups)) = parts.split_last() else {
         return;
     };
-    if last == group {
+    let group = groups.join(".");
+    if groups.is_empty() || *last == group {
         return;
     }
-    *last = group.to_string();
-    let doc = GROUPS
-        .iter()
-        .find(|(g, _)| *g == group && with_doc)
-        .map_or("", |(_, d)| *d);
-    out.push_str(&commented_line(prefix, group, "", doc));
-    out.push('\n');
+    let before: Vec<&str> = last.split('.').filter(|p| !p.is_empty()).collect();
+    for depth in 1..=groups.len() {
+        if before.len() >= depth && before[..depth] == groups[..depth] {
+            continue;
+        }
+        let g = groups[..depth].join(".");
+        let doc = GROUPS
+            .iter()
+            .find(|(name, _)| *name == g && with_doc)
+            .map_or("", |(_, d)| *d);
+        out.push_str(&commented_line(prefix, &g, "", doc));
+        out.push('\n');
+    }
+    *last = group;
 }
 
 /// templates/irisctl.yaml: every key commented out with its default (or an example), its

@@ -100,6 +100,8 @@ pub struct Settings {
     pub registry: Option<String>,
     /// Where Alertmanager delivers alerts; `None`: no Alertmanager, the rules only evaluate.
     pub alerting: Alerting,
+    /// How a changed API is released: a swap, or a canary judged by the models' metrics.
+    pub release: Release,
     /// From `.env`; `None` until the first `up` generates it.
     #[serde(skip)]
     pub grafana_admin_password: Option<String>,
@@ -134,6 +136,63 @@ impl Default for Alerting {
             drift_for: "15m".into(),
             drift_stddevs: "1".into(),
         }
+    }
+}
+
+/// How a changed API is released (`release.*`).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Release {
+    /// `canary`: every API release is a canary (`up --canary` does it for one run).
+    pub canary_strategy: bool,
+    pub canary: Canary,
+}
+
+/// A canary release's steps and gates (`release.canary.*`).
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct Canary {
+    /// The canary's share of the requests at each step, in percent, increasing, each below 100.
+    pub steps: Vec<u8>,
+    /// How long each step lasts (and the window its gates are judged over).
+    #[serde(with = "secs")]
+    pub step_duration: Duration,
+    /// `/predict` requests the canary must have answered in a step before its gates judge.
+    pub min_requests: u32,
+    /// Gate: the canary's 5xx ratio may exceed the stable one's by at most this (0–1).
+    pub max_5xx_increase: f64,
+    /// Gate: the canary's `/predict` p95 may exceed the stable one's by at most this.
+    #[serde(with = "millis")]
+    pub max_p95_increase: Duration,
+    /// Gate: the canary's share of low-confidence predictions (top probability below 0.6) may
+    /// exceed the stable one's by at most this (0–1).
+    pub max_low_confidence_increase: f64,
+    /// Gate: the total variation distance between the two distributions of predicted species
+    /// (0: the same, 1: disjoint) may be at most this.
+    pub max_species_distance: f64,
+}
+
+impl Default for Release {
+    fn default() -> Self {
+        Release {
+            canary_strategy: false,
+            canary: Canary {
+                steps: vec![10, 50],
+                step_duration: Duration::from_secs(60),
+                min_requests: 20,
+                max_5xx_increase: 0.02,
+                max_p95_increase: Duration::from_millis(100),
+                max_low_confidence_increase: 0.2,
+                max_species_distance: 0.3,
+            },
+        }
+    }
+}
+
+mod millis {
+    pub fn serialize<S: serde::Serializer>(
+        d: &std::time::Duration,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.serialize_u128(d.as_millis())
     }
 }
 
@@ -178,6 +237,7 @@ impl Settings {
             api_replicas: 1,
             registry: None,
             alerting: Alerting::default(),
+            release: Release::default(),
             grafana_admin_password: None,
             sources: vec!["built-in defaults".into()],
             origins: BTreeMap::new(),

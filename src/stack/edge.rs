@@ -13,6 +13,8 @@ pub const EDGE: &str = "edge";
 pub const EDGE_CONFIG: &str = "stack/edge/nginx.conf";
 /// Where the edge reads it.
 const EDGE_CONFIG_TARGET: &str = "/etc/irisctl-edge/nginx.conf";
+/// The file, mounted into the web UI's nginx, that sends its `/api/` through the edge.
+const FRONTEND_API_ROUTE: &str = "frontend-api.conf";
 /// The services the edge fronts. The edge listens on each one's container port.
 pub const FRONTED: &[&str] = &["api", "frontend"];
 
@@ -40,6 +42,23 @@ impl Stack {
             .filter(|s| FRONTED.contains(&s.name.as_str()))
         {
             ports.append(&mut s.ports);
+        }
+        // The web UI's `/api/` goes through the edge too: a canary release's split holds for it.
+        if let Some(frontend) = stack.services.iter_mut().find(|s| s.name == "frontend") {
+            let path = self
+                .project_dir
+                .join(super::DERIVED_DIR)
+                .join(FRONTEND_API_ROUTE);
+            frontend.derived.push(super::Derived {
+                path: path.clone(),
+                base: None,
+                fill: vec![],
+                text: format!("set $api_upstream http://{EDGE}:8000;\n"),
+            });
+            frontend.mounts.push(Mount::Bind {
+                source: path,
+                target: format!("/etc/nginx/irisctl/{FRONTEND_API_ROUTE}"),
+            });
         }
         let template = stack.services.first().cloned();
         let Some(mut edge) = template else {

@@ -244,6 +244,8 @@ pub fn fill(text: &str, values: &[(String, String)]) -> Result<String, String> {
 }
 
 /// Where, below the project directory, irisctl writes the files it derives from the settings.
+/// Where irisctl keeps what it knows of a project (below the project directory).
+pub const STATE_DIR: &str = ".irisctl";
 pub const DERIVED_DIR: &str = ".irisctl/derived";
 
 /// Prometheus's config when alerts are delivered: monitoring/prometheus.yml and this.

@@ -242,7 +242,7 @@ impl Docker {
             .iter()
             .map(|s| {
                 let name = match plan.for_service(&s.name) {
-                    Some(op) if op.verb == Verb::Release => op
+                    Some(op) if matches!(op.verb, Verb::Release | Verb::Canary) => op
                         .replacement
                         .clone()
                         .unwrap_or_else(|| s.container_name.clone()),
@@ -392,6 +392,11 @@ impl Docker {
                         self.release(stack, s, op, body, &image, deadline, timeout, printer)
                             .await
                     }
+                    Verb::Canary => {
+                        let (body, image) = Self::body_of(stack, s, op, images)?;
+                        self.canary(stack, s, op, body, &image, deadline, timeout, printer)
+                            .await
+                    }
                     Verb::Start => self.engine.start_container(id, &op.object).await,
                     Verb::Unpause => self.engine.unpause_container(id, &op.object).await,
                     _ => Ok(()),
@@ -400,7 +405,7 @@ impl Docker {
             .await?;
             printer.service(
                 &s.name,
-                if op.verb == Verb::Release {
+                if matches!(op.verb, Verb::Release | Verb::Canary) {
                     "released"
                 } else {
                     "started"

@@ -4,6 +4,7 @@
 
 mod apply;
 pub mod body;
+mod canary;
 mod down;
 pub mod plan;
 mod preflight;
@@ -11,6 +12,7 @@ mod release;
 mod status;
 mod wait;
 
+pub use canary::read_progress as read_canary;
 use preflight::managed_elsewhere;
 use status::{container_ip, health_word};
 use wait::wait_healthy;

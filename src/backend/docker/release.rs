@@ -30,12 +30,34 @@ impl Docker {
         stack: &Stack,
         service: &crate::stack::Service,
         op: &Op,
-        mut body: bollard::models::ContainerCreateBody,
+        body: bollard::models::ContainerCreateBody,
         new_image: &str,
         deadline: Instant,
         timeout: Duration,
         printer: &Printer,
     ) -> Result<()> {
+        let started = self
+            .start_beside(stack, service, op, body, deadline, timeout, printer)
+            .await?;
+        self.swap(stack, service, op, &started, new_image, printer)
+            .await
+    }
+
+    /// The first half of a release (and of a canary): the new container starts beside the
+    /// serving one, on the stack's network without the service's alias (no request reaches it
+    /// before it is healthy), and must become healthy by the deadline; if it does not, it is
+    /// removed after its last log lines are shown and the old one serves on, untouched.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn start_beside(
+        &self,
+        stack: &Stack,
+        service: &crate::stack::Service,
+        op: &Op,
+        mut body: bollard::models::ContainerCreateBody,
+        deadline: Instant,
+        timeout: Duration,
+        printer: &Printer,
+    ) -> Result<Beside> {
         let old = &op.object;
         let old_container = self
             .engine
@@ -81,8 +103,26 @@ impl Docker {
                 format!("fix the cause and run the command again; `irisctl logs {name}` shows the serving container"),
             ));
         }
+        Ok(Beside { new, old_image })
+    }
+
+    /// The second half: the new container takes the alias (both serve for a moment), and the
+    /// old one drains (its stop signal: uvicorn and nginx finish what they hold and refuse new
+    /// connections, which the proxies retry on the new one) and goes. The new container carries
+    /// the old one's definition (label [`labels::PREVIOUS_RELEASE`]) and the old image is
+    /// tagged `:previous`: `irisctl rollback` needs both.
+    pub(super) async fn swap(
+        &self,
+        stack: &Stack,
+        service: &crate::stack::Service,
+        op: &Op,
+        started: &Beside,
+        new_image: &str,
+        printer: &Printer,
+    ) -> Result<()> {
+        let (name, old, new) = (&service.name, &op.object, &started.new);
         printer.enter(format!("releasing {name}: moving traffic to {new}"));
-        self.ensure_aliases(stack, service, &new).await?;
+        self.ensure_aliases(stack, service, new).await?;
         // The proxies resolve the alias again every second (nginx `valid=1s`, which its
         // one-second clock makes up to two): each of them must see the new address before the
         // old one stops accepting. They are told to reload (new workers resolve afresh at once,
@@ -90,10 +130,10 @@ impl Docker {
         // new container can be told apart in the answers (the API names its replica), it is
         // seen as it happens; elsewhere the proxies get their seconds.
         self.reload_proxies(stack, service).await;
-        if !self.proxies_reach(stack, service, &new).await {
+        if !self.proxies_reach(stack, service, new).await {
             tokio::time::sleep(RELEASE_SETTLE).await;
         }
-        self.keep_previous(stack, service, &old_image, new_image)
+        self.keep_previous(stack, service, &started.old_image, new_image)
             .await?;
         printer.enter(format!("releasing {name}: draining {old}"));
         self.engine
@@ -153,6 +193,23 @@ impl Docker {
                 .filter(|c| c.service == *name)
                 .collect();
             if mine.len() > 1 {
+                // A canary in progress: rolling back is aborting it.
+                if let Some(canary) = self.canary_among(stack, &mine).await {
+                    let stable = mine
+                        .iter()
+                        .find(|c| c.id != canary.id)
+                        .map(|c| c.name.clone())
+                        .unwrap_or_default();
+                    plan.push(
+                        Op::new(Verb::Remove, Kind::Container, &canary.name)
+                            .service(name)
+                            .id(&canary.id)
+                            .because(format!(
+                                "aborts the canary in progress: every request goes back to `{stable}`"
+                            )),
+                    );
+                    continue;
+                }
                 return Err(hinted(
                     format!(
                         "`{name}` has {} containers ({}): a release was interrupted before it finished",
@@ -272,6 +329,11 @@ impl Docker {
             let Some(service) = op.service.as_deref().and_then(|s| stack.service(s)) else {
                 continue;
             };
+            if op.verb == Verb::Remove {
+                step(printer, op, self.abort_canary(stack, op)).await?;
+                done.push(op.clone());
+                continue;
+            }
             let (body, image) = Self::body_of(stack, service, op, &BTreeMap::new())?;
             step(
                 printer,
@@ -332,28 +394,15 @@ impl Docker {
         else {
             return false;
         };
-        // `ip:port` (IPv6 in brackets); an unspecified address is reached on loopback.
-        let address = |p: &crate::stack::Port| {
-            let ip = match p.host_ip {
-                std::net::IpAddr::V4(ip) if ip.is_unspecified() => {
-                    std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)
-                }
-                std::net::IpAddr::V6(ip) if ip.is_unspecified() => {
-                    std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST)
-                }
-                ip => ip,
-            };
-            std::net::SocketAddr::new(ip, p.host)
-        };
         let mut urls: Vec<String> = crate::stack::edge::edge_port(stack, service)
-            .map(|p| format!("http://{}/health", address(p)))
+            .map(|p| format!("http://{}/health", local_address(p)))
             .into_iter()
             .collect();
         if let Some(ui) = stack
             .service("frontend")
             .and_then(|f| crate::stack::edge::edge_port(stack, f))
         {
-            urls.push(format!("http://{}/api/health", address(ui)));
+            urls.push(format!("http://{}/api/health", local_address(ui)));
         }
         if hostname.is_empty() || urls.is_empty() {
             return false;
@@ -392,4 +441,27 @@ impl Docker {
         // Seen, or the settle time is over either way.
         true
     }
+}
+
+/// Where a published port is reached from this host: `ip:port` (IPv6 in brackets); an
+/// unspecified address is reached on loopback.
+pub(super) fn local_address(p: &crate::stack::Port) -> std::net::SocketAddr {
+    let ip = match p.host_ip {
+        std::net::IpAddr::V4(ip) if ip.is_unspecified() => {
+            std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST)
+        }
+        std::net::IpAddr::V6(ip) if ip.is_unspecified() => {
+            std::net::IpAddr::V6(std::net::Ipv6Addr::LOCALHOST)
+        }
+        ip => ip,
+    };
+    std::net::SocketAddr::new(ip, p.host)
+}
+
+/// A new container started beside the serving one, healthy, not yet serving.
+pub(super) struct Beside {
+    /// Its name.
+    pub new: String,
+    /// The image of the container it replaces.
+    pub old_image: String,
 }

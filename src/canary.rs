@@ -180,6 +180,8 @@ pub enum Unit {
     Seconds,
     /// A distance from 0 to 1.
     Distance,
+    /// A user-defined gate's number.
+    Number,
 }
 
 /// One gate's reading: the canary's value, the stable one's, and what it may be. A gate with a
@@ -187,7 +189,7 @@ pub enum Unit {
 /// it compares the two distributions) while `canary <= limit`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Gate {
-    pub name: &'static str,
+    pub name: String,
     pub canary: f64,
     pub stable: Option<f64>,
     pub limit: f64,
@@ -196,12 +198,12 @@ pub struct Gate {
 }
 
 impl Gate {
-    fn new(name: &'static str, canary: f64, stable: Option<f64>, limit: f64, unit: Unit) -> Gate {
+    fn new(name: &str, canary: f64, stable: Option<f64>, limit: f64, unit: Unit) -> Gate {
         let excess = canary - stable.unwrap_or(0.0);
         // A hair of tolerance: float sums of equal counts are not always equal.
         let passed = excess <= limit + 1e-9;
         Gate {
-            name,
+            name: name.to_string(),
             canary,
             stable,
             limit,
@@ -215,6 +217,7 @@ impl Gate {
             Unit::Share => format!("{:.1} %", v * 100.0),
             Unit::Seconds => format!("{:.0} ms", v * 1000.0),
             Unit::Distance => format!("{v:.2}"),
+            Unit::Number => format!("{v:.4}"),
         }
     }
 }
@@ -249,12 +252,9 @@ impl fmt::Display for Gate {
 /// A judgement of the canary over one window.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Verdict {
-    /// Too few requests to judge (the canary's, or the stable one's to compare with).
-    Wait {
-        canary: f64,
-        stable: f64,
-        needed: u32,
-    },
+    /// Too few requests to judge (the canary's, or the stable one's to compare with), or a
+    /// user-defined gate without a reading yet: why.
+    Wait(String),
     /// Every gate passed.
     Pass(Vec<Gate>),
     /// A gate failed (the first that did), with every reading.
@@ -287,17 +287,24 @@ pub fn distance(a: &BTreeMap<String, f64>, b: &BTreeMap<String, f64>) -> f64 {
         / 2.0
 }
 
+/// A user-defined gate's values over the window (`None`: its query read nothing).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reading {
+    pub stable: Option<f64>,
+    pub canary: Option<f64>,
+}
+
 /// Judge the canary against the stable container over the same window: 5xx ratio, `/predict`
 /// p95, share of low-confidence predictions, distance between the distributions of predicted
-/// species. Both must have answered `min_requests` first.
-pub fn judge(config: &Canary, stable: &Side, canary: &Side) -> Verdict {
+/// species, then the user-defined gates (`readings`, in the order of `config.gates`). Both
+/// must have answered `min_requests` first.
+pub fn judge(config: &Canary, stable: &Side, canary: &Side, readings: &[Reading]) -> Verdict {
     let needed = config.min_requests;
     if canary.requests < f64::from(needed) || stable.requests < f64::from(needed) {
-        return Verdict::Wait {
-            canary: canary.requests,
-            stable: stable.requests,
-            needed,
-        };
+        return Verdict::Wait(format!(
+            "waiting for requests: canary {:.0}, stable {:.0} of {needed}",
+            canary.requests, stable.requests
+        ));
     }
     let mut gates = vec![
         Gate::new(
@@ -333,10 +340,52 @@ pub fn judge(config: &Canary, stable: &Side, canary: &Side) -> Verdict {
             Unit::Distance,
         ));
     }
+    for (gate, reading) in config.gates.iter().zip(readings) {
+        match (reading.canary, reading.stable) {
+            (Some(c), Some(s)) => gates.push(Gate::new(
+                &gate.name,
+                c,
+                Some(s),
+                gate.max_increase,
+                Unit::Number,
+            )),
+            _ => {
+                if let Some(failed) = gates.iter().find(|g| !g.passed) {
+                    return Verdict::Fail(failed.clone(), gates);
+                }
+                return Verdict::Wait(format!("waiting for a reading of gate `{}`", gate.name));
+            }
+        }
+    }
     match gates.iter().find(|g| !g.passed) {
         Some(failed) => Verdict::Fail(failed.clone(), gates),
         None => Verdict::Pass(gates),
     }
+}
+
+/// The queries of the user-defined gates over the last `window_secs` seconds: for each gate,
+/// its query for the stable track, then for the canary.
+pub fn user_queries(config: &Canary, window_secs: u64) -> Vec<[String; 2]> {
+    let fill = |q: &str, track: &str| {
+        q.replace("$track", track)
+            .replace("$window", &format!("{window_secs}s"))
+    };
+    config
+        .gates
+        .iter()
+        .map(|g| [fill(&g.query, STABLE), fill(&g.query, CANARY)])
+        .collect()
+}
+
+/// The one number a query answered: a scalar, or the first sample of a vector.
+pub fn single_value(body: &serde_json::Value) -> Option<f64> {
+    let result = body.pointer("/data/result")?;
+    let value = if body.pointer("/data/resultType").and_then(|t| t.as_str()) == Some("scalar") {
+        result.get(1)?
+    } else {
+        result.get(0)?.pointer("/value/1")?
+    };
+    value.as_str()?.parse().ok().filter(|v: &f64| v.is_finite())
 }
 
 /// Where the edge reads its routing while a canary runs (its tmpfs; see stack/edge/nginx.conf).
@@ -371,8 +420,13 @@ pub fn shown_steps(steps: &[u8]) -> String {
 
 /// What a dry run says of a canary release: its steps and gates.
 pub fn shown_plan(config: &Canary) -> String {
+    let user: String = config
+        .gates
+        .iter()
+        .map(|g| format!(", {} +{}", g.name, g.max_increase))
+        .collect();
     format!(
-        "steps {} ({}s each), gates: 5xx ratio +{} points, /predict p95 +{} ms, low-confidence share +{} points, species distance ≤ {} (after {} requests each)",
+        "steps {} ({}s each), gates: 5xx ratio +{} points, /predict p95 +{} ms, low-confidence share +{} points, species distance ≤ {}{user} (after {} requests each)",
         shown_steps(&config.steps),
         config.step_duration.as_secs(),
         config.max_5xx_increase * 100.0,
@@ -430,8 +484,8 @@ mod tests {
     fn a_canary_like_the_stable_one_passes_every_gate() {
         let stable = side(300.0, 0.0, 0.012, [100.0, 100.0, 100.0]);
         let canary = side(30.0, 0.0, 0.014, [9.0, 11.0, 10.0]);
-        let Verdict::Pass(gates) = judge(&config(), &stable, &canary) else {
-            panic!("{:?}", judge(&config(), &stable, &canary));
+        let Verdict::Pass(gates) = judge(&config(), &stable, &canary, &[]) else {
+            panic!("{:?}", judge(&config(), &stable, &canary, &[]));
         };
         assert_eq!(gates.len(), 4);
         assert!(gates.iter().all(|g| g.passed));
@@ -442,18 +496,14 @@ mod tests {
         let stable = side(300.0, 0.0, 0.012, [100.0, 100.0, 100.0]);
         let canary = side(19.0, 19.0, 5.0, [0.0, 0.0, 0.0]);
         assert_eq!(
-            judge(&config(), &stable, &canary),
-            Verdict::Wait {
-                canary: 19.0,
-                stable: 300.0,
-                needed: 20
-            }
+            judge(&config(), &stable, &canary, &[]),
+            Verdict::Wait("waiting for requests: canary 19, stable 300 of 20".into())
         );
         let quiet_stable = side(3.0, 0.0, 0.012, [1.0, 1.0, 1.0]);
         let busy_canary = side(30.0, 0.0, 0.012, [10.0, 10.0, 10.0]);
         assert!(matches!(
-            judge(&config(), &quiet_stable, &busy_canary),
-            Verdict::Wait { .. }
+            judge(&config(), &quiet_stable, &busy_canary, &[]),
+            Verdict::Wait(_)
         ));
     }
 
@@ -461,7 +511,7 @@ mod tests {
     fn a_canary_failing_30_percent_fails_the_5xx_gate_with_both_values() {
         let stable = side(300.0, 0.0, 0.012, [100.0, 100.0, 100.0]);
         let canary = side(30.0, 9.0, 0.012, [7.0, 7.0, 7.0]);
-        let Verdict::Fail(gate, _) = judge(&config(), &stable, &canary) else {
+        let Verdict::Fail(gate, _) = judge(&config(), &stable, &canary, &[]) else {
             panic!()
         };
         assert_eq!(gate.name, "5xx ratio");
@@ -475,7 +525,7 @@ mod tests {
     fn a_canary_300_ms_slower_fails_the_latency_gate() {
         let stable = side(300.0, 0.0, 0.01, [100.0, 100.0, 100.0]);
         let canary = side(30.0, 0.0, 0.31, [10.0, 10.0, 10.0]);
-        let Verdict::Fail(gate, _) = judge(&config(), &stable, &canary) else {
+        let Verdict::Fail(gate, _) = judge(&config(), &stable, &canary, &[]) else {
             panic!()
         };
         assert_eq!(gate.name, "/predict p95");
@@ -489,7 +539,7 @@ mod tests {
     fn a_canary_that_answers_one_species_fails_the_distribution_gate() {
         let stable = side(300.0, 0.0, 0.012, [100.0, 100.0, 100.0]);
         let canary = side(30.0, 0.0, 0.012, [0.0, 0.0, 30.0]);
-        let Verdict::Fail(gate, _) = judge(&config(), &stable, &canary) else {
+        let Verdict::Fail(gate, _) = judge(&config(), &stable, &canary, &[]) else {
             panic!()
         };
         assert_eq!(gate.name, "species distribution");
@@ -505,10 +555,71 @@ mod tests {
         let stable = side(300.0, 0.0, 0.012, [100.0, 100.0, 100.0]);
         let mut canary = side(30.0, 0.0, 0.012, [10.0, 10.0, 10.0]);
         canary.low_confidence = 15.0;
-        let Verdict::Fail(gate, _) = judge(&config(), &stable, &canary) else {
+        let Verdict::Fail(gate, _) = judge(&config(), &stable, &canary, &[]) else {
             panic!()
         };
         assert_eq!(gate.name, "low-confidence share");
+    }
+
+    #[test]
+    fn user_gates_read_both_tracks_wait_for_a_reading_and_fail_on_their_increase() {
+        let mut config = config();
+        config.gates.push(crate::settings::UserGate {
+            name: "p99".into(),
+            query:
+                r#"histogram_quantile(0.99, sum by (le) (rate(x_bucket{track="$track"}[$window])))"#
+                    .into(),
+            max_increase: 0.05,
+        });
+        let queries = user_queries(&config, 12);
+        assert_eq!(
+            queries[0],
+            [
+                r#"histogram_quantile(0.99, sum by (le) (rate(x_bucket{track="stable"}[12s])))"#
+                    .to_string(),
+                r#"histogram_quantile(0.99, sum by (le) (rate(x_bucket{track="canary"}[12s])))"#
+                    .to_string()
+            ]
+        );
+        let stable = side(300.0, 0.0, 0.012, [100.0, 100.0, 100.0]);
+        let canary = side(30.0, 0.0, 0.012, [10.0, 10.0, 10.0]);
+        let read = |s: Option<f64>, c: Option<f64>| Reading {
+            stable: s,
+            canary: c,
+        };
+        assert_eq!(
+            judge(&config, &stable, &canary, &[read(Some(0.1), None)]),
+            Verdict::Wait("waiting for a reading of gate `p99`".into())
+        );
+        assert!(matches!(
+            judge(&config, &stable, &canary, &[read(Some(0.1), Some(0.14))]),
+            Verdict::Pass(g) if g.len() == 5
+        ));
+        let Verdict::Fail(gate, _) =
+            judge(&config, &stable, &canary, &[read(Some(0.1), Some(0.2))])
+        else {
+            panic!()
+        };
+        assert_eq!(
+            gate.to_string(),
+            "p99: canary 0.2000, stable 0.1000 (allowed: stable +0.0500)"
+        );
+    }
+
+    #[test]
+    fn a_single_value_is_read_from_a_scalar_or_a_vector() {
+        let scalar: serde_json::Value =
+            serde_json::from_str(r#"{"data":{"resultType":"scalar","result":[1,"0.25"]}}"#)
+                .unwrap();
+        assert_eq!(single_value(&scalar), Some(0.25));
+        let vector: serde_json::Value = serde_json::from_str(
+            r#"{"data":{"resultType":"vector","result":[{"metric":{},"value":[1,"3"]}]}}"#,
+        )
+        .unwrap();
+        assert_eq!(single_value(&vector), Some(3.0));
+        let empty: serde_json::Value =
+            serde_json::from_str(r#"{"data":{"resultType":"vector","result":[]}}"#).unwrap();
+        assert_eq!(single_value(&empty), None);
     }
 
     #[test]

@@ -250,6 +250,7 @@ async fn run(cli: Cli, printer: Printer) -> Result<Exit> {
                     target: a.stack.target.into(),
                     dry_run: a.dry_run.then(|| a.format.into()),
                     rehash: a.rehash,
+                    swap_only: false,
                 },
             )
             .await?;

@@ -6,7 +6,11 @@
 //!   most 5 % of the requests sent while it lived failed, the stable container serves alone;
 //! - 300 ms slower: aborted by the latency gate; "virginica" for every flower: aborted by the
 //!   species-distribution gate;
-//! - Ctrl-C mid-canary: the stable container serves alone, and the next `up` converges.
+//! - `irisctl rollback api` during a canary aborts it (nothing fails); Ctrl-C mid-canary: the
+//!   stable container serves alone, and the next `up` converges.
+//!
+//! Also: `status` during a step (step, share, gates), one model per named client
+//! (`X-Iris-Client`), the abort's Grafana annotation.
 
 mod common;
 
@@ -21,6 +25,7 @@ use common::{docker, run, Project};
 
 const PROJECT: &str = "irisctl-test-canary";
 const PORTS: [u16; 4] = [22700, 22701, 22702, 22703];
+const ALERTMANAGER_PORT: u16 = 22704;
 
 const FLOWERS: [&str; 3] = [
     r#"{"items":[{"sepal_length":5.1,"sepal_width":3.5,"petal_length":1.4,"petal_width":0.2}]}"#,
@@ -43,17 +48,20 @@ struct Answer {
     replica: String,
     /// Sent through the web UI's `/api/`.
     via_ui: bool,
+    /// The client it named (`X-Iris-Client`), if any.
+    client: Option<String>,
 }
 
 /// One POST on a fresh connection (std only).
-fn predict(port: u16, path: &str, body: &str) -> (u16, String) {
+fn predict(port: u16, path: &str, body: &str, client: Option<&str>) -> (u16, String) {
     let attempt = || -> Result<(u16, String), String> {
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let mut s =
             TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(|e| e.to_string())?;
         s.set_read_timeout(Some(Duration::from_secs(20))).ok();
+        let client = client.map_or(String::new(), |c| format!("X-Iris-Client: {c}\r\n"));
         let head = format!(
-            "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{client}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
             body.len()
         );
         s.write_all(head.as_bytes()).map_err(|e| e.to_string())?;
@@ -80,7 +88,8 @@ fn predict(port: u16, path: &str, body: &str) -> (u16, String) {
 }
 
 /// Client threads: two on the API's port, one on the web UI's `/api/`, each sending the three
-/// species in turn, every 20 ms.
+/// species in turn, every 20 ms; and one on the API's port that names itself as one of 100
+/// clients in turn (`X-Iris-Client`).
 struct Load {
     stop: Arc<AtomicBool>,
     answers: Arc<Mutex<Vec<Answer>>>,
@@ -92,25 +101,29 @@ impl Load {
         let stop = Arc::new(AtomicBool::new(false));
         let answers = Arc::new(Mutex::new(Vec::new()));
         let targets = [
-            (PORTS[0], "/predict"),
-            (PORTS[0], "/predict"),
-            (PORTS[1], "/api/predict"),
+            (PORTS[0], "/predict", false),
+            (PORTS[0], "/predict", false),
+            (PORTS[1], "/api/predict", false),
+            (PORTS[0], "/predict", true),
         ];
         let threads = targets
             .into_iter()
             .enumerate()
-            .map(|(i, (port, path))| {
+            .map(|(i, (port, path, named))| {
                 let (stop, answers) = (stop.clone(), answers.clone());
                 std::thread::spawn(move || {
                     let mut n = i;
                     while !stop.load(Ordering::Relaxed) {
                         let sent = Instant::now();
-                        let (status, replica) = predict(port, path, FLOWERS[n % 3]);
+                        let client = named.then(|| format!("client-{}", n % 100));
+                        let (status, replica) =
+                            predict(port, path, FLOWERS[n % 3], client.as_deref());
                         answers.lock().unwrap().push(Answer {
                             sent,
                             status,
                             replica,
                             via_ui: port == PORTS[1],
+                            client,
                         });
                         n += 1;
                         std::thread::sleep(Duration::from_millis(20));
@@ -136,10 +149,12 @@ impl Load {
 }
 
 /// `up --canary` with JSON progress: its exit code, its events with when each was read, and
-/// the human text of them. With `interrupt_at`, SIGINT the moment a phase starting so begins.
+/// the human text of them. `at`: the first phase for which it is true runs `action` (given the
+/// process ID of `up`) while `up` goes on.
 fn canary_up(
     p: &Project,
-    interrupt_at: Option<&str>,
+    at: impl Fn(&str) -> bool + Send + 'static,
+    action: impl FnOnce(u32),
 ) -> (Option<i32>, Vec<(Instant, serde_json::Value)>, String) {
     let mut child = p
         .irisctl()
@@ -150,7 +165,6 @@ fn canary_up(
         .expect("run irisctl");
     let stderr = child.stderr.take().expect("stderr");
     let (tx, rx) = std::sync::mpsc::channel::<()>();
-    let at = interrupt_at.map(str::to_string);
     let reader = std::thread::spawn(move || {
         let mut events = Vec::new();
         for line in std::io::BufReader::new(stderr)
@@ -159,29 +173,26 @@ fn canary_up(
         {
             let event: serde_json::Value = serde_json::from_str(&line)
                 .unwrap_or_else(|e| panic!("not a JSON event ({e}): {line}"));
-            if let Some(at) = &at {
-                if event["event"] == "phase"
-                    && event["phase"]
-                        .as_str()
-                        .is_some_and(|ph| ph.starts_with(at.as_str()))
-                {
-                    let _ = tx.send(());
-                }
+            if event["event"] == "phase" && event["phase"].as_str().is_some_and(&at) {
+                let _ = tx.send(());
             }
             events.push((Instant::now(), event));
         }
         events
     });
-    if interrupt_at.is_some() && rx.recv_timeout(Duration::from_secs(400)).is_ok() {
-        std::process::Command::new("kill")
-            .args(["-INT", &child.id().to_string()])
-            .status()
-            .unwrap();
+    // The reader's end (no phase matched) ends the wait too.
+    if rx.recv().is_ok() {
+        action(child.id());
     }
     let status = child.wait().expect("wait for irisctl");
     let events = reader.join().unwrap();
     let values: Vec<serde_json::Value> = events.iter().map(|(_, e)| e.clone()).collect();
     (status.code(), events, common::human(&values))
+}
+
+/// Nothing to do at any phase.
+fn never(_: &str) -> bool {
+    false
 }
 
 /// When the first phase starting with `prefix` began.
@@ -213,7 +224,7 @@ fn api_containers() -> Vec<String> {
 
 /// The replica that answers the API's port now.
 fn serving_replica() -> String {
-    predict(PORTS[0], "/predict", FLOWERS[0]).1
+    predict(PORTS[0], "/predict", FLOWERS[0], None).1
 }
 
 /// The project's API source, changed: `variant` code before the prediction (or after it,
@@ -232,6 +243,32 @@ fn write_api(p: &Project, original: &str, name: &str, before: &str, after: &str)
     .unwrap();
 }
 
+/// The texts of the stack's release annotations of the API in its Grafana (the stand-in).
+fn annotations(p: &Project) -> Vec<String> {
+    let env = std::fs::read_to_string(p.path().join(".env")).unwrap_or_default();
+    let password = env
+        .lines()
+        .find_map(|l| l.strip_prefix("GRAFANA_ADMIN_PASSWORD="))
+        .unwrap_or_default()
+        .to_string();
+    let client = irisctl::grafana::Client::new(
+        &format!("http://127.0.0.1:{}", PORTS[3]),
+        irisctl::grafana::Auth::Basic {
+            user: "admin".into(),
+            password,
+        },
+    );
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(client.annotations(&["irisctl", "release", "api"], 100))
+        .expect("annotations")
+        .iter()
+        .filter_map(|a| a["text"].as_str().map(str::to_string))
+        .collect()
+}
+
 /// How an aborted canary went, from its first step to the end of `up`.
 struct Aborted {
     took: Duration,
@@ -245,7 +282,7 @@ struct Aborted {
 fn assert_aborted_by(p: &Project, stable: &str, gate: &str) -> Aborted {
     let load = Load::start();
     std::thread::sleep(Duration::from_secs(1));
-    let (code, events, text) = canary_up(p, None);
+    let (code, events, text) = canary_up(p, never, |_| ());
     let answers = load.finish();
     assert_eq!(code, Some(1), "{text}");
     assert!(
@@ -298,10 +335,15 @@ fn canary_releases_are_promoted_or_aborted_by_the_models_metrics() {
         return;
     }
     let p = Project::new(PROJECT, PORTS);
-    let config = std::fs::read_to_string(&p.config).unwrap();
+    // Alert delivery on (to a webhook nobody answers): an abort is sent to the Alertmanager.
+    let config = std::fs::read_to_string(&p.config).unwrap().replacen(
+        "ports:\n",
+        &format!("ports:\n  alertmanager: {ALERTMANAGER_PORT}\n"),
+        1,
+    );
     std::fs::write(
         &p.config,
-        format!("{config}\nrelease:\n  canary:\n    steps: 10,50\n    step_duration: 15s\n"),
+        format!("{config}\nrelease:\n  canary:\n    steps: 10,50\n    step_duration: 15s\nalerting:\n  webhook_url: http://nobody-listens:8080/hook\n"),
     )
     .unwrap();
     run(p.irisctl().arg("up")).ok();
@@ -323,9 +365,30 @@ fn canary_releases_are_promoted_or_aborted_by_the_models_metrics() {
     // A good release: promoted, nothing failed, ~10 % answered by the canary in its first step.
     let load = Load::start();
     std::thread::sleep(Duration::from_secs(1));
-    let (code, events, text) = canary_up(&p, None);
+    // `status` while the first step passes: the canary, its step, share and gates.
+    let status = Arc::new(Mutex::new(serde_json::Value::Null));
+    let (code, events, text) = canary_up(
+        &p,
+        |ph| ph.starts_with("canary api: step 1/2") && ph.ends_with("passing"),
+        |_| {
+            let st = run(p.irisctl().args(["status", "--format", "json"]));
+            *status.lock().unwrap() = serde_json::from_str(&st.stdout).unwrap_or_default();
+        },
+    );
     let answers = load.finish();
     assert_eq!(code, Some(0), "{text}");
+    let status = status.lock().unwrap().clone();
+    let canary = &status["canary"];
+    assert_eq!(canary["step"], 1, "{status}");
+    assert_eq!(canary["weight"], 10, "{status}");
+    assert_eq!(canary["state"], "passing", "{status}");
+    assert!(
+        canary["gates"].as_array().is_some_and(|g| g.len() == 4
+            && g[0]
+                .as_str()
+                .is_some_and(|t| t.starts_with("5xx ratio: canary"))),
+        "{status}"
+    );
     let failed: Vec<&Answer> = answers.iter().filter(|a| a.status != 200).collect();
     assert!(
         failed.is_empty(),
@@ -357,6 +420,28 @@ fn canary_releases_are_promoted_or_aborted_by_the_models_metrics() {
         in_step1.iter().any(|a| a.via_ui && a.replica != first),
         "no request through the web UI's /api/ reached the canary"
     );
+    // A client that names itself sees one model during the canary; some of them the canary's.
+    let mut seen: std::collections::BTreeMap<&str, std::collections::BTreeSet<&str>> =
+        Default::default();
+    for a in &in_step1 {
+        if let Some(c) = &a.client {
+            seen.entry(c).or_default().insert(a.replica.as_str());
+        }
+    }
+    assert!(seen.len() >= 50, "{} named clients in the step", seen.len());
+    assert!(
+        seen.values().all(|r| r.len() == 1),
+        "a named client saw both sides: {seen:?}"
+    );
+    let on_canary = seen
+        .values()
+        .filter(|r| !r.contains(first.as_str()))
+        .count();
+    assert!(
+        (1..=seen.len() / 3).contains(&on_canary),
+        "{on_canary} of {} named clients on the canary at 10 %",
+        seen.len()
+    );
     eprintln!(
         "good release: {} requests, 0 failed; the canary answered {:.1} % during the 10 % step",
         answers.len(),
@@ -371,6 +456,32 @@ fn canary_releases_are_promoted_or_aborted_by_the_models_metrics() {
         "{:.1} % failed",
         aborted.failed * 100.0
     );
+    // Sent to the Alertmanager, and marked on the dashboards: both name the gate.
+    let (code, alerts) = common::http(
+        "GET",
+        &format!("http://127.0.0.1:{ALERTMANAGER_PORT}/api/v2/alerts"),
+        None,
+    );
+    assert_eq!(code, 200, "{alerts}");
+    let alerts: serde_json::Value = serde_json::from_str(&alerts).unwrap_or_default();
+    assert!(
+        alerts
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|a| a["labels"]["alertname"] == "IrisCanaryAborted"
+                && a["annotations"]["summary"]
+                    .as_str()
+                    .is_some_and(|s| s.starts_with("canary api aborted: gate 5xx ratio"))),
+        "{alerts}"
+    );
+    let notes = annotations(&p);
+    assert!(
+        notes
+            .iter()
+            .any(|n| n.starts_with("canary api aborted: gate 5xx ratio: canary")),
+        "{notes:?}"
+    );
 
     // 300 ms slower per prediction: aborted by the latency gate.
     write_api(&p, &original, "slow", SLOW, "");
@@ -380,9 +491,52 @@ fn canary_releases_are_promoted_or_aborted_by_the_models_metrics() {
     write_api(&p, &original, "virginica", "", VIRGINICA);
     assert_aborted_by(&p, &stable, "species distribution");
 
+    // `irisctl rollback api` from another terminal during a canary aborts it: nothing fails.
+    write_api(&p, &original, "rolled back", "", "");
+    let load = Load::start();
+    let rollback = Arc::new(Mutex::new(None));
+    let (code, _, text) = canary_up(
+        &p,
+        |ph| ph.starts_with("canary api: step 1/2"),
+        |_| *rollback.lock().unwrap() = Some(run(p.irisctl().args(["rollback", "api"]))),
+    );
+    let answers = load.finish();
+    let rollback = rollback.lock().unwrap().take().expect("rollback ran");
+    rollback.ok();
+    assert!(
+        format!("{}{}", rollback.stdout, rollback.stderr)
+            .contains("aborted the canary of api: every request went back to"),
+        "{}\n{}",
+        rollback.stdout,
+        rollback.stderr
+    );
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("`irisctl rollback api` removes a canary"),
+        "{text}"
+    );
+    assert_eq!(api_containers().len(), 1, "{:?}", api_containers());
+    assert_eq!(serving_replica(), stable);
+    let failed = answers.iter().filter(|a| a.status != 200).count();
+    assert_eq!(
+        failed,
+        0,
+        "{failed} of {} failed around the rollback",
+        answers.len()
+    );
+
     // Ctrl-C mid-canary: back to the stable container alone; the next `up` converges.
     write_api(&p, &original, "interrupted", "", "");
-    let (code, _, text) = canary_up(&p, Some("canary api: step 1/2"));
+    let (code, _, text) = canary_up(
+        &p,
+        |ph| ph.starts_with("canary api: step 1/2"),
+        |pid| {
+            std::process::Command::new("kill")
+                .args(["-INT", &pid.to_string()])
+                .status()
+                .unwrap();
+        },
+    );
     assert_ne!(code, Some(0), "{text}");
     assert!(text.contains("interrupted (Ctrl-C)"), "{text}");
     assert_eq!(api_containers().len(), 1, "{:?}", api_containers());

@@ -650,6 +650,14 @@ fn new_user_traps_get_clear_answers() {
     // --api-replicas without the Swarm target is not silently ignored.
     no_engine(&["up", "--api-replicas", "3"])
         .user_error("--api-replicas applies to the Swarm target only");
+    // A canary needs the edge: refused on Swarm, by flag or by setting, before any engine call.
+    no_engine(&["up", "--canary", "--target", "swarm"])
+        .user_error("canary releases run on a single engine only");
+    run(irisctl(dir.path())
+        .args(["up", "--target", "swarm"])
+        .env("IRISCTL_RELEASE_STRATEGY", "canary")
+        .env("DOCKER_HOST", "unix:///nonexistent/irisctl-test.sock"))
+    .user_error("canary releases run on a single engine only");
     // localhost is a bind address.
     let r = run(irisctl(dir.path()).args(["--print-settings", "status", "--bind", "localhost"]));
     r.ok();

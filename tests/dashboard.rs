@@ -412,6 +412,21 @@ fn every_panel_query_answers_truthfully() {
                         "{title}: {result:?}"
                     );
                 }
+                // No canary runs here: the stable track alone (tests/canary.rs has both).
+                (t, _) if t.starts_with("Canary vs stable") => {
+                    assert!(
+                        result
+                            .iter()
+                            .all(|(l, _)| l.get("track").map(String::as_str) == Some("stable")),
+                        "{title}: {result:?}"
+                    );
+                    if t.ends_with("/predict requests") {
+                        assert!(single > 0.0, "{title}: {result:?}");
+                    }
+                    if t.contains("server errors") {
+                        assert_eq!(single, 0.0, "{title}: {result:?}");
+                    }
+                }
                 (other, _) => panic!("panel {other:?} has no expectation in this test: add one"),
             }
             checked += 1;

@@ -21,10 +21,19 @@ pub async fn run(ctx: &Ctx, opts: RollbackOptions) -> Result<()> {
     let started = std::time::Instant::now();
     let backend = Backend::connect(opts.target).await?;
     let stack = backend.form(&Stack::from_settings(&ctx.settings));
-    // A dry run writes nothing, not even the lock file.
+    // A dry run writes nothing, not even the lock file. `rollback api` during a canary aborts
+    // it beside the `up` that runs it (and holds the lock), which then sees it gone.
+    let canary = crate::backend::docker::running_canary(&ctx.settings.project_dir)
+        .filter(|c| c.state != "promoting");
+    let aborts_canary = match canary {
+        Some(c) if opts.target == Target::Docker && opts.service.as_deref() == Some("api") => {
+            backend.engine().inspect_container(&c.canary).await.is_ok()
+        }
+        _ => false,
+    };
     let _lock = match opts.dry_run {
-        None => Some(ctx.lock_project().await?),
-        Some(_) => None,
+        None if !aborts_canary => Some(ctx.lock_project().await?),
+        _ => None,
     };
     // A stack managed from another directory is refused, as `up` refuses it.
     backend.preflight_ownership(&stack).await?;
@@ -50,6 +59,17 @@ pub async fn run(ctx: &Ctx, opts: RollbackOptions) -> Result<()> {
             .iter()
             .map(|op| {
                 let service = op.service.clone().unwrap_or_default();
+                if op.verb == Verb::Remove {
+                    let rest = op
+                        .cause
+                        .strip_prefix("aborts the canary in progress")
+                        .unwrap_or_default();
+                    let rest = rest.replace("goes back", "went back");
+                    return (
+                        service.clone(),
+                        format!("aborted the canary of {service}{rest}"),
+                    );
+                }
                 let what = op
                     .cause
                     .strip_prefix("rollback to the previous release ")

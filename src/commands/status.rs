@@ -207,7 +207,7 @@ async fn finish(
         alert_delivery,
         grafana_dashboards,
         grafana_error,
-        canary: running_canary(&ctx.settings.project_dir),
+        canary: crate::backend::docker::running_canary(&ctx.settings.project_dir),
         elsewhere: None,
     })
 }
@@ -251,16 +251,6 @@ pub async fn run(ctx: &Ctx, format: Format, target: Target) -> Result<Exit> {
 }
 
 /// The table people read.
-/// The canary `up` is running, if any: its progress, refreshed at every reading (5 s), is
-/// fresh and does not say it ended.
-fn running_canary(project_dir: &std::path::Path) -> Option<crate::canary::Progress> {
-    let p = crate::backend::docker::read_canary(project_dir)?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs());
-    (!p.state.starts_with("aborted") && now.saturating_sub(p.at) <= 60).then_some(p)
-}
-
 pub fn render_table(r: &Report) -> String {
     let mut b = tabled::builder::Builder::default();
     b.push_record([

@@ -25,9 +25,18 @@ pub struct UpOptions {
     pub dry_run: Option<Format>,
     /// Read every file of the build contexts, not only those whose metadata changed.
     pub rehash: bool,
+    /// Release a changed API by swap even with `release.strategy: canary` (`watch`: edit to
+    /// live in seconds).
+    pub swap_only: bool,
 }
 
 pub async fn run(ctx: &Ctx, opts: UpOptions) -> Result<()> {
+    if ctx.settings.release.canary_strategy && opts.target == Target::Swarm {
+        return Err(hinted(
+            "canary releases run on a single engine only: on Swarm no edge of irisctl's splits the API's requests",
+            "leave out --canary (and `release.strategy: canary`) with --target swarm; Swarm releases the API as a rolling update",
+        ));
+    }
     if let Some(format) = opts.dry_run {
         return dry_run(ctx, &opts, format).await;
     }
@@ -115,7 +124,7 @@ async fn converge_once(ctx: &Ctx, opts: &UpOptions) -> Result<(String, String)> 
     let mut plan = image_plan.clone();
     plan.extend(backend.plan(&stack, &ids, opts.remove_orphans).await?);
     plan.explain_rebuilds();
-    canary(ctx, opts, &mut plan)?;
+    canary(ctx, opts, &mut plan);
     warn_orphans(ctx, &stack, &plan);
     let names: Vec<&str> = stack.services.iter().map(|s| s.name.as_str()).collect();
     printer.start_board(&names);
@@ -269,24 +278,16 @@ async fn dry_run(ctx: &Ctx, opts: &UpOptions, format: Format) -> Result<()> {
         .await?;
     plan.extend(services);
     plan.explain_rebuilds();
-    canary(ctx, opts, &mut plan)?;
+    canary(ctx, opts, &mut plan);
     super::print_plan(ctx, &stack.project, &plan, format, "up")
 }
 
 /// With the canary strategy (`--canary`, `release.strategy: canary`), the API's release as a
-/// canary. Swarm has no edge to split the requests: refused there.
-fn canary(ctx: &Ctx, opts: &UpOptions, plan: &mut Plan) -> Result<()> {
-    if !ctx.settings.release.canary_strategy {
-        return Ok(());
+/// canary (`run` refuses it on Swarm).
+fn canary(ctx: &Ctx, opts: &UpOptions, plan: &mut Plan) {
+    if ctx.settings.release.canary_strategy && opts.target != Target::Swarm && !opts.swap_only {
+        plan.as_canary(&ctx.settings.release.canary);
     }
-    if opts.target == Target::Swarm {
-        return Err(crate::error::hinted(
-            "canary releases run on a single engine only: on Swarm the API's requests are not split by irisctl's edge",
-            "leave out --canary (and `release.strategy: canary`) with --target swarm; Swarm releases the API as a rolling update",
-        ));
-    }
-    plan.as_canary(&ctx.settings.release.canary);
-    Ok(())
 }
 
 /// A canary this run aborted (its progress file says so): a Grafana annotation and, with alert

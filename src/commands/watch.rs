@@ -143,6 +143,8 @@ pub async fn run(ctx: &Ctx, opts: WatchOptions) -> Result<()> {
         target: Target::Docker,
         dry_run: None,
         rehash: false,
+        // Each save live in seconds: the canary strategy is for `up`.
+        swap_only: true,
     };
     let first = up::converge(ctx, &up_opts).await;
     ctx.printer.finish_board();

@@ -66,6 +66,8 @@ impl Settings {
             let origin = format!("settings file `{shown}`, key `{full}`");
             if full == "build" {
                 self.apply_builds(v, path)?;
+            } else if full == CANARY_GATES {
+                self.apply_canary_gates(v, &origin)?;
             } else if let Some(key) = keys::by_file(&full) {
                 if !v.is_null() {
                     self.apply(key.var, &yaml_scalar(v), &origin)?;
@@ -102,6 +104,51 @@ impl Settings {
                 ));
             }
         }
+        Ok(())
+    }
+
+    fn apply_canary_gates(&mut self, v: &Value, origin: &str) -> Result<()> {
+        let hint = "write a list of `{name: TEXT, query: PROMQL, max_increase: NUMBER}`; the query reads one number and names `$track` (stable or canary) and may name `$window`, e.g. `histogram_quantile(0.99, sum by (le) (rate(iris_http_request_duration_seconds_bucket{track=\"$track\"}[$window])))`";
+        let gates: Vec<GateLayer> = if v.is_null() {
+            Vec::new()
+        } else {
+            serde_yaml::from_value(v.clone()).map_err(|e| hinted(format!("{origin}: {e}"), hint))?
+        };
+        let mut out = Vec::new();
+        for (i, g) in gates.into_iter().enumerate() {
+            let at = format!("{origin}, gate {}", i + 1);
+            let name = g.name.trim();
+            if name.is_empty() || name.len() > 80 || name.contains(char::is_control) {
+                return Err(hinted(
+                    format!("{at}: `name` must be a short line of text"),
+                    hint,
+                ));
+            }
+            if !g.query.contains("$track") {
+                return Err(hinted(
+                    format!("{at} (`{name}`): the query does not name `$track`, so it cannot read the canary and the stable container apart"),
+                    hint,
+                ));
+            }
+            if !g.max_increase.is_finite() {
+                return Err(hinted(
+                    format!("{at} (`{name}`): `max_increase` must be a number"),
+                    hint,
+                ));
+            }
+            out.push(super::UserGate {
+                name: name.to_string(),
+                query: g.query.trim().to_string(),
+                max_increase: g.max_increase,
+            });
+        }
+        if out.len() > 10 {
+            return Err(hinted(
+                format!("{origin}: {} gates; at most 10", out.len()),
+                hint,
+            ));
+        }
+        self.release.canary.gates = out;
         Ok(())
     }
 
@@ -166,8 +213,22 @@ impl Settings {
 
 /// The keys below `prefix` (`ports.`), comma-separated.
 fn known_under(prefix: &str) -> String {
-    KEYS.iter()
+    let mut keys: Vec<&str> = KEYS
+        .iter()
         .filter_map(|k| k.file.strip_prefix(prefix))
-        .collect::<Vec<_>>()
-        .join(", ")
+        .collect();
+    keys.extend(CANARY_GATES.strip_prefix(prefix));
+    keys.join(", ")
+}
+
+/// User-defined canary gates: a list, not a key of the table.
+const CANARY_GATES: &str = "release.canary.gates";
+
+/// One user-defined canary gate as written.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GateLayer {
+    name: String,
+    query: String,
+    max_increase: f64,
 }

@@ -687,9 +687,13 @@ pub fn template() -> String {
     );
     let mut group = String::new();
     for key in KEYS.iter() {
-        if key.file.starts_with("timeouts.") {
+        if key.file == "timeouts.health" {
             // `build:` is not a key of the table (a mapping per service): documented here.
             out.push_str(BUILD_DOC);
+        }
+        if key.file == "swarm.api_replicas" {
+            // Nor is `release.canary.gates` (a list).
+            out.push_str(GATES_DOC);
         }
         group_header("# ", key.file, &mut group, &mut out, true);
         let value = key
@@ -709,6 +713,13 @@ pub fn template() -> String {
     }
     out
 }
+
+const GATES_DOC: &str = "\
+#     gates:                    # your own gates (settings file only): one number per track, `$track` is stable or canary
+#       - name: p99 /predict
+#         query: histogram_quantile(0.99, sum by (le) (rate(iris_http_request_duration_seconds_bucket{track=\"$track\",handler=\"/predict\"}[$window])))
+#         max_increase: 0.2     # the canary's value minus the stable one's, at most
+";
 
 const BUILD_DOC: &str = "\
 # build:                        # build prometheus or grafana from a context instead

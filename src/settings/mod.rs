@@ -168,6 +168,17 @@ pub struct Canary {
     /// Gate: the total variation distance between the two distributions of predicted species
     /// (0: the same, 1: disjoint) may be at most this.
     pub max_species_distance: f64,
+    /// User-defined gates (`release.canary.gates`, settings file only).
+    pub gates: Vec<UserGate>,
+}
+
+/// A user-defined canary gate: `query` with `$track` (and `$window`) read for both tracks;
+/// it passes while the canary's value exceeds the stable one's by at most `max_increase`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct UserGate {
+    pub name: String,
+    pub query: String,
+    pub max_increase: f64,
 }
 
 impl Default for Release {
@@ -182,6 +193,7 @@ impl Default for Release {
                 max_p95_increase: Duration::from_millis(100),
                 max_low_confidence_increase: 0.2,
                 max_species_distance: 0.3,
+                gates: Vec::new(),
             },
         }
     }

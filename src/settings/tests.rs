@@ -748,6 +748,87 @@ fn the_template_is_generated_from_the_key_table() {
         );
     }
     assert!(s.builds.contains_key("grafana"));
+    assert_eq!(
+        s.release.canary.gates.len(),
+        1,
+        "the template's example gate"
+    );
+}
+
+#[test]
+fn canary_settings_are_validated() {
+    let mut s = Settings::defaults(PathBuf::new());
+    s.apply_file(
+        "release:\n  strategy: canary\n  canary:\n    steps: 5, 25,50\n    step_duration: 2m\n    max_p95_increase: 50ms\n    gates:\n      - name: p99\n        query: x{track=\"$track\"}\n        max_increase: 0.1\n",
+        Path::new("/p/c.yaml"),
+    )
+    .unwrap();
+    let c = &s.release.canary;
+    assert!(s.release.canary_strategy);
+    assert_eq!(c.steps, vec![5, 25, 50]);
+    assert_eq!(c.step_duration, Duration::from_secs(120));
+    assert_eq!(c.max_p95_increase, Duration::from_millis(50));
+    assert_eq!(c.gates[0].name, "p99");
+    s.apply("RELEASE_CANARY_STEPS", "10,50", "t").unwrap();
+    assert_eq!(s.release.canary.steps, vec![10, 50]);
+    for (var, value, needle) in [
+        (
+            "RELEASE_STRATEGY",
+            "blue-green",
+            "write `swap` (the default) or `canary`",
+        ),
+        ("RELEASE_CANARY_STEPS", "50,10", "increasing percentages"),
+        ("RELEASE_CANARY_STEPS", "10,100", "increasing percentages"),
+        ("RELEASE_CANARY_STEPS", "", "increasing percentages"),
+        ("RELEASE_CANARY_STEP_DURATION", "5s", "from 10s to 24h"),
+        ("RELEASE_CANARY_MIN_REQUESTS", "0", "from 1 to 1000000"),
+        (
+            "RELEASE_CANARY_MAX_5XX_INCREASE",
+            "2",
+            "a share from 0 to 1",
+        ),
+        (
+            "RELEASE_CANARY_MAX_SPECIES_DISTANCE",
+            "NaN",
+            "a share from 0 to 1",
+        ),
+    ] {
+        let e = err_text(s.apply(var, value, "t").unwrap_err());
+        assert!(
+            e.contains(needle) && e.contains("hint:"),
+            "{var}={value}: {e}"
+        );
+    }
+    for (gates, needle) in [
+        ("- name: p99\n        query: up\n        max_increase: 1", "does not name `$track`"),
+        ("- name: p99\n        query: x{track=\"$track\"}", "missing field `max_increase`"),
+        ("- name: p99\n        query: x{track=\"$track\"}\n        max_increase: 1\n        min: 2", "unknown field `min`"),
+        ("- name: \"\"\n        query: x{track=\"$track\"}\n        max_increase: 1", "`name` must be a short line"),
+        ("7", "invalid type"),
+    ] {
+        let e = err_text(
+            s.apply_file(
+                &format!("release:\n  canary:\n    gates:\n      {gates}\n"),
+                Path::new("/p/c.yaml"),
+            )
+            .unwrap_err(),
+        );
+        assert!(
+            e.contains("key `release.canary.gates`") && e.contains(needle) && e.contains("hint:"),
+            "{gates}: {e}"
+        );
+    }
+    let e = err_text(
+        s.apply_file(
+            "release:\n  canary:\n    step: 10\n",
+            Path::new("/p/c.yaml"),
+        )
+        .unwrap_err(),
+    );
+    assert!(
+        e.contains("known keys here: steps, step_duration") && e.contains("gates"),
+        "{e}"
+    );
 }
 
 /// Every flag the table names exists on the command line (`up` takes them all).

@@ -179,10 +179,14 @@ impl Docker {
                 i + 1,
                 config.steps.len()
             );
+            // Written first: `status` and `rollback api` find the canary as the step begins.
+            (progress.step, progress.weight) = (i + 1, weight);
+            progress.state = "starting".into();
+            progress.gates.clear();
+            write_progress(stack, progress);
             printer.enter(at.clone());
             self.route(edge, Some(weight)).await?;
             let step_started = Instant::now();
-            (progress.step, progress.weight) = (i + 1, weight);
             loop {
                 tokio::select! {
                     _ = interrupt.recv() => return Ok(Err(Abort {
@@ -210,16 +214,22 @@ impl Docker {
                             continue;
                         }
                     };
-                let verdict = pure::judge(config, &stable_side, &canary_side);
+                let readings = match read_user_gates(&client, prometheus, config, window).await {
+                    Ok(r) => r,
+                    Err(Refused(why)) => {
+                        return Ok(Err(Abort {
+                            why,
+                            hint: "fix the query in `release.canary.gates` (Prometheus's /graph page tries one), then run `irisctl up --canary` again".into(),
+                        }))
+                    }
+                    Err(Unanswered(e)) => {
+                        printer.enter(format!("{at}: Prometheus did not answer ({e})"));
+                        continue;
+                    }
+                };
+                let verdict = pure::judge(config, &stable_side, &canary_side, &readings);
                 let (state, gates) = match &verdict {
-                    Verdict::Wait {
-                        canary: c,
-                        stable: s,
-                        needed,
-                    } => (
-                        format!("waiting: canary {c:.0}, stable {s:.0} of {needed} requests"),
-                        vec![],
-                    ),
+                    Verdict::Wait(why) => (why.clone(), vec![]),
                     Verdict::Pass(gates) => ("passing".to_string(), gates.clone()),
                     Verdict::Fail(_, gates) => ("failing".to_string(), gates.clone()),
                 };
@@ -233,16 +243,15 @@ impl Docker {
                             hint: "`irisctl logs api` shows the stable container; fix the release and run `irisctl up --canary` again (`release.canary.*` sets the gates)".into(),
                         }))
                     }
-                    Verdict::Wait { needed, .. }
-                        if elapsed > config.step_duration * MAX_WAIT_STEPS =>
-                    {
+                    Verdict::Wait(_) if elapsed > config.step_duration * MAX_WAIT_STEPS => {
                         return Ok(Err(Abort {
                             why: format!(
-                                "too few requests to judge it: {state} after {}s at {weight} %",
+                                "it could not be judged: {state} after {}s at {weight} %",
                                 elapsed.as_secs()
                             ),
                             hint: format!(
-                                "send traffic while the canary runs, or lower release.canary.min_requests (now {needed})"
+                                "send traffic while the canary runs, or lower release.canary.min_requests (now {})",
+                                config.min_requests
                             ),
                         }));
                     }
@@ -329,6 +338,70 @@ impl Docker {
     }
 }
 
+/// Why a query has no answer: Prometheus refused it (a user-defined gate's bad PromQL), or
+/// did not answer.
+enum QueryError {
+    Refused(String),
+    Unanswered(String),
+}
+use QueryError::{Refused, Unanswered};
+
+/// One instant query's JSON answer.
+async fn query(
+    client: &reqwest::Client,
+    prometheus: &str,
+    q: &str,
+) -> std::result::Result<serde_json::Value, QueryError> {
+    let resp = client
+        .get(format!("{prometheus}/api/v1/query"))
+        .query(&[("query", q)])
+        .send()
+        .await
+        .map_err(|e| Unanswered(e.to_string()))?;
+    let status = resp.status();
+    let body: serde_json::Value = resp
+        .json()
+        .await
+        .map_err(|e| Unanswered(format!("HTTP {}: {e}", status.as_u16())))?;
+    if status.as_u16() == 400 || status.as_u16() == 422 {
+        let error = body["error"].as_str().unwrap_or("bad query").to_string();
+        return Err(Refused(error));
+    }
+    if !status.is_success() {
+        return Err(Unanswered(format!("HTTP {}", status.as_u16())));
+    }
+    Ok(body)
+}
+
+/// The user-defined gates' readings over the last `window` seconds.
+async fn read_user_gates(
+    client: &reqwest::Client,
+    prometheus: &str,
+    config: &crate::settings::Canary,
+    window: u64,
+) -> std::result::Result<Vec<pure::Reading>, QueryError> {
+    let mut out = Vec::new();
+    for (gate, [stable, canary]) in config.gates.iter().zip(pure::user_queries(config, window)) {
+        let (s, c) = futures_util::future::join(
+            query(client, prometheus, &stable),
+            query(client, prometheus, &canary),
+        )
+        .await;
+        let named = |e: QueryError| match e {
+            Refused(why) => Refused(format!(
+                "Prometheus refused the query of gate `{}`: {why}",
+                gate.name
+            )),
+            other => other,
+        };
+        out.push(pure::Reading {
+            stable: pure::single_value(&s.map_err(named)?),
+            canary: pure::single_value(&c.map_err(named)?),
+        });
+    }
+    Ok(out)
+}
+
 /// Both tracks over the last `window` seconds, from Prometheus's HTTP API.
 async fn read(
     client: &reqwest::Client,
@@ -338,17 +411,10 @@ async fn read(
 ) -> std::result::Result<(pure::Side, pure::Side), String> {
     let queries = pure::queries(window, target);
     let answers = futures_util::future::join_all(queries.iter().map(|(name, q)| async move {
-        let resp = client
-            .get(format!("{prometheus}/api/v1/query"))
-            .query(&[("query", q.as_str())])
-            .send()
-            .await
-            .map_err(|e| e.to_string())?;
-        if !resp.status().is_success() {
-            return Err(format!("HTTP {} for {name}", resp.status().as_u16()));
+        match query(client, prometheus, q).await {
+            Ok(body) => Ok((*name, pure::parse_vector(&body))),
+            Err(Refused(e) | Unanswered(e)) => Err(format!("{name}: {e}")),
         }
-        let body: serde_json::Value = resp.json().await.map_err(|e| e.to_string())?;
-        Ok((*name, pure::parse_vector(&body)))
     }))
     .await;
     let answers = answers
@@ -383,8 +449,17 @@ fn remove_progress(stack: &Stack) {
     let _ = std::fs::remove_file(progress_path(stack));
 }
 
-/// The canary in progress, if `up` is running one (its progress file names a container that
-/// exists is the caller's check).
+/// The canary `up` is running, if any: its progress, refreshed at every reading (2 s), is
+/// fresh and does not say it ended.
+pub fn running_canary(project_dir: &std::path::Path) -> Option<Progress> {
+    let p = read_progress(project_dir)?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    (!p.state.starts_with("aborted") && now.saturating_sub(p.at) <= 60).then_some(p)
+}
+
+/// The last canary's progress as `up` wrote it (`aborted: …` once it ended so).
 pub fn read_progress(project_dir: &std::path::Path) -> Option<Progress> {
     let path = project_dir
         .join(crate::stack::STATE_DIR)

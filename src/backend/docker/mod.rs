@@ -12,7 +12,7 @@ mod release;
 mod status;
 mod wait;
 
-pub use canary::read_progress as read_canary;
+pub use canary::{read_progress as read_canary, running_canary};
 use preflight::managed_elsewhere;
 use status::{container_ip, health_word};
 use wait::wait_healthy;

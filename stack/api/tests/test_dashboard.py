@@ -18,7 +18,8 @@ MONITORING = Path(__file__).resolve().parents[3] / "monitoring"
 DASHBOARD = MONITORING / "dashboards" / "grafana-fastapi-dashboard.json"
 DATASOURCE = {"type": "prometheus", "uid": "iris-prometheus"}
 # Labels Prometheus adds to every scraped series; the API does not export them.
-TARGET_LABELS = {"instance", "job"}
+# `track` is the canary release's: monitoring/prometheus.yml sets it on both API jobs.
+TARGET_LABELS = {"instance", "job", "track"}
 # Series Prometheus makes itself for every target.
 PROMETHEUS_SERIES = {"up"}
 PROMQL_WORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "bool", "and", "or", "unless", "offset"}
@@ -128,7 +129,10 @@ def test_every_metric_and_label_in_the_dashboard_is_exported(client: TestClient,
             elif op == "=" and label not in TARGET_LABELS and not value.startswith("$"):
                 assert any(labels.get(label) == value for labels in exported), expr
             elif value.startswith("$"):
-                assert value[1:] in variables(dashboard), f"{expr}: no template variable {value}"
+                # `$job|$job-canary`: the stable and the canary jobs of a canary release.
+                for alternative in value.split("|"):
+                    name = alternative[1:].removesuffix("-canary")
+                    assert name in variables(dashboard), f"{expr}: no template variable {alternative}"
     assert used >= {
         "iris_http_requests_total",
         "iris_http_request_duration_seconds_bucket",
@@ -165,12 +169,19 @@ def test_job_and_instance_variables_filter_every_query(dashboard: dict):
     assert found["instance"]["allValue"] == ".+"
     for variable in found.values():
         assert variable["datasource"] == DATASOURCE
-    for target in targets(dashboard):
-        selectors = re.findall(r"[a-zA-Z_:][\w:]*\{([^}]*)\}", target["expr"])
-        assert selectors, target["expr"]
-        for selector in selectors:
-            assert 'job="$job"' in selector, target["expr"]
-            assert 'instance=~"$instance"' in selector, target["expr"]
+    for panel in dashboard["panels"]:
+        # The canary panels read both jobs of a canary release, every instance (the canary's
+        # is its address): `job=~"$job|$job-canary"`.
+        canary = panel["title"].startswith("Canary vs stable")
+        for target in panel.get("targets", []):
+            selectors = re.findall(r"[a-zA-Z_:][\w:]*\{([^}]*)\}", target["expr"])
+            assert selectors, target["expr"]
+            for selector in selectors:
+                if canary:
+                    assert 'job=~"$job|$job-canary"' in selector, target["expr"]
+                else:
+                    assert 'job="$job"' in selector, target["expr"]
+                    assert 'instance=~"$instance"' in selector, target["expr"]
 
 
 def test_predict_latency_is_apart_from_the_other_handlers(dashboard: dict):
@@ -218,10 +229,15 @@ def test_prometheus_scrapes_the_api_and_itself():
     config = yaml.safe_load((MONITORING / "prometheus.yml").read_text())
     assert config["global"]["scrape_interval"] == "5s"
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
-    assert set(jobs) == {"iris-api", "prometheus"}
+    assert set(jobs) == {"iris-api", "iris-api-canary", "prometheus"}
     # metrics_path defaults to /metrics; the API's must be it.
     assert jobs["iris-api"].get("metrics_path", "/metrics") == "/metrics"
-    assert jobs["iris-api"]["static_configs"] == [{"targets": ["api:8000"]}]
+    assert jobs["iris-api"]["static_configs"] == [{"targets": ["api:8000"], "labels": {"track": "stable"}}]
+    # A canary release's container, found by the name only it answers to, labelled apart.
+    canary = jobs["iris-api-canary"]
+    assert canary.get("metrics_path", "/metrics") == "/metrics"
+    assert canary["dns_sd_configs"] == [{"names": ["api-canary"], "type": "A", "port": 8000, "refresh_interval": "2s"}]
+    assert canary["relabel_configs"] == [{"target_label": "track", "replacement": "canary"}]
     assert jobs["prometheus"]["static_configs"] == [{"targets": ["localhost:9090"]}]
 
 

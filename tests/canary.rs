@@ -272,6 +272,8 @@ fn annotations(p: &Project) -> Vec<String> {
 /// How an aborted canary went, from its first step to the end of `up`.
 struct Aborted {
     took: Duration,
+    /// When the canary answered last, from its first step.
+    last_answer: Duration,
     sent: usize,
     /// Shares of the requests sent meanwhile: failed, answered by the canary.
     failed: f64,
@@ -304,6 +306,12 @@ fn assert_aborted_by(p: &Project, stable: &str, gate: &str) -> Aborted {
         .filter(|a| a.sent >= started && a.sent <= ended)
         .collect();
     let failed = lived.iter().filter(|a| a.status != 200).count();
+    let last_answer = lived
+        .iter()
+        .filter(|a| !a.replica.is_empty() && a.replica != stable)
+        .map(|a| a.sent - started)
+        .max()
+        .unwrap_or_default();
     let by_canary = lived
         .iter()
         .filter(|a| !a.replica.is_empty() && a.replica != stable)
@@ -323,6 +331,7 @@ fn assert_aborted_by(p: &Project, stable: &str, gate: &str) -> Aborted {
     eprintln!("{text}");
     Aborted {
         took: ended - started,
+        last_answer,
         sent: lived.len(),
         failed: share(failed),
         by_canary: share(by_canary),
@@ -585,7 +594,8 @@ fn bench_bad_canaries_time_to_abort() {
         write_api(&p, &original, &name, before, after);
         let a = assert_aborted_by(&p, &stable, gate);
         eprintln!(
-            "BENCH canary {name}: aborted by {gate} {:.1}s after its first step began; {} requests meanwhile, {:.1} % failed, {:.1} % answered by the canary",
+            "BENCH canary {name}: aborted by {gate}; from its first step: last answer {:.1}s, `up` done {:.1}s; {} requests meanwhile, {:.1} % failed, {:.1} % answered by the canary",
+            a.last_answer.as_secs_f64(),
             a.took.as_secs_f64(),
             a.sent,
             a.failed * 100.0,

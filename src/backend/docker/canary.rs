@@ -206,10 +206,20 @@ impl Docker {
                     continue;
                 }
                 let window = elapsed.as_secs();
+                // A Prometheus that stays silent cannot judge: the canary waits as for traffic.
+                let silent = |e: &str| {
+                    (elapsed > config.step_duration * MAX_WAIT_STEPS).then(|| Abort {
+                        why: format!("Prometheus did not answer for {}s ({e})", elapsed.as_secs()),
+                        hint: "`irisctl status` and `irisctl logs prometheus`; the canary is judged from Prometheus's readings".into(),
+                    })
+                };
                 let (stable_side, canary_side) =
                     match read(&client, prometheus, window, target).await {
                         Ok(sides) => sides,
                         Err(e) => {
+                            if let Some(abort) = silent(&e) {
+                                return Ok(Err(abort));
+                            }
                             printer.enter(format!("{at}: Prometheus did not answer ({e})"));
                             continue;
                         }
@@ -223,6 +233,9 @@ impl Docker {
                         }))
                     }
                     Err(Unanswered(e)) => {
+                        if let Some(abort) = silent(&e) {
+                            return Ok(Err(abort));
+                        }
                         printer.enter(format!("{at}: Prometheus did not answer ({e})"));
                         continue;
                     }

@@ -322,7 +322,8 @@ async fn canary_aborted(
         )
         .await;
     }
-    if ctx.settings.alerting.webhook_url.is_some() {
+    // An operator's own Ctrl-C is annotated, not alerted on.
+    if ctx.settings.alerting.webhook_url.is_some() && !why.starts_with("interrupted") {
         let url = format!(
             "http://{}:{}/api/v2/alerts",
             ctx.settings.client_host(),

@@ -48,18 +48,22 @@ struct Answer {
     replica: String,
     /// Sent through the web UI's `/api/`.
     via_ui: bool,
-    /// The client it named (`X-Iris-Client`), if any.
-    client: Option<String>,
+    /// The client it named (`X-Iris-Client` or cookie), if any.
+    client: Option<Client>,
 }
 
 /// One POST on a fresh connection (std only).
-fn predict(port: u16, path: &str, body: &str, client: Option<&str>) -> (u16, String) {
+fn predict(port: u16, path: &str, body: &str, client: Option<&Client>) -> (u16, String) {
     let attempt = || -> Result<(u16, String), String> {
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
         let mut s =
             TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(|e| e.to_string())?;
         s.set_read_timeout(Some(Duration::from_secs(20))).ok();
-        let client = client.map_or(String::new(), |c| format!("X-Iris-Client: {c}\r\n"));
+        let client = match client {
+            Some(Client::Header(c)) => format!("X-Iris-Client: {c}\r\n"),
+            Some(Client::Cookie(c)) => format!("Cookie: iris_client={c}\r\n"),
+            None => String::new(),
+        };
         let head = format!(
             "POST {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n{client}Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
             body.len()
@@ -87,9 +91,43 @@ fn predict(port: u16, path: &str, body: &str, client: Option<&str>) -> (u16, Str
     attempt().unwrap_or((0, String::new()))
 }
 
-/// Client threads: two on the API's port, one on the web UI's `/api/`, each sending the three
-/// species in turn, every 20 ms; and one on the API's port that names itself as one of 100
-/// clients in turn (`X-Iris-Client`).
+/// How a client names itself: the `X-Iris-Client` header, or the `iris_client` cookie the web
+/// UI's page gave it.
+#[derive(Debug, Clone)]
+enum Client {
+    Header(String),
+    Cookie(String),
+}
+
+/// The `iris_client` cookie the web UI's page sets for a first visit (`None`: none set), as
+/// asked with `cookie` already held.
+fn page_cookie(cookie: Option<&str>) -> Option<String> {
+    let addr = SocketAddr::from(([127, 0, 0, 1], PORTS[1]));
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(10))).ok();
+    let held = cookie.map_or(String::new(), |c| format!("Cookie: iris_client={c}\r\n"));
+    let head = format!(
+        "GET / HTTP/1.1\r\nHost: 127.0.0.1:{}\r\n{held}Connection: close\r\n\r\n",
+        PORTS[1]
+    );
+    s.write_all(head.as_bytes()).ok()?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).ok()?;
+    let text = String::from_utf8_lossy(&raw).into_owned();
+    text.lines().take_while(|l| !l.is_empty()).find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        if !k.eq_ignore_ascii_case("set-cookie") {
+            return None;
+        }
+        let value = v.trim().strip_prefix("iris_client=")?;
+        Some(value.split(';').next()?.to_string())
+    })
+}
+
+/// Client threads: two on the API's port, each sending the three species in turn, every 20 ms;
+/// one on the API's port that names itself as one of 100 clients in turn (`X-Iris-Client`);
+/// one through the web UI's `/api/` as one of 100 browsers in turn, each with the cookie the
+/// page gave it.
 struct Load {
     stop: Arc<AtomicBool>,
     answers: Arc<Mutex<Vec<Answer>>>,
@@ -100,24 +138,45 @@ impl Load {
     fn start() -> Load {
         let stop = Arc::new(AtomicBool::new(false));
         let answers = Arc::new(Mutex::new(Vec::new()));
-        let targets = [
-            (PORTS[0], "/predict", false),
-            (PORTS[0], "/predict", false),
-            (PORTS[1], "/api/predict", false),
-            (PORTS[0], "/predict", true),
+        let cookies: Vec<String> = (0..100)
+            .map(|_| page_cookie(None).expect("the web UI's page sets no iris_client cookie"))
+            .collect();
+        assert_eq!(
+            cookies
+                .iter()
+                .collect::<std::collections::BTreeSet<_>>()
+                .len(),
+            100,
+            "cookies repeat: {cookies:?}"
+        );
+        assert_eq!(
+            page_cookie(Some(&cookies[0])),
+            None,
+            "a held cookie is replaced"
+        );
+        let header = (0..100)
+            .map(|i| Client::Header(format!("client-{i}")))
+            .collect();
+        let cookie = cookies.into_iter().map(Client::Cookie).collect();
+        let targets: [(u16, &str, Vec<Client>); 4] = [
+            (PORTS[0], "/predict", vec![]),
+            (PORTS[0], "/predict", vec![]),
+            (PORTS[1], "/api/predict", cookie),
+            (PORTS[0], "/predict", header),
         ];
         let threads = targets
             .into_iter()
             .enumerate()
-            .map(|(i, (port, path, named))| {
+            .map(|(i, (port, path, clients))| {
                 let (stop, answers) = (stop.clone(), answers.clone());
                 std::thread::spawn(move || {
                     let mut n = i;
                     while !stop.load(Ordering::Relaxed) {
                         let sent = Instant::now();
-                        let client = named.then(|| format!("client-{}", n % 100));
+                        let client =
+                            (!clients.is_empty()).then(|| clients[n % clients.len()].clone());
                         let (status, replica) =
-                            predict(port, path, FLOWERS[n % 3], client.as_deref());
+                            predict(port, path, FLOWERS[n % 3], client.as_ref());
                         answers.lock().unwrap().push(Answer {
                             sent,
                             status,
@@ -193,6 +252,58 @@ fn canary_up(
 /// Nothing to do at any phase.
 fn never(_: &str) -> bool {
     false
+}
+
+/// The edge's last log lines (nginx logs what it could not proxy on stderr).
+fn edge_log() -> String {
+    std::process::Command::new("docker")
+        .args(["logs", "--tail", "30", &format!("{PROJECT}-edge-1")])
+        .output()
+        .map(|o| {
+            format!(
+                "{}{}",
+                String::from_utf8_lossy(&o.stdout),
+                String::from_utf8_lossy(&o.stderr)
+            )
+        })
+        .unwrap_or_default()
+}
+
+/// Each failed request and each phase, in time order, from the first event.
+fn timeline(events: &[(Instant, serde_json::Value)], failed: &[&Answer]) -> String {
+    let Some(&(start, _)) = events.first() else {
+        return String::new();
+    };
+    let at = |t: Instant| {
+        if t >= start {
+            format!("+{:.3}s", (t - start).as_secs_f64())
+        } else {
+            format!("-{:.3}s", (start - t).as_secs_f64())
+        }
+    };
+    let mut lines: Vec<(Instant, String)> = events
+        .iter()
+        .filter(|(_, e)| e["event"] == "phase")
+        .map(|(t, e)| (*t, format!("{} phase {}", at(*t), e["phase"])))
+        .collect();
+    lines.extend(failed.iter().map(|a| {
+        (
+            a.sent,
+            format!(
+                "{} FAILED {} (via the UI: {}, client {:?})",
+                at(a.sent),
+                a.status,
+                a.via_ui,
+                a.client
+            ),
+        )
+    }));
+    lines.sort_by_key(|(t, _)| *t);
+    lines
+        .into_iter()
+        .map(|(_, l)| l)
+        .collect::<Vec<_>>()
+        .join("\n")
 }
 
 /// When the first phase starting with `prefix` began.
@@ -401,10 +512,12 @@ fn canary_releases_are_promoted_or_aborted_by_the_models_metrics() {
     let failed: Vec<&Answer> = answers.iter().filter(|a| a.status != 200).collect();
     assert!(
         failed.is_empty(),
-        "{} of {} failed: {:?}\n{text}",
+        "{} of {} failed:\n{}\nphases:\n{}\nthe edge's log:\n{}",
         failed.len(),
         answers.len(),
-        failed.first()
+        timeline(&events, &failed),
+        text,
+        edge_log()
     );
     let step1 = phase_at(&events, "canary api: step 1/2").expect("no step 1");
     let step2 = phase_at(&events, "canary api: step 2/2").expect("no step 2");
@@ -429,15 +542,22 @@ fn canary_releases_are_promoted_or_aborted_by_the_models_metrics() {
         in_step1.iter().any(|a| a.via_ui && a.replica != first),
         "no request through the web UI's /api/ reached the canary"
     );
-    // A client that names itself sees one model during the canary; some of them the canary's.
-    let mut seen: std::collections::BTreeMap<&str, std::collections::BTreeSet<&str>> =
+    // A client that names itself (header, or the page's cookie through the web UI) sees one
+    // model during the canary; some of them the canary's.
+    let mut seen: std::collections::BTreeMap<String, std::collections::BTreeSet<&str>> =
         Default::default();
     for a in &in_step1 {
         if let Some(c) = &a.client {
-            seen.entry(c).or_default().insert(a.replica.as_str());
+            seen.entry(format!("{c:?}"))
+                .or_default()
+                .insert(a.replica.as_str());
         }
     }
-    assert!(seen.len() >= 50, "{} named clients in the step", seen.len());
+    assert!(
+        seen.len() >= 150,
+        "{} named clients in the step",
+        seen.len()
+    );
     assert!(
         seen.values().all(|r| r.len() == 1),
         "a named client saw both sides: {seen:?}"

@@ -314,7 +314,7 @@ pub fn render_table(r: &Report) -> String {
             format!(" ({})", t.last_error)
         };
         out.push_str(&format!(
-            "  {:<12} {:<22} {}{err}\n",
+            "  {:<15} {:<22} {}{err}\n",
             t.job, t.instance, t.health
         ));
     }

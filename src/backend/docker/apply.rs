@@ -437,10 +437,7 @@ impl Docker {
             self.ensure_aliases(stack, s, &kept).await?;
             // As a release does: the proxies resolve the name afresh before an extra drains
             // (a DNS answer cached while the kept one had no alias would name the extra only).
-            self.reload_proxies(stack, s).await;
-            if !self.proxies_reach(stack, s, &kept).await {
-                tokio::time::sleep(RELEASE_SETTLE).await;
-            }
+            self.move_traffic(stack, s, &kept).await;
             let kept_image = self
                 .engine
                 .inspect_container(&kept)

@@ -123,16 +123,7 @@ impl Docker {
         let (name, old, new) = (&service.name, &op.object, &started.new);
         printer.enter(format!("releasing {name}: moving traffic to {new}"));
         self.ensure_aliases(stack, service, new).await?;
-        // The proxies resolve the alias again every second (nginx `valid=1s`, which its
-        // one-second clock makes up to two): each of them must see the new address before the
-        // old one stops accepting. They are told to reload (new workers resolve afresh at once,
-        // old ones finish what they hold), so that takes milliseconds, not seconds. Where the
-        // new container can be told apart in the answers (the API names its replica), it is
-        // seen as it happens; elsewhere the proxies get their seconds.
-        self.reload_proxies(stack, service).await;
-        if !self.proxies_reach(stack, service, new).await {
-            tokio::time::sleep(RELEASE_SETTLE).await;
-        }
+        self.move_traffic(stack, service, new).await;
         self.keep_previous(stack, service, &started.old_image, new_image)
             .await?;
         printer.enter(format!("releasing {name}: draining {old}"));
@@ -344,6 +335,26 @@ impl Docker {
             done.push(op.clone());
         }
         Ok(done)
+    }
+
+    /// Move the proxies in front of `service` to `new` (which has the alias now), before the
+    /// other container drains. They resolve the alias again every second (nginx `valid=1s`,
+    /// which its one-second clock makes up to two); told to reload, new workers resolve afresh
+    /// at once and old ones finish what they hold, so `new` answers within milliseconds (seen
+    /// as it happens where the API names its replica). Yet a worker may resolve a moment before
+    /// the engine's DNS has the new alias (it lags the connect a little: one 502 in ~6,000
+    /// requests under load, to a draining address cached alone): the old container keeps
+    /// answering until every answer cached since the reload has expired.
+    pub(super) async fn move_traffic(
+        &self,
+        stack: &Stack,
+        service: &crate::stack::Service,
+        new: &str,
+    ) {
+        let reloaded = Instant::now();
+        self.reload_proxies(stack, service).await;
+        let _ = self.proxies_reach(stack, service, new).await;
+        tokio::time::sleep_until((reloaded + RELEASE_SETTLE).into()).await;
     }
 
     /// Ask every proxy in front of `service` (the edge; for the API also the web UI, whose nginx

@@ -63,14 +63,20 @@ impl Docker {
             .cloned()
             .unwrap_or_else(|| crate::settings::Release::default().canary);
         let Some(edge) = stack.service(crate::stack::edge::EDGE) else {
-            anyhow::bail!("a canary needs the edge in front of the API; this stack has none");
+            return Err(hinted(
+                "a canary needs irisctl's edge in front of the API, and this stack has none (its web UI names no nginx image)",
+                "release without --canary (and without `release.strategy: canary`)",
+            ));
         };
         let Some(prometheus) = stack
             .service("prometheus")
             .and_then(|p| p.ports.first())
             .map(|p| format!("http://{}", local_address(p)))
         else {
-            anyhow::bail!("a canary is judged from Prometheus's readings; this stack publishes no Prometheus port");
+            return Err(hinted(
+                "a canary is judged from Prometheus's readings, and this stack publishes no Prometheus port",
+                "publish Prometheus (`ports.prometheus`), or release without --canary",
+            ));
         };
         let started = self
             .start_beside(stack, service, op, body, deadline, timeout, printer)
@@ -149,10 +155,13 @@ impl Docker {
             Err(e) => {
                 self.abort(&edge.container_name, &canary, printer).await;
                 remove_progress(stack);
-                Err(e.context(format!(
-                    "canary of `api` stopped; every request went back to `{}` and the canary `{canary}` was removed",
-                    op.object
-                )))
+                Err(hinted(
+                    format!(
+                        "canary of `api` stopped: {e:#}; every request went back to `{}` and the canary `{canary}` was removed",
+                        op.object
+                    ),
+                    "`irisctl status` shows what serves; fix the cause and run `irisctl up --canary` again",
+                ))
             }
         }
     }

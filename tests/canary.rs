@@ -10,7 +10,8 @@
 //!   stable container serves alone, and the next `up` converges.
 //!
 //! Also: `status` during a step (step, share, gates), one model per named client
-//! (`X-Iris-Client`), the abort's Grafana annotation.
+//! (`X-Iris-Client`, the web UI's cookie), the abort's Grafana annotation and Alertmanager
+//! alert, a user-defined gate Prometheus refuses.
 
 mod common;
 
@@ -354,32 +355,6 @@ fn write_api(p: &Project, original: &str, name: &str, before: &str, after: &str)
     .unwrap();
 }
 
-/// The texts of the stack's release annotations of the API in its Grafana (the stand-in).
-fn annotations(p: &Project) -> Vec<String> {
-    let env = std::fs::read_to_string(p.path().join(".env")).unwrap_or_default();
-    let password = env
-        .lines()
-        .find_map(|l| l.strip_prefix("GRAFANA_ADMIN_PASSWORD="))
-        .unwrap_or_default()
-        .to_string();
-    let client = irisctl::grafana::Client::new(
-        &format!("http://127.0.0.1:{}", PORTS[3]),
-        irisctl::grafana::Auth::Basic {
-            user: "admin".into(),
-            password,
-        },
-    );
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(client.annotations(&["irisctl", "release", "api"], 100))
-        .expect("annotations")
-        .iter()
-        .filter_map(|a| a["text"].as_str().map(str::to_string))
-        .collect()
-}
-
 /// How an aborted canary went, from its first step to the end of `up`.
 struct Aborted {
     took: Duration,
@@ -604,7 +579,7 @@ fn canary_releases_are_promoted_or_aborted_by_the_models_metrics() {
                     .is_some_and(|s| s.starts_with("canary api aborted: gate 5xx ratio"))),
         "{alerts}"
     );
-    let notes = annotations(&p);
+    let notes = p.release_annotations(PORTS[3], "api");
     assert!(
         notes
             .iter()
@@ -619,6 +594,31 @@ fn canary_releases_are_promoted_or_aborted_by_the_models_metrics() {
     // "virginica" for every flower: aborted by the species-distribution gate.
     write_api(&p, &original, "virginica", "", VIRGINICA);
     assert_aborted_by(&p, &stable, "species distribution");
+
+    // A user-defined gate whose query Prometheus refuses: aborted with Prometheus's own message.
+    let settings = std::fs::read_to_string(&p.config).unwrap();
+    std::fs::write(
+        &p.config,
+        settings.replacen(
+            "    step_duration: 15s\n",
+            "    step_duration: 15s\n    gates:\n      - name: broken\n        query: rate(iris_predictions_total{track=\"$track\"}[$window]\n        max_increase: 1\n",
+            1,
+        ),
+    )
+    .unwrap();
+    write_api(&p, &original, "bad gate", "", "");
+    let load = Load::start();
+    let (code, _, text) = canary_up(&p, never, |_| ());
+    load.finish();
+    std::fs::write(&p.config, &settings).unwrap();
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("canary of `api` aborted: Prometheus refused the query of gate `broken`: ")
+            && text.contains("hint: fix the query in `release.canary.gates`"),
+        "{text}"
+    );
+    assert_eq!(api_containers().len(), 1, "{:?}", api_containers());
+    assert_eq!(serving_replica(), stable);
 
     // `irisctl rollback api` from another terminal during a canary aborts it: nothing fails.
     write_api(&p, &original, "rolled back", "", "");

@@ -215,32 +215,6 @@ fn up_interrupted_at(p: &Project, phase: &str) -> String {
     run.stderr
 }
 
-/// The texts of the release annotations of `service` in the stack's Grafana (the stand-in).
-fn release_annotations(p: &Project, service: &str) -> Vec<String> {
-    let env = std::fs::read_to_string(p.path().join(".env")).unwrap_or_default();
-    let password = env
-        .lines()
-        .find_map(|l| l.strip_prefix("GRAFANA_ADMIN_PASSWORD="))
-        .unwrap_or_default()
-        .to_string();
-    let client = irisctl::grafana::Client::new(
-        &format!("http://127.0.0.1:{}", PORTS[3]),
-        irisctl::grafana::Auth::Basic {
-            user: "admin".into(),
-            password,
-        },
-    );
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-        .block_on(client.annotations(&["irisctl", "release", service], 100))
-        .expect("annotations")
-        .iter()
-        .filter_map(|a| a["text"].as_str().map(str::to_string))
-        .collect()
-}
-
 /// `irisctl rollback SERVICE` while `load` runs: it succeeds, no request fails, and one
 /// container of the service is left; its output and the image that container runs.
 fn rollback_under_load(p: &Project, service: &str, load: Load) -> (common::Run, String) {
@@ -357,7 +331,7 @@ fn releases_under_steady_load_drop_no_request() {
         v["data"]["result"][0]["value"][1], "1",
         "a scrape of the API failed during the release: {body}"
     );
-    let notes = release_annotations(&p, "api");
+    let notes = p.release_annotations(PORTS[3], "api");
     assert!(
         notes.len() == 1
             && notes[0].starts_with("release api: its image is rebuilt (build context changed (")
@@ -431,11 +405,11 @@ fn releases_under_steady_load_drop_no_request() {
         again.ok();
         assert!(again.stderr.contains("released api"), "{}", again.stderr);
         assert!(
-            release_annotations(&p, "api")
+            p.release_annotations(PORTS[3], "api")
                 .first()
                 .is_some_and(|t| t.contains("finished an interrupted release")),
             "{phase}: {:?}",
-            release_annotations(&p, "api")
+            p.release_annotations(PORTS[3], "api")
         );
         let after = containers("api");
         assert_eq!(after.len(), 1, "{phase}: {after:?}");
@@ -548,13 +522,13 @@ fn releases_under_steady_load_drop_no_request() {
         table.stdout
     );
     assert!(
-        release_annotations(&p, "api")
+        p.release_annotations(PORTS[3], "api")
             .first()
             .is_some_and(|t| t.starts_with("rolled back api (image ")),
         "{:?}",
-        release_annotations(&p, "api")
+        p.release_annotations(PORTS[3], "api")
     );
-    assert_eq!(release_annotations(&p, "frontend").len(), 1);
+    assert_eq!(p.release_annotations(PORTS[3], "frontend").len(), 1);
     // A second rollback goes forward again, configuration included: back where the settings
     // are, so there is nothing left to change.
     let (_, image) = rollback_under_load(&p, "api", api_load());

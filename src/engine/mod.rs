@@ -438,21 +438,32 @@ impl Engine {
         }
     }
 
-    /// Run `cmd` in a running container and return without waiting for it (an exec, not a
-    /// signal through the kill API: on Docker 20.10 a kill of any signal marks the container as
-    /// stopped by hand, and its restart policy would no longer bring it back).
-    pub async fn exec_detached(&self, container: &str, cmd: &[&str]) -> Result<()> {
-        let exec = self
-            .docker
+    /// An exec of `cmd` in `container`, its output attached or not.
+    async fn create_exec(
+        &self,
+        container: &str,
+        cmd: &[&str],
+        attach: bool,
+    ) -> Result<bollard::exec::CreateExecResults> {
+        self.docker
             .create_exec(
                 container,
                 bollard::exec::CreateExecOptions {
                     cmd: Some(cmd.iter().map(|c| c.to_string()).collect::<Vec<_>>()),
+                    attach_stdout: Some(attach),
+                    attach_stderr: Some(attach),
                     ..Default::default()
                 },
             )
             .await
-            .map_err(|e| failed("exec in", "container", container, &e))?;
+            .map_err(|e| failed("exec in", "container", container, &e))
+    }
+
+    /// Run `cmd` in a running container and return without waiting for it (an exec, not a
+    /// signal through the kill API: on Docker 20.10 a kill of any signal marks the container as
+    /// stopped by hand, and its restart policy would no longer bring it back).
+    pub async fn exec_detached(&self, container: &str, cmd: &[&str]) -> Result<()> {
+        let exec = self.create_exec(container, cmd, false).await?;
         self.docker
             .start_exec(
                 &exec.id,
@@ -469,19 +480,7 @@ impl Engine {
     /// Run `cmd` in a running container and wait for it: its exit code and its output (stdout
     /// and stderr, as they came, at most 4 KiB kept).
     pub async fn exec_output(&self, container: &str, cmd: &[&str]) -> Result<(i64, String)> {
-        let exec = self
-            .docker
-            .create_exec(
-                container,
-                bollard::exec::CreateExecOptions {
-                    cmd: Some(cmd.iter().map(|c| c.to_string()).collect::<Vec<_>>()),
-                    attach_stdout: Some(true),
-                    attach_stderr: Some(true),
-                    ..Default::default()
-                },
-            )
-            .await
-            .map_err(|e| failed("exec in", "container", container, &e))?;
+        let exec = self.create_exec(container, cmd, true).await?;
         let started = self
             .docker
             .start_exec(&exec.id, None::<bollard::exec::StartExecOptions>)

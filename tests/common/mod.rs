@@ -267,6 +267,33 @@ impl Project {
         }
     }
 
+    /// The texts of the stack's release annotations of `service` in its Grafana (the
+    /// stand-in, published on `grafana_port`), read with the admin password from `.env`.
+    pub fn release_annotations(&self, grafana_port: u16, service: &str) -> Vec<String> {
+        let env = std::fs::read_to_string(self.path().join(".env")).unwrap_or_default();
+        let password = env
+            .lines()
+            .find_map(|l| l.strip_prefix("GRAFANA_ADMIN_PASSWORD="))
+            .unwrap_or_default()
+            .to_string();
+        let client = irisctl::grafana::Client::new(
+            &format!("http://127.0.0.1:{grafana_port}"),
+            irisctl::grafana::Auth::Basic {
+                user: "admin".into(),
+                password,
+            },
+        );
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(client.annotations(&["irisctl", "release", service], 100))
+            .expect("annotations")
+            .iter()
+            .filter_map(|a| a["text"].as_str().map(str::to_string))
+            .collect()
+    }
+
     /// Container IDs of the project, by service; a second container of a service fails the test.
     pub fn container_ids(&self) -> std::collections::BTreeMap<String, String> {
         docker(&[

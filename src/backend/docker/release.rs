@@ -353,7 +353,7 @@ impl Docker {
     ) {
         let reloaded = Instant::now();
         self.reload_proxies(stack, service).await;
-        let _ = self.proxies_reach(stack, service, new).await;
+        self.proxies_reach(stack, service, new).await;
         tokio::time::sleep_until((reloaded + RELEASE_SETTLE).into()).await;
     }
 
@@ -384,18 +384,17 @@ impl Docker {
 
     /// Wait until every proxy in front of `service` has answered from container `new` (its
     /// `X-Iris-Replica`, the container's host name), asked through the published ports — the
-    /// edge's, and the web UI's `/api/` — every 25 ms for up to [`RELEASE_SETTLE`] (twice the
-    /// proxies' DNS period, after which they have seen it in any case). `false` when it cannot
-    /// be seen from here (a remote engine, a service that names no replica, no published port):
-    /// the caller then waits the settle time itself.
+    /// edge's, and the web UI's `/api/` — every 25 ms for up to [`RELEASE_SETTLE`]. Returns at
+    /// once where it cannot be seen from here (a remote engine, a service that names no
+    /// replica, no published port): [`Docker::move_traffic`] waits the settle time anyway.
     pub(super) async fn proxies_reach(
         &self,
         stack: &Stack,
         service: &crate::stack::Service,
         new: &str,
-    ) -> bool {
+    ) {
         if !self.engine.is_local() || service.name != "api" {
-            return false;
+            return;
         }
         let Ok(hostname) = self
             .engine
@@ -403,7 +402,7 @@ impl Docker {
             .await
             .map(|c| c.config.and_then(|c| c.hostname).unwrap_or_default())
         else {
-            return false;
+            return;
         };
         let mut urls: Vec<String> = crate::stack::edge::edge_port(stack, service)
             .map(|p| format!("http://{}/health", local_address(p)))
@@ -416,7 +415,7 @@ impl Docker {
             urls.push(format!("http://{}/api/health", local_address(ui)));
         }
         if hostname.is_empty() || urls.is_empty() {
-            return false;
+            return;
         }
         let client = crate::probe::client(Duration::from_millis(500));
         let seen = std::sync::Mutex::new(vec![false; urls.len()]);
@@ -450,7 +449,6 @@ impl Docker {
         )
         .await;
         // Seen, or the settle time is over either way.
-        true
     }
 }
 

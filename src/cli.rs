@@ -171,6 +171,9 @@ pub enum Command {
     /// Grafana operations
     #[command(subcommand)]
     Grafana(GrafanaCommand),
+    /// Shadow traffic: the project's API as a challenger, answering copies of live /predict requests no client sees
+    #[command(subcommand)]
+    Shadow(ShadowCommand),
     /// Write the equivalent docker-compose.yml
     Compose(ComposeArgs),
     /// Write the built-in stack files (stack/, monitoring/, irisctl.yaml) into DIR for customising
@@ -378,6 +381,31 @@ pub struct LogsArgs {
     /// Number of lines to show from the end of each log
     #[arg(long, value_name = "N", default_value = "100")]
     pub tail: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ShadowCommand {
+    /// Build the API from the project's source as a challenger and start copying /predict to it
+    Start(ShadowArgs),
+    /// Stop copying and remove the challenger and its comparator
+    Stop(ShadowArgs),
+    /// Release the challenger's image as the API (health-gated; a canary with `release.strategy: canary`), then stop
+    Promote(ShadowArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ShadowArgs {
+    /// Where the stack runs (shadow traffic runs on the single engine only)
+    #[arg(long, value_enum, default_value_t = Target::Docker)]
+    pub target: Target,
+
+    /// Print what it would do, each with its cause, and change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+
+    /// Output format of `--dry-run`
+    #[arg(long, value_enum, default_value_t = Format::Table, requires = "dry_run")]
+    pub format: Format,
 }
 
 #[derive(Debug, Subcommand)]

@@ -18,6 +18,7 @@ pub mod poll;
 pub mod probe;
 pub mod render;
 pub mod settings;
+pub mod shadow;
 #[cfg(test)]
 mod snapshot;
 pub mod stack;

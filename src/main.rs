@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{CommandFactory, Parser};
 
-use irisctl::cli::{Cli, Command, GrafanaCommand, StackFlags};
+use irisctl::cli::{Cli, Command, GrafanaCommand, ShadowCommand, StackFlags};
 use irisctl::commands::{self, Ctx};
 use irisctl::error::{hint_of, Exit};
 use irisctl::output::{Printer, Verbosity};
@@ -53,6 +53,7 @@ fn main() -> ExitCode {
         Command::Logs(_) => "logs",
         Command::Watch(_) => "watch",
         Command::Rollback(_) => "rollback",
+        Command::Shadow(_) => "shadow",
         _ => "other",
     };
     let outcome = runtime.block_on(async {
@@ -251,6 +252,7 @@ async fn run(cli: Cli, printer: Printer) -> Result<Exit> {
                     dry_run: a.dry_run.then(|| a.format.into()),
                     rehash: a.rehash,
                     swap_only: false,
+                    api_image: None,
                 },
             )
             .await?;
@@ -312,6 +314,21 @@ async fn run(cli: Cli, printer: Printer) -> Result<Exit> {
                 own_url: None,
             };
             commands::grafana::run(&ctx, &opts).await?;
+            Ok(Exit::Success)
+        }
+        Command::Shadow(c) => {
+            let (verb, a) = match c {
+                ShadowCommand::Start(a) => (commands::shadow::Verb::Start, a),
+                ShadowCommand::Stop(a) => (commands::shadow::Verb::Stop, a),
+                ShadowCommand::Promote(a) => (commands::shadow::Verb::Promote, a),
+            };
+            commands::shadow::run(
+                &ctx,
+                verb,
+                a.target.into(),
+                a.dry_run.then(|| a.format.into()),
+            )
+            .await?;
             Ok(Exit::Success)
         }
         Command::Compose(a) => commands::compose::run(

@@ -19,6 +19,7 @@ fn help_lists_the_verbs() {
         "grafana",
         "compose",
         "init",
+        "shadow",
         "completions",
     ] {
         assert!(
@@ -658,6 +659,15 @@ fn new_user_traps_get_clear_answers() {
         .env("IRISCTL_RELEASE_STRATEGY", "canary")
         .env("DOCKER_HOST", "unix:///nonexistent/irisctl-test.sock"))
     .user_error("canary releases run on a single engine only");
+    // Shadow traffic needs the edge: refused on Swarm before any engine call; a sample out of
+    // range is named with its setting.
+    no_engine(&["shadow", "start", "--target", "swarm"])
+        .user_error("shadow traffic runs on the single engine only");
+    run(irisctl(dir.path())
+        .args(["shadow", "start"])
+        .env("IRISCTL_SHADOW_SAMPLE", "0")
+        .env("DOCKER_HOST", "unix:///nonexistent/irisctl-test.sock"))
+    .user_error("IRISCTL_SHADOW_SAMPLE");
     // localhost is a bind address.
     let r = run(irisctl(dir.path()).args(["--print-settings", "status", "--bind", "localhost"]));
     r.ok();

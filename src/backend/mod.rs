@@ -351,11 +351,20 @@ impl Backend {
                 .as_ref()
                 .filter(|_| s.build.is_some())
                 .map(|r| format!("{r}/{}", s.image));
+            // A shadow's challenger (`irisctl shadow start`).
+            let challenger = (s.name == "api").then(|| {
+                format!(
+                    "{}:{}",
+                    docker::previous_repo(stack, &s.name),
+                    crate::shadow::TAG
+                )
+            });
             for tag in [
                 s.build.as_ref().map(|_| s.image.clone()),
                 Some(built_name),
                 Some(previous),
                 pushed,
+                challenger,
             ]
             .into_iter()
             .flatten()

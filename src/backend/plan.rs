@@ -32,6 +32,10 @@ pub enum Verb {
     Keep,
     /// Not the stack's, not removed: only reported.
     Report,
+    /// Single engine: change what the edge routes (a shadow's copy of `/predict`).
+    Route,
+    /// A shadow's container (`irisctl shadow start`), kept by `up`: only reported.
+    Shadow,
 }
 
 impl Verb {
@@ -50,6 +54,8 @@ impl Verb {
             Verb::Remove => "remove",
             Verb::Keep => "keep",
             Verb::Report => "orphan",
+            Verb::Route => "route",
+            Verb::Shadow => "shadow",
         }
     }
 }
@@ -149,7 +155,7 @@ impl Op {
 
     /// Does it change anything on the engine?
     pub fn changes(&self) -> bool {
-        !matches!(self.verb, Verb::Keep | Verb::Report)
+        !matches!(self.verb, Verb::Keep | Verb::Report | Verb::Shadow)
     }
 
     /// `recreate prometheus: published port 9090 → 29999`, `create network iris-network`.
@@ -183,6 +189,8 @@ impl Op {
             Verb::Remove => "removed",
             Verb::Keep => "kept",
             Verb::Report => "reported",
+            Verb::Route => "routed",
+            Verb::Shadow => "kept",
         };
         match (self.kind, &self.service, self.verb) {
             (Kind::Container | Kind::Service, Some(s), v) if v != Verb::Remove => {

@@ -7,6 +7,7 @@ pub mod grafana;
 pub mod init;
 pub mod logs;
 pub mod rollback;
+pub mod shadow;
 pub mod status;
 pub mod up;
 pub mod watch;

@@ -35,6 +35,9 @@ pub struct Report {
     pub grafana_error: Option<String>,
     /// A canary release `up` is running: its step, share and gates.
     pub canary: Option<crate::canary::Progress>,
+    /// A shadow (`irisctl shadow start`): the challenger, and how its answers compare with the
+    /// champion's.
+    pub shadow: Option<crate::shadow::Shadow>,
     /// The project is managed from another directory: which object says so. This directory's
     /// settings then judge neither orphans nor Grafana (its credentials are not that stack's).
     #[serde(skip)]
@@ -113,8 +116,12 @@ pub async fn collect(ctx: &Ctx, backend: &Backend) -> Result<Report> {
         row.probes = probe::run_all(&client, &host, &probes).await;
     }
     let Some((other, what)) = elsewhere else {
-        let mut report = finish(ctx, stack.project, services, observed.orphans, true).await?;
+        let mut report =
+            finish(ctx, stack.project.clone(), services, observed.orphans, true).await?;
         report.managed_from = observed.managed_from;
+        if let Backend::Docker(d) = backend {
+            report.shadow = d.shadow_status(&stack).await;
+        }
         return Ok(report);
     };
     // Another directory's stack: which containers are orphans, and Grafana's password, are in
@@ -208,6 +215,7 @@ async fn finish(
         grafana_dashboards,
         grafana_error,
         canary: crate::backend::docker::running_canary(&ctx.settings.project_dir),
+        shadow: None,
         elsewhere: None,
     })
 }
@@ -300,6 +308,9 @@ pub fn render_table(r: &Report) -> String {
         for g in &c.gates {
             out.push_str(&format!("  {g}\n"));
         }
+    }
+    if let Some(shadow) = &r.shadow {
+        out.push_str(&shadow.text());
     }
     out.push_str("\nprometheus targets\n");
     if let Some(e) = &r.prometheus_error {
@@ -468,6 +479,7 @@ mod tests {
                 ],
                 at: 0,
             }),
+            shadow: None,
             elsewhere: None,
         };
         assert!(!report.healthy());

@@ -28,6 +28,9 @@ pub struct UpOptions {
     /// Release a changed API by swap even with `release.strategy: canary` (`watch`: edit to
     /// live in seconds).
     pub swap_only: bool,
+    /// Run the API on this image as it is, not built from its source (`shadow promote`: the
+    /// challenger's).
+    pub api_image: Option<String>,
 }
 
 pub async fn run(ctx: &Ctx, opts: UpOptions) -> Result<()> {
@@ -91,6 +94,10 @@ async fn converge_once(ctx: &Ctx, opts: &UpOptions) -> Result<(String, String)> 
     ctx.ensure_stack_files()?;
     printer.enter("checking images");
     let mut images = images::plan(backend.engine(), &stack, opts.rehash).await?;
+    let pinned = pin_api(&backend, &stack, &mut images, opts).await?;
+    if let Some(id) = &pinned {
+        tag_as_api(&backend, &stack, id).await?;
+    }
     let image_plan = images.plan();
     // The containers' plan is made with what was known before anything ran, as `--dry-run`
     // makes it: an image still to be pulled or built is filled in when it is.
@@ -125,6 +132,7 @@ async fn converge_once(ctx: &Ctx, opts: &UpOptions) -> Result<(String, String)> 
     plan.extend(backend.plan(&stack, &ids, opts.remove_orphans).await?);
     plan.explain_rebuilds();
     canary(ctx, opts, &mut plan);
+    shadow(&backend, &stack, &mut plan, opts, pinned.is_some()).await?;
     warn_orphans(ctx, &stack, &plan);
     let names: Vec<&str> = stack.services.iter().map(|s| s.name.as_str()).collect();
     printer.start_board(&names);
@@ -149,6 +157,13 @@ async fn converge_once(ctx: &Ctx, opts: &UpOptions) -> Result<(String, String)> 
             .await;
         if applied.is_err() {
             canary_aborted(ctx, opts, &stack, &password, run_started).await;
+        }
+        if let (Ok(_), Backend::Docker(d)) = (&applied, &backend) {
+            if let Err(e) = d.shadow_restore(&stack, &plan).await {
+                printer.warn(format!(
+                    "the new edge does not copy /predict to the shadow: {e:#}; `irisctl shadow stop` then `irisctl shadow start` start it again"
+                ));
+            }
         }
         applied
     };
@@ -268,10 +283,18 @@ fn with_what_was_done(e: anyhow::Error, done: &[String]) -> anyhow::Error {
 /// The plan `up` would carry out, printed; nothing is built, created or written.
 async fn dry_run(ctx: &Ctx, opts: &UpOptions, format: Format) -> Result<()> {
     ctx.check_stack_files()?;
+    let (project, plan) = plan_only(ctx, opts).await?;
+    super::print_plan(ctx, &project, &plan, format, "up")
+}
+
+/// The plan `up` would carry out (and the project's name); nothing is built, created or
+/// written.
+pub(crate) async fn plan_only(ctx: &Ctx, opts: &UpOptions) -> Result<(String, Plan)> {
     let backend = Backend::connect(opts.target).await?;
     let stack = backend.form(&Stack::from_settings(&ctx.settings));
     backend.preflight(&stack).await?;
-    let images = images::plan(backend.engine(), &stack, opts.rehash).await?;
+    let mut images = images::plan(backend.engine(), &stack, opts.rehash).await?;
+    let pinned = pin_api(&backend, &stack, &mut images, opts).await?;
     let mut plan = images.plan();
     let services = backend
         .plan(&stack, &images.ids, opts.remove_orphans)
@@ -279,7 +302,92 @@ async fn dry_run(ctx: &Ctx, opts: &UpOptions, format: Format) -> Result<()> {
     plan.extend(services);
     plan.explain_rebuilds();
     canary(ctx, opts, &mut plan);
-    super::print_plan(ctx, &stack.project, &plan, format, "up")
+    shadow(&backend, &stack, &mut plan, opts, pinned.is_some()).await?;
+    Ok((stack.project.clone(), plan))
+}
+
+/// The image the API runs on as it is, if any: the one `shadow promote` releases, or, while a
+/// shadow runs and the API's source is its challenger's, the champion's (that source is
+/// released by `shadow promote`, after comparing, not by an `up` of something else).
+async fn pin_api(
+    backend: &Backend,
+    stack: &Stack,
+    images: &mut images::ImagePlan,
+    opts: &UpOptions,
+) -> Result<Option<String>> {
+    if let Some(id) = &opts.api_image {
+        images.pin("api", id);
+        return Ok(Some(id.clone()));
+    }
+    let Backend::Docker(d) = backend else {
+        return Ok(None);
+    };
+    let Some(planned) = images.build_hash("api") else {
+        return Ok(None);
+    };
+    let found = d.shadow_containers(stack).await?;
+    let Some(challenger) = found.iter().find(|c| c.role == "challenger") else {
+        return Ok(None);
+    };
+    let labels = backend
+        .engine()
+        .image_exists(&challenger.image)
+        .await?
+        .and_then(|i| i.config)
+        .and_then(|c| c.labels)
+        .unwrap_or_default();
+    if images::record::labelled_hash(&labels).as_deref() != Some(planned.as_str()) {
+        return Ok(None);
+    }
+    let champion = d.serving_image(stack, "api").await?;
+    if let Some(id) = &champion {
+        images.pin("api", id);
+    }
+    Ok(champion)
+}
+
+/// Point the API's tag at `id` (a container is made from the tag), when it does not already.
+async fn tag_as_api(backend: &Backend, stack: &Stack, id: &str) -> Result<()> {
+    let Some(api) = stack.service("api") else {
+        return Ok(());
+    };
+    if backend.engine().image_id(&api.image).await?.as_deref() == Some(id) {
+        return Ok(());
+    }
+    let (repo, tag) = match api.image.rsplit_once(':') {
+        Some((repo, tag)) if !tag.contains('/') => (repo, tag),
+        _ => (api.image.as_str(), "latest"),
+    };
+    backend.engine().tag_image(id, repo, tag).await
+}
+
+/// A running shadow's containers in the plan (kept; said why the API keeps its release when
+/// its source is the challenger's).
+async fn shadow(
+    backend: &Backend,
+    stack: &Stack,
+    plan: &mut Plan,
+    opts: &UpOptions,
+    pinned: bool,
+) -> Result<()> {
+    let Backend::Docker(d) = backend else {
+        return Ok(());
+    };
+    let mut ops = d.shadow_in_up_plan(stack, plan).await?;
+    if pinned && opts.api_image.is_none() {
+        if let Some(op) = ops
+            .iter_mut()
+            .find(|o| o.object.contains(crate::shadow::CHALLENGER))
+        {
+            op.cause.push_str(
+                "; the API's source is this challenger's: `api` keeps the champion's release (`irisctl shadow promote` releases the challenger)",
+            );
+        }
+    }
+    for op in ops {
+        plan.push(op);
+    }
+    Ok(())
 }
 
 /// With the canary strategy (`--canary`, `release.strategy: canary`), the API's release as a

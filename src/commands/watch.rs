@@ -145,6 +145,7 @@ pub async fn run(ctx: &Ctx, opts: WatchOptions) -> Result<()> {
         rehash: false,
         // Each save live in seconds: the canary strategy is for `up`.
         swap_only: true,
+        api_image: None,
     };
     let first = up::converge(ctx, &up_opts).await;
     ctx.printer.finish_board();

@@ -93,6 +93,10 @@ pub const GROUPS: &[(&str, &str)] = &[
         "a canary's steps and its gates, each comparing the canary with the stable container over the step",
     ),
     ("swarm", "used with --target swarm only"),
+    (
+        "shadow",
+        "shadow traffic: `irisctl shadow start` runs the project's API as a challenger on copies of live requests",
+    ),
 ];
 
 /// Variables `irisctl grafana provision` reads (`IRISCTL_GRAFANA_URL`, …): not settings, so the
@@ -626,6 +630,30 @@ pub static KEYS: std::sync::LazyLock<Vec<Key>> = std::sync::LazyLock::new(|| {
                 Ok(())
             },
             get: |s| s.registry.clone(),
+        },
+        Key {
+            file: "shadow.sample",
+            var: "SHADOW_SAMPLE",
+            flag: None,
+            doc: "the share of /predict requests `irisctl shadow start` copies to the challenger, in percent (1 to 100)",
+            example: None,
+            set: |s, v| {
+                s.shadow.sample = v
+                    .trim()
+                    .trim_end_matches('%')
+                    .trim()
+                    .parse()
+                    .ok()
+                    .filter(|n| (1..=100).contains(n))
+                    .ok_or_else(|| {
+                        Refusal::new(
+                            "a percentage",
+                            "give a whole number from 1 to 100, e.g. 100 (every request) or 25",
+                        )
+                    })?;
+                Ok(())
+            },
+            get: |s| Some(s.shadow.sample.to_string()),
         },
     ]
 });

@@ -102,6 +102,8 @@ pub struct Settings {
     pub alerting: Alerting,
     /// How a changed API is released: a swap, or a canary judged by the models' metrics.
     pub release: Release,
+    /// Shadow traffic to a challenger (`irisctl shadow`).
+    pub shadow: Shadow,
     /// From `.env`; `None` until the first `up` generates it.
     #[serde(skip)]
     pub grafana_admin_password: Option<String>,
@@ -137,6 +139,13 @@ impl Default for Alerting {
             drift_stddevs: "1".into(),
         }
     }
+}
+
+/// Shadow traffic (`shadow.*`).
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Shadow {
+    /// Percent of `/predict` requests copied to the challenger.
+    pub sample: u8,
 }
 
 /// How a changed API is released (`release.*`).
@@ -250,6 +259,7 @@ impl Settings {
             registry: None,
             alerting: Alerting::default(),
             release: Release::default(),
+            shadow: Shadow { sample: 100 },
             grafana_admin_password: None,
             sources: vec!["built-in defaults".into()],
             origins: BTreeMap::new(),

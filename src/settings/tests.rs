@@ -771,6 +771,8 @@ fn canary_settings_are_validated() {
     assert_eq!(c.gates[0].name, "p99");
     s.apply("RELEASE_CANARY_STEPS", "10,50", "t").unwrap();
     assert_eq!(s.release.canary.steps, vec![10, 50]);
+    s.apply("SHADOW_SAMPLE", "25%", "t").unwrap();
+    assert_eq!(s.shadow.sample, 25);
     for (var, value, needle) in [
         (
             "RELEASE_STRATEGY",
@@ -782,6 +784,8 @@ fn canary_settings_are_validated() {
         ("RELEASE_CANARY_STEPS", "", "increasing percentages"),
         ("RELEASE_CANARY_STEP_DURATION", "5s", "from 10s to 24h"),
         ("RELEASE_CANARY_MIN_REQUESTS", "0", "from 1 to 1000000"),
+        ("SHADOW_SAMPLE", "0", "from 1 to 100"),
+        ("SHADOW_SAMPLE", "101 %", "from 1 to 100"),
         (
             "RELEASE_CANARY_MAX_5XX_INCREASE",
             "2",

@@ -12,7 +12,7 @@ pub const EDGE: &str = "edge";
 /// The edge's configuration in the project directory.
 pub const EDGE_CONFIG: &str = "stack/edge/nginx.conf";
 /// Where the edge reads it.
-const EDGE_CONFIG_TARGET: &str = "/etc/irisctl-edge/nginx.conf";
+pub const EDGE_CONFIG_TARGET: &str = "/etc/irisctl-edge/nginx.conf";
 /// The file, mounted into the web UI's nginx, that sends its `/api/` through the edge.
 const FRONTEND_API_ROUTE: &str = "frontend-api.conf";
 /// The services the edge fronts. The edge listens on each one's container port.

@@ -36,10 +36,14 @@ impl Docker {
             .filter(|c| !containers.iter().any(|k| k.id == c.id))
             .collect();
         for c in &one_offs {
+            let cause = match c.labels.get(crate::shadow::LABEL) {
+                Some(role) => format!("down (the shadow's {role})"),
+                None => "down (a one-off container of the project)".to_string(),
+            };
             plan.push(
                 Op::new(Verb::Remove, Kind::Container, &c.name)
                     .id(&c.id)
-                    .because("down (a one-off container of the project)"),
+                    .because(cause),
             );
         }
         for c in &containers {

@@ -9,11 +9,13 @@ mod down;
 pub mod plan;
 mod preflight;
 mod release;
+mod shadow;
 mod status;
 mod wait;
 
 pub use canary::{read_progress as read_canary, running_canary};
 use preflight::managed_elsewhere;
+pub use shadow::{shadow_build_stack, shadow_stack, ShadowContainer};
 use status::{container_ip, health_word};
 use wait::wait_healthy;
 pub use wait::StoppedUnderUs;
@@ -80,16 +82,17 @@ impl Docker {
         Docker { engine }
     }
 
-    /// The project's containers (one-off containers excluded), sorted by service and name.
+    /// The project's containers (one-off containers and a shadow's excluded), sorted by
+    /// service and name.
     async fn containers(&self, stack: &Stack) -> Result<Vec<Container>> {
         let list = self.engine.containers_with(&[project_label(stack)]).await?;
         let mut out: Vec<Container> = list
             .into_iter()
             .filter(|c| {
-                c.labels
-                    .as_ref()
-                    .and_then(|l| l.get(labels::ONEOFF))
-                    .is_none_or(|v| v != "True")
+                c.labels.as_ref().is_none_or(|l| {
+                    l.get(labels::ONEOFF).is_none_or(|v| v != "True")
+                        && !l.contains_key(crate::shadow::LABEL)
+                })
             })
             .map(|c| {
                 let label = |k: &str| {

@@ -153,6 +153,27 @@ pub struct ImagePlan {
 }
 
 impl ImagePlan {
+    /// The build hash of the inputs the plan builds `service` from, when it builds it.
+    pub fn build_hash(&self, service: &str) -> Option<String> {
+        self.ops.iter().find_map(|op| match op {
+            ImageOp::Build {
+                service: s,
+                build,
+                record,
+                ..
+            } if s == service => Some(record.hash(build)),
+            _ => None,
+        })
+    }
+
+    /// Run `service` on the image `id` as it is: no build of it (`shadow promote`: the
+    /// challenger's image; `up` while a shadow runs: the champion's).
+    pub fn pin(&mut self, service: &str, id: &str) {
+        self.ops
+            .retain(|op| !matches!(op, ImageOp::Build { service: s, .. } if s == service));
+        self.ids.insert(service.to_string(), Some(id.to_string()));
+    }
+
     /// The operations as a plan prints them.
     pub fn plan(&self) -> Plan {
         let mut plan = Plan::default();

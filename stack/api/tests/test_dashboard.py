@@ -10,6 +10,7 @@ import pytest
 import yaml
 from fastapi.testclient import TestClient
 
+from app import shadow
 from app.metrics import LOW_CONFIDENCE
 from tests.exposition import series
 from tests.flowers import SETOSA
@@ -60,8 +61,14 @@ def dashboard() -> dict:
     return json.loads(DASHBOARD.read_text())
 
 
-def targets(dashboard: dict) -> list[dict]:
-    return [target for panel in dashboard["panels"] for target in panel.get("targets", [])]
+def targets(dashboard: dict, shadow: bool | None = None) -> list[dict]:
+    """Every panel's queries; `shadow`: only the shadow panels' (True) or none of them (False)."""
+    return [
+        target
+        for panel in dashboard["panels"]
+        if shadow is None or panel["title"].startswith("Shadow:") == shadow
+        for target in panel.get("targets", [])
+    ]
 
 
 def test_dashboard_is_a_plain_model_with_a_fixed_uid(dashboard: dict):
@@ -111,7 +118,7 @@ def test_every_metric_and_label_in_the_dashboard_is_exported(client: TestClient,
     exposition = client.get("/metrics").text
 
     used = set()
-    for target in targets(dashboard):
+    for target in targets(dashboard, shadow=False):
         expr = target["expr"]
         names = metric_names(expr)
         assert names, f"no metric in {expr!r}"
@@ -173,11 +180,15 @@ def test_job_and_instance_variables_filter_every_query(dashboard: dict):
         # The canary panels read both jobs of a canary release, every instance (the canary's
         # is its address): `job=~"$job|$job-canary"`.
         canary = panel["title"].startswith("Canary vs stable")
+        # The shadow panels read the comparator's job (`irisctl shadow start`).
+        shadow = panel["title"].startswith("Shadow:")
         for target in panel.get("targets", []):
             selectors = re.findall(r"[a-zA-Z_:][\w:]*\{([^}]*)\}", target["expr"])
             assert selectors, target["expr"]
             for selector in selectors:
-                if canary:
+                if shadow:
+                    assert selector == 'job="$job-shadow"', target["expr"]
+                elif canary:
                     assert 'job=~"$job|$job-canary"' in selector, target["expr"]
                 else:
                     assert 'job="$job"' in selector, target["expr"]
@@ -229,7 +240,7 @@ def test_prometheus_scrapes_the_api_and_itself():
     config = yaml.safe_load((MONITORING / "prometheus.yml").read_text())
     assert config["global"]["scrape_interval"] == "5s"
     jobs = {job["job_name"]: job for job in config["scrape_configs"]}
-    assert set(jobs) == {"iris-api", "iris-api-canary", "prometheus"}
+    assert set(jobs) == {"iris-api", "iris-api-canary", "iris-api-shadow", "prometheus"}
     # metrics_path defaults to /metrics; the API's must be it.
     assert jobs["iris-api"].get("metrics_path", "/metrics") == "/metrics"
     assert jobs["iris-api"]["static_configs"] == [{"targets": ["api:8000"], "labels": {"track": "stable"}}]
@@ -238,6 +249,10 @@ def test_prometheus_scrapes_the_api_and_itself():
     assert canary.get("metrics_path", "/metrics") == "/metrics"
     assert canary["dns_sd_configs"] == [{"names": ["api-canary"], "type": "A", "port": 8000, "refresh_interval": "2s"}]
     assert canary["relabel_configs"] == [{"target_label": "track", "replacement": "canary"}]
+    # A shadow's comparator, found by the name only it answers to.
+    assert jobs["iris-api-shadow"]["dns_sd_configs"] == [
+        {"names": ["shadow"], "type": "A", "port": 8000, "refresh_interval": "5s"}
+    ]
     assert jobs["prometheus"]["static_configs"] == [{"targets": ["localhost:9090"]}]
 
 
@@ -306,3 +321,24 @@ def test_every_metric_and_label_in_the_alert_rules_is_exported(client: TestClien
                 assert re.fullmatch(r"[2-5]xx|499", value), rule["alert"]
             elif op == "=" and label not in TARGET_LABELS:
                 assert any(labels.get(label) == value for labels in exported), rule["alert"]
+
+
+def test_every_metric_and_label_of_the_shadow_panels_is_the_comparators(dashboard: dict):
+    comparator = shadow.Comparator("http://127.0.0.1:9", queue_size=1, workers=0, timeout=1)
+    comparator.metrics.outcome(
+        shadow.Outcome("compared", [("setosa", "virginica")], [0.5]),
+        shadow.Champion(200, 0.001, None),
+        shadow.Challenger(200, 0.002, None),
+    )
+    comparator.metrics.agreed.inc(0)
+    with TestClient(comparator) as client:
+        exposition = client.get("/metrics").text
+    queries = targets(dashboard, shadow=True)
+    assert len(queries) == 4
+    for target in queries:
+        expr = target["expr"]
+        for name in metric_names(expr):
+            assert series(exposition, name), f"{name} is not in the comparator's /metrics output ({expr!r})"
+        grouped, _ = label_uses(expr)
+        exported = {label for name in metric_names(expr) for labels, _ in series(exposition, name) for label in labels}
+        assert grouped <= exported | {"le"}, expr

@@ -57,9 +57,13 @@ pub fn edge_routes(on: Option<(u8, &str)>) -> String {
     for (file, text) in FILES.iter().zip([http, predict, server]) {
         script.push_str(&format!(" && printf '%s\\n' '{text}' > {DIR}/{file}"));
     }
+    // A configuration nginx refuses is removed again: the next reload (a canary's) must not
+    // fail on it.
+    let files: Vec<String> = FILES.iter().map(|f| format!("{DIR}/{f}")).collect();
     script.push_str(&format!(
-        " && /usr/sbin/nginx -t -q -e /dev/stderr -c {} && kill -HUP 1",
-        crate::stack::edge::EDGE_CONFIG_TARGET
+        " && {{ /usr/sbin/nginx -t -q -e /dev/stderr -c {} || {{ rm -f {}; exit 1; }}; }} && kill -HUP 1",
+        crate::stack::edge::EDGE_CONFIG_TARGET,
+        files.join(" ")
     ));
     script
 }
@@ -133,6 +137,9 @@ pub struct Shadow {
     pub comparator_state: String,
     /// Percent of `/predict` requests copied.
     pub sample: Option<u8>,
+    /// Does the edge copy `/predict` to the comparator now? (`false`: an edge restarted since,
+    /// its copy lost; `irisctl up` writes it again.)
+    pub copying: bool,
     /// Why the comparator's counts are missing, if they are.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -152,6 +159,9 @@ impl Shadow {
             self.challenger_state,
             self.sample.map_or("?".into(), |s| format!("{s} %"))
         );
+        if !self.copying {
+            out.push_str("  the edge copies nothing to the comparator (restarted since?): `irisctl up` writes the copy again\n");
+        }
         if let Some(e) = &self.error {
             out.push_str(&format!("  comparator {}: {e}\n", self.comparator_state));
             return out;
@@ -180,6 +190,9 @@ impl Shadow {
                 cells.join(", ")
             ));
         }
+        if s.compared == 0 && s.unmatched > 0 {
+            out.push_str("  nothing compared, every request unmatched: does the champion send X-Iris-Predictions? (an API from before shadow traffic does not: `irisctl shadow promote` releases one that does)\n");
+        }
         if let Some(f) = &s.last_failure {
             out.push_str(&format!("  last failure on the challenger: {f}\n"));
         }
@@ -198,10 +211,12 @@ mod tests {
         assert!(on.contains("syslog:server=172.18.0.9:5140"), "{on}");
         assert!(on.contains("mirror /_irisctl/shadow;"));
         assert!(on.contains("http://shadow:8000/mirror/predict"));
-        // Tested before the reload: a bad file never reaches the serving workers.
-        assert!(on.ends_with(
-            "nginx -t -q -e /dev/stderr -c /etc/irisctl-edge/nginx.conf && kill -HUP 1"
-        ));
+        // Tested before the reload: a bad file never reaches the serving workers, and is
+        // removed (a later reload, a canary's, must not fail on it).
+        assert!(
+            on.ends_with("nginx -t -q -e /dev/stderr -c /etc/irisctl-edge/nginx.conf || { rm -f /tmp/irisctl/http-shadow.conf /tmp/irisctl/predict-shadow.conf /tmp/irisctl/server-shadow.conf; exit 1; }; } && kill -HUP 1"),
+            "{on}"
+        );
         // Written through single-quoted printf arguments: the configuration has no quote.
         let written: Vec<&str> = on
             .split(" && ")
@@ -249,6 +264,7 @@ mod tests {
             challenger: "iris-api-challenger-1".into(),
             challenger_state: "running".into(),
             sample: Some(100),
+            copying: true,
             stats: full,
             ..Default::default()
         };

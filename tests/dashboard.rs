@@ -257,6 +257,10 @@ fn every_panel_query_answers_truthfully() {
     let mut checked = 0;
     for panel in dashboard["panels"].as_array().expect("panels") {
         let title = panel["title"].as_str().unwrap_or("");
+        // Answered only while a shadow runs: tests/shadow.rs queries them then.
+        if title.starts_with("Shadow:") {
+            continue;
+        }
         assert_eq!(
             panel["datasource"]["uid"], "iris-prometheus",
             "panel {title}"

@@ -171,6 +171,32 @@ fn status_json(p: &Project) -> serde_json::Value {
     serde_json::from_str(&out.stdout).unwrap_or_default()
 }
 
+/// An instant query's values, from the project's Prometheus.
+fn prometheus_query(expr: &str) -> Vec<f64> {
+    let encoded: String = expr
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect();
+    let (_, body) = common::http(
+        "GET",
+        &format!("http://127.0.0.1:{}/api/v1/query?query={encoded}", PORTS[2]),
+        None,
+    );
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap_or_default();
+    v["data"]["result"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|s| s["value"][1].as_str()?.parse().ok())
+        .filter(|v: &f64| v.is_finite())
+        .collect()
+}
+
 fn shadow_containers() -> Vec<String> {
     docker(&[
         "ps",
@@ -243,9 +269,7 @@ fn a_challenger_is_compared_on_live_traffic_and_never_answers_a_client() {
         status = status_json(&p);
         status["shadow"]["compared"].as_u64().unwrap_or(0) >= 300
     });
-    let answers = load.finish();
     assert!(enough, "fewer than 300 requests compared:\n{status:#}");
-    assert_all_from_champion(&answers, &champion, "shadowed by a wrong challenger");
     let shadow = &status["shadow"];
     let agreement = shadow["agreement"].as_f64().expect("agreement");
     assert!(
@@ -271,21 +295,45 @@ fn a_challenger_is_compared_on_live_traffic_and_never_answers_a_client() {
         "{}",
         table.stdout
     );
-    // Prometheus scrapes the comparator (job iris-api-shadow).
-    assert!(
-        eventually(30, || {
-            let (_, body) = common::http(
-                "GET",
-                &format!(
-                    "http://127.0.0.1:{}/api/v1/query?query=iris_shadow_agreed_predictions_total",
-                    PORTS[2]
-                ),
-                None,
+    // Prometheus scrapes the comparator (job iris-api-shadow), and every "Shadow:" panel of
+    // the dashboard answers; the agreement panel's answer is the comparator's.
+    let dashboard: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            p.path()
+                .join("monitoring/dashboards/grafana-fastapi-dashboard.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let mut panels = 0;
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        let title = panel["title"].as_str().unwrap_or("");
+        if !title.starts_with("Shadow:") {
+            continue;
+        }
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            let expr = target["expr"]
+                .as_str()
+                .unwrap_or("")
+                .replace("$__rate_interval", "1m")
+                .replace("$job", "iris-api");
+            let mut values = Vec::new();
+            assert!(
+                eventually(40, || {
+                    values = prometheus_query(&expr);
+                    !values.is_empty()
+                }),
+                "panel {title:?} query {expr:?} returned nothing"
             );
-            body.contains("iris-api-shadow")
-        }),
-        "Prometheus does not scrape the comparator"
-    );
+            if title.contains("agreement") {
+                assert!((values[0] - 2.0 / 3.0).abs() <= 0.1, "{title}: {values:?}");
+            }
+            panels += 1;
+        }
+    }
+    assert_eq!(panels, 4, "the dashboard's shadow panels");
+    let answers = load.finish();
+    assert_all_from_champion(&answers, &champion, "shadowed by a wrong challenger");
 
     // An `up` of something else keeps the shadow, and the champion: the API's source is the
     // challenger's, which `shadow promote` releases, not this `up`.
@@ -343,6 +391,21 @@ fn a_challenger_is_compared_on_live_traffic_and_never_answers_a_client() {
             > compared_before + 50),
         "the new edge does not copy /predict:\n{after:#}"
     );
+
+    // An edge restarted under the shadow (its tmpfs, and the copy in it, gone): `status` says
+    // so, and `up` writes the copy again (its plan says why).
+    docker(&["restart", "-t", "1", &format!("{PROJECT}-edge-1")]);
+    assert!(eventually(30, || serving_replica() == champion));
+    let lost = status_json(&p);
+    assert_eq!(lost["shadow"]["copying"], false, "{lost:#}");
+    let dry = run(p.irisctl().args(["up", "--dry-run"]));
+    assert!(
+        dry.stdout.contains("its copy of /predict to the shadow's comparator is gone"),
+        "{}",
+        dry.stdout
+    );
+    run(p.irisctl().arg("up")).ok();
+    assert_eq!(status_json(&p)["shadow"]["copying"], true);
 
     // The challenger's container stopped: nothing changes for the clients; `status` says so.
     let challenger = format!("{PROJECT}-api-challenger-1");

@@ -81,7 +81,7 @@ async fn start(ctx: &Ctx, docker: &Docker, stack: &Stack, dry_run: Option<Format
             "shadow traffic needs the stack's API",
         ));
     };
-    let images = images::plan(&docker.engine, &shadow_build_stack(&shadow), false).await?;
+    let mut images = images::plan(&docker.engine, &shadow_build_stack(&shadow), false).await?;
     let plan = docker
         .plan_shadow_start(stack, &shadow, &images, sample)
         .await?;
@@ -94,7 +94,7 @@ async fn start(ctx: &Ctx, docker: &Docker, stack: &Stack, dry_run: Option<Format
             stack,
             &shadow,
             &plan,
-            &images,
+            &mut images,
             sample,
             ctx.settings.health_timeout,
             &ctx.printer,
@@ -149,29 +149,59 @@ async fn promote(ctx: &Ctx, docker: &Docker, stack: &Stack, dry_run: Option<Form
         plan.extend(stop);
         return super::print_plan(ctx, &project, &plan, format, "shadow promote");
     }
-    let previous = docker.serving_image(stack, "api").await?;
+    // What the API's tag named before: given back if the release fails (the release points it
+    // at the challenger's image first).
+    let api_tag = stack.service("api").map(|s| s.image.clone());
+    let tagged_before = match &api_tag {
+        Some(tag) => docker.engine.image_id(tag).await?,
+        None => None,
+    };
     let released = super::up::converge(ctx, &opts).await;
     ctx.printer.finish_board();
     if let Err(e) = released {
-        // The API's tag goes back to what serves: the next `up` decides from the source again.
-        if let Some(id) = previous {
-            if let Some(api) = stack.service("api") {
-                if let Some((repo, tag)) = api.image.rsplit_once(':') {
-                    let _ = docker.engine.tag_image(&id, repo, tag).await;
-                }
+        if let (Some(tag), Some(id)) = (&api_tag, &tagged_before) {
+            let (repo, t) = split_tag(tag);
+            if let Err(t_err) = docker.engine.tag_image(id, repo, t).await {
+                ctx.printer.warn(format!(
+                    "`{tag}` still names the challenger's image ({t_err:#}): the next `irisctl up` may release it"
+                ));
             }
         }
-        return Err(e.context("the challenger was not promoted; the shadow runs on"));
+        let message = format!("{e:#}");
+        let hint = e
+            .downcast_ref::<crate::error::Hinted>()
+            .map(|h| h.hint.clone())
+            .unwrap_or_else(|| "`irisctl status` shows what serves; the shadow runs on".into());
+        return Err(hinted(
+            format!("the challenger was not promoted (the champion serves, the shadow runs on): {message}"),
+            hint,
+        ));
     }
     let _lock = ctx.lock_project().await?;
     let stop = docker.plan_shadow_stop(stack).await?;
-    docker.apply_shadow_stop(stack, &stop, &ctx.printer).await?;
+    if let Err(e) = docker.apply_shadow_stop(stack, &stop, &ctx.printer).await {
+        return Err(hinted(
+            format!(
+                "the challenger's image {} serves as `api`, but the shadow did not stop: {e:#}",
+                short(&challenger.image)
+            ),
+            "`irisctl shadow stop` removes the rest",
+        ));
+    }
     ctx.printer.success(format!(
         "stack `{}`: the challenger's image {} serves as `api`; the shadow stopped",
         stack.project,
         short(&challenger.image)
     ));
     Ok(())
+}
+
+/// `repo` and `tag` of an image reference (`host:5000/repo:tag`; no tag: `latest`).
+fn split_tag(reference: &str) -> (&str, &str) {
+    match reference.rsplit_once(':') {
+        Some((repo, tag)) if !tag.contains('/') => (repo, tag),
+        _ => (reference, "latest"),
+    }
 }
 
 fn short(id: &str) -> &str {

@@ -159,7 +159,7 @@ async fn converge_once(ctx: &Ctx, opts: &UpOptions) -> Result<(String, String)> 
             canary_aborted(ctx, opts, &stack, &password, run_started).await;
         }
         if let (Ok(_), Backend::Docker(d)) = (&applied, &backend) {
-            if let Err(e) = d.shadow_restore(&stack, &plan).await {
+            if let Err(e) = d.shadow_restore(&stack, &plan, printer).await {
                 printer.warn(format!(
                     "the new edge does not copy /predict to the shadow: {e:#}; `irisctl shadow stop` then `irisctl shadow start` start it again"
                 ));

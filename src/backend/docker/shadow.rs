@@ -58,6 +58,9 @@ pub fn shadow_stack(stack: &Stack, sample: u8, challenger_image: &str) -> Option
         "0.0.0.0",
         "--port",
         "8000",
+        // A comparator that cannot start (its syslog port) exits instead of serving half.
+        "--lifespan",
+        "on",
         "--no-access-log",
     ]
     .map(String::from)
@@ -172,8 +175,24 @@ impl Docker {
         }
         if let Some(c) = self.shadow_containers(stack).await?.first() {
             return Err(hinted(
-                format!("a shadow runs already (its {} is `{}`)", c.role, c.name),
+                format!(
+                    "a shadow is in place already (its {} `{}` is {})",
+                    c.role, c.name, c.state
+                ),
                 "`irisctl shadow stop` ends it (or `irisctl shadow promote` releases its challenger); then start the new one",
+            ));
+        }
+        let comparator_source = shadow.services[0]
+            .build
+            .as_ref()
+            .map(|b| b.context.join("app/shadow.py"));
+        if let Some(missing) = comparator_source.filter(|f| !f.is_file()) {
+            return Err(hinted(
+                format!(
+                    "the API's source has no comparator (`{}` is missing): this project's stack files are older than shadow traffic",
+                    missing.display()
+                ),
+                "copy stack/api/app/shadow.py (and the X-Iris-Predictions header of app/main.py) from `irisctl init` in an empty directory",
             ));
         }
         let mut plan = Plan::default();
@@ -214,18 +233,44 @@ impl Docker {
         stack: &Stack,
         shadow: &Stack,
         plan: &Plan,
-        images: &ImagePlan,
+        images: &mut ImagePlan,
         sample: u8,
         timeout: Duration,
         printer: &Printer,
     ) -> Result<()> {
+        let build_stack = shadow_build_stack(shadow);
+        // As `up`: the base images first (the plan's pulls), then the build.
+        let pulls: Vec<Op> = plan
+            .ops
+            .iter()
+            .filter(|o| o.verb == Verb::Pull)
+            .cloned()
+            .collect();
+        for op in &pulls {
+            printer.op_started(op);
+        }
+        let pulled_at = Instant::now();
+        images
+            .pull(&self.engine, &build_stack)
+            .await
+            .inspect_err(|e| {
+                for op in &pulls {
+                    printer.op_failed(op, &format!("{e:#}"));
+                }
+            })?;
+        for op in &pulls {
+            printer.op_done(op, pulled_at.elapsed());
+        }
         let (publish, _built) = images::Built::channel();
         let (_, ids) = images
-            .build(&self.engine, &shadow_build_stack(shadow), printer, &publish)
+            .build(&self.engine, &build_stack, printer, &publish)
             .await?;
         let image = ids.get(CHALLENGER).cloned().unwrap_or_default();
         if image.is_empty() {
-            anyhow::bail!("the challenger's image was not built");
+            return Err(hinted(
+                "the challenger's image was not built, and the engine reported no error",
+                "run `irisctl shadow start` again; `irisctl up --rehash` rebuilds the API from every file of its source",
+            ));
         }
         let deadline = Instant::now() + timeout;
         let made = async {
@@ -260,12 +305,15 @@ impl Docker {
         }
         .await;
         if let Err(e) = made {
+            // The edge copies nothing (a refused configuration is removed by the route's own
+            // script; this removes one nginx took), then what was made goes.
+            let _ = self.shadow_route(stack, None).await;
             for s in shadow.services.iter().rev() {
                 let _ = self.engine.kill_and_remove(&s.container_name).await;
             }
             return Err(hinted(
                 format!("the shadow did not start; what it had made was removed and the stack serves as before: {e:#}"),
-                "`irisctl logs api` shows the champion; fix the challenger's source and run `irisctl shadow start` again",
+                "the lines above are the challenger's (or the comparator's) last words; fix the project's API source and run `irisctl shadow start` again",
             ));
         }
         Ok(())
@@ -295,13 +343,41 @@ impl Docker {
             .exec_output(&edge.container_name, &["/bin/sh", "-c", &script])
             .await?;
         if code != 0 {
-            anyhow::bail!(
-                "the edge `{}` did not take the shadow's route (exit {code}): {}",
-                edge.container_name,
-                output.trim()
-            );
+            return Err(hinted(
+                format!(
+                    "the edge `{}` did not take the shadow's route (exit {code}): {}",
+                    edge.container_name,
+                    output.trim()
+                ),
+                "`irisctl logs edge` shows why; `irisctl up` recreates an edge whose configuration changed",
+            ));
         }
         Ok(())
+    }
+
+    /// Does the edge copy `/predict` to the comparator's current address? (Its copy lives in its
+    /// tmpfs: an edge restarted since has none.)
+    pub async fn edge_copies(&self, stack: &Stack, comparator: &str) -> bool {
+        let Some(edge) = stack.service(EDGE) else {
+            return false;
+        };
+        let Ok(inspected) = self.engine.inspect_container(comparator).await else {
+            return false;
+        };
+        let Some(ip) = container_ip(stack, &inspected) else {
+            return false;
+        };
+        match self
+            .engine
+            .exec_output(
+                &edge.container_name,
+                &["/bin/sh", "-c", "cat /tmp/irisctl/predict-shadow.conf"],
+            )
+            .await
+        {
+            Ok((0, text)) => text.contains(&format!("syslog:server={ip}:")),
+            _ => false,
+        }
     }
 
     /// `shadow stop` (and the end of `shadow promote`): the edge stops copying, then the
@@ -380,7 +456,8 @@ impl Docker {
                 "the {} of `irisctl shadow start`, {}; kept (`irisctl shadow stop` removes it)",
                 c.role, c.state
             );
-            if c.role == "comparator" && edge_changes {
+            let copies = c.role == "comparator" && c.state == "running";
+            if copies && edge_changes {
                 cause.push_str("; the edge's copy of /predict is written into the new edge");
             }
             ops.push(
@@ -388,14 +465,29 @@ impl Docker {
                     .id(&c.id)
                     .because(cause),
             );
+            if copies && !edge_changes && !self.edge_copies(stack, &c.name).await {
+                if let Some(edge) = stack.service(EDGE) {
+                    ops.push(
+                        Op::new(Verb::Route, Kind::Container, &edge.container_name).because(
+                            "its copy of /predict to the shadow's comparator is gone (the edge restarted, or the comparator has a new address): written again",
+                        ),
+                    );
+                }
+            }
         }
         Ok(ops)
     }
 
     /// After `up` replaced the edge: its copy of `/predict` again, as the comparator says.
-    pub async fn shadow_restore(&self, stack: &Stack, plan: &Plan) -> Result<()> {
+    pub async fn shadow_restore(
+        &self,
+        stack: &Stack,
+        plan: &Plan,
+        printer: &Printer,
+    ) -> Result<()> {
         let edge_changed = plan.for_service(EDGE).is_some_and(|o| o.changes());
-        if !edge_changed {
+        let copy_lost = plan.ops.iter().any(|o| o.verb == Verb::Route);
+        if !edge_changed && !copy_lost {
             return Ok(());
         }
         let found = self.shadow_containers(stack).await?;
@@ -405,8 +497,11 @@ impl Docker {
         else {
             return Ok(());
         };
-        self.shadow_route(stack, Some(comparator.sample.unwrap_or(100)))
-            .await
+        let route = self.shadow_route(stack, Some(comparator.sample.unwrap_or(100)));
+        match plan.ops.iter().find(|o| o.verb == Verb::Route) {
+            Some(op) => step(printer, op, route).await,
+            None => route.await,
+        }
     }
 
     /// `status`'s shadow: both containers' states and the comparator's counts. `None`: no
@@ -437,6 +532,9 @@ impl Docker {
             sample: comparator.and_then(|c| c.sample),
             ..Default::default()
         };
+        if let Some(c) = comparator.filter(|c| c.state == "running") {
+            shadow.copying = self.edge_copies(stack, &c.name).await;
+        }
         match comparator {
             Some(c) if c.state == "running" => match self.comparator_stats(&c.name).await {
                 Ok(stats) => shadow.stats = stats,

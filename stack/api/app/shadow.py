@@ -3,7 +3,7 @@ answers are compared with the champion's, request by request. No client ever see
 
 `irisctl shadow start` runs it beside the stack (from the challenger's image):
 
-    uvicorn --factory app.shadow:create_app --host 0.0.0.0 --port 8000 --no-access-log
+    uvicorn --factory app.shadow:create_app --host 0.0.0.0 --port 8000 --lifespan on --no-access-log
 
 - The edge copies each sampled /predict request here (nginx `mirror`, header X-Request-Id):
   POST /mirror/predict answers 202 at once and queues the copy; a full queue drops it (counted).
@@ -14,7 +14,7 @@ answers are compared with the champion's, request by request. No client ever see
 - Both halves are joined on the request ID and compared: agreement (same species), the
   champion-by-challenger confusion of species, the mean absolute difference of the
   probabilities, each side's latency. GET /stats (JSON, for `irisctl status`), GET /metrics
-  (Prometheus job `iris-shadow`), GET /health.
+  (Prometheus job `iris-api-shadow`), GET /health.
 """
 
 from __future__ import annotations
@@ -74,6 +74,29 @@ def parse_body(body: bytes) -> Answer | None:
         return [(str(p["species"]), {str(k): float(v) for k, v in p["probabilities"].items()}) for p in predictions]
     except (ValueError, KeyError, TypeError, AttributeError):
         return None
+
+
+# Species names come from the models' answers: at most this many distinct ones are kept as
+# labels (Prometheus series, the confusion table), the rest count as "other".
+MAX_SPECIES = 16
+MAX_SPECIES_LENGTH = 40
+# A challenger's answer larger than this is a failure, not read on.
+MAX_ANSWER_BYTES = 1 << 20
+
+
+class SpeciesNames:
+    """Bounds the species names used as labels."""
+
+    def __init__(self) -> None:
+        self.known: set[str] = set()
+
+    def __call__(self, name: str) -> str:
+        if name in self.known:
+            return name
+        if len(self.known) >= MAX_SPECIES or len(name) > MAX_SPECIES_LENGTH or not name.isprintable():
+            return "other"
+        self.known.add(name)
+        return name
 
 
 @dataclass
@@ -136,6 +159,7 @@ class Stats:
     latencies: dict[str, deque] = field(
         default_factory=lambda: {side: deque(maxlen=LATENCY_SAMPLES) for side in ("champion", "challenger")}
     )
+    species: SpeciesNames = field(default_factory=SpeciesNames)
 
     def compare(self, champion: Champion, challenger: Challenger) -> Outcome:
         """Judge one request both answered; what it counted."""
@@ -156,6 +180,7 @@ class Stats:
         pairs = []
         diffs = []
         for (ours, p_ours), (theirs, p_theirs) in zip(champion.answer, challenger.answer, strict=True):
+            ours, theirs = self.species(ours), self.species(theirs)
             self.predictions += 1
             self.agreed += ours == theirs
             row = self.confusion.setdefault(ours, {})
@@ -210,10 +235,11 @@ class Pending:
 class Joiner:
     """Joins the two halves of each request on its ID."""
 
-    def __init__(self, stats: Stats, on_outcome=None) -> None:
+    def __init__(self, stats: Stats, on_outcome=None, join_timeout: float = JOIN_TIMEOUT) -> None:
         self.stats = stats
         self.pending: dict[str, Pending] = {}
         self.on_outcome = on_outcome or (lambda *_: None)
+        self.join_timeout = join_timeout
 
     def _entry(self, request_id: str, now: float) -> Pending:
         entry = self.pending.get(request_id)
@@ -249,9 +275,9 @@ class Joiner:
         self.on_outcome(self.stats.compare(entry.champion, entry.challenger), entry.champion, entry.challenger)
 
     def sweep(self, now: float) -> None:
-        """Give up halves older than JOIN_TIMEOUT: a challenger's answer whose champion line never
-        came is unmatched."""
-        for request_id in [k for k, e in self.pending.items() if now - e.at > JOIN_TIMEOUT]:
+        """Give up halves older than the join timeout: a challenger's answer whose champion line
+        never came is unmatched."""
+        for request_id in [k for k, e in self.pending.items() if now - e.at > self.join_timeout]:
             entry = self.pending.pop(request_id)
             if entry.challenger is not None and not entry.done:
                 self.stats.unmatched += 1
@@ -326,7 +352,11 @@ async def post(url: str, body: bytes, timeout: float) -> Challenger:
             )
             writer.write(head.encode() + body)
             await writer.drain()
-            raw = await reader.read(-1)
+            raw = b""
+            while chunk := await reader.read(65536):
+                raw += chunk
+                if len(raw) > MAX_ANSWER_BYTES:
+                    raise ValueError(f"an answer over {MAX_ANSWER_BYTES} bytes")
         finally:
             writer.close()
             with contextlib.suppress(OSError):
@@ -343,6 +373,8 @@ async def post(url: str, body: bytes, timeout: float) -> Challenger:
         return Challenger(0, time.monotonic() - started, None, f"no answer within {timeout:g}s")
     except OSError as err:
         return Challenger(0, time.monotonic() - started, None, f"cannot reach the challenger: {err.strerror or err}")
+    except ValueError as err:
+        return Challenger(0, time.monotonic() - started, None, str(err))
     return Challenger(status, time.monotonic() - started, parse_body(payload) if status == 200 else None)
 
 
@@ -354,7 +386,10 @@ class Comparator:
         self.queue: asyncio.Queue[tuple[str, bytes]] = asyncio.Queue(maxsize=queue_size)
         self.stats = Stats()
         self.metrics = Metrics()
-        self.joiner = Joiner(self.stats, self.metrics.outcome)
+        # A copy may wait its turn behind a full queue of copies that each time out: its
+        # champion half waits as long.
+        wait = (queue_size / max(workers, 1) + 1) * timeout
+        self.joiner = Joiner(self.stats, self.metrics.outcome, join_timeout=max(JOIN_TIMEOUT, 1.5 * wait))
         self.tasks: list[asyncio.Task] = []
         self.transport: asyncio.DatagramTransport | None = None
 
@@ -367,7 +402,10 @@ class Comparator:
     async def work(self) -> None:
         while True:
             request_id, body = await self.queue.get()
-            answer = await post(self.challenger_url, body, self.timeout)
+            try:
+                answer = await post(self.challenger_url, body, self.timeout)
+            except Exception as err:  # whatever the challenger did, this worker goes on
+                answer = Challenger(0, 0.0, None, f"{type(err).__name__}: {err}")
             self.joiner.challenger(request_id, answer, time.monotonic())
 
     async def sweeping(self) -> None:
@@ -403,7 +441,13 @@ class Comparator:
             while True:
                 message = await receive()
                 if message["type"] == "lifespan.startup":
-                    await self.start()
+                    try:
+                        await self.start()
+                    except OSError as err:
+                        # uvicorn (--lifespan on) exits: the container is not healthy and
+                        # `irisctl shadow start` shows this line.
+                        await send({"type": "lifespan.startup.failed", "message": f"shadow comparator: {err}"})
+                        return
                     await send({"type": "lifespan.startup.complete"})
                 elif message["type"] == "lifespan.shutdown":
                     await self.stop()

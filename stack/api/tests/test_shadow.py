@@ -4,6 +4,7 @@ bounded queue in front of a slow challenger."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 
 import pytest
@@ -189,3 +190,91 @@ def test_the_comparator_answers_mirrored_copies_at_once_and_serves_its_stats_and
         assert 'iris_shadow_requests_total{outcome="dropped"} 1.0' in metrics
         assert client.get("/health").status_code == 200
         assert client.get("/nothing").status_code == 404
+
+
+def test_species_labels_are_bounded():
+    stats = shadow.Stats()
+    joiner = shadow.Joiner(stats)
+    for i in range(shadow.MAX_SPECIES + 5):
+        joiner.champion(str(i), champion_of("setosa"), 0)
+        joiner.challenger(str(i), challenger_of(f"species-{i}"), 0)
+    joiner.champion("long", champion_of("setosa"), 0)
+    joiner.challenger("long", challenger_of("x" * 100), 0)
+    row = stats.confusion["setosa"]
+    # "setosa" and 15 of the challenger's names are kept; the 6 others and the long one are not.
+    assert len(row) == shadow.MAX_SPECIES
+    assert row["other"] == 7
+
+
+def test_a_copy_waiting_behind_a_full_queue_is_not_given_up_before_its_answer():
+    comparator = shadow.Comparator("http://127.0.0.1:9", queue_size=100, workers=8, timeout=5)
+    # 100 copies of 5 s each through 8 workers: up to ~68 s in the queue.
+    assert comparator.joiner.join_timeout >= 68
+
+
+def test_a_challenger_answer_too_large_is_a_failure():
+    async def scenario() -> shadow.Challenger:
+        async def huge(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            await reader.readuntil(b"\r\n\r\n")
+            writer.write(b"HTTP/1.1 200 OK\r\n\r\n" + b"x" * (shadow.MAX_ANSWER_BYTES + 10))
+            with contextlib.suppress(ConnectionError):
+                await writer.drain()
+            writer.close()
+
+        server = await asyncio.start_server(huge, "127.0.0.1", 0)
+        port = server.sockets[0].getsockname()[1]
+        answer = await shadow.post(f"http://127.0.0.1:{port}", b"{}", 5.0)
+        server.close()
+        return answer
+
+    answer = asyncio.run(scenario())
+    assert answer.status == 0
+    assert "over" in answer.error
+
+
+def test_a_worker_survives_whatever_the_challenger_does(monkeypatch: pytest.MonkeyPatch):
+    async def broken(*_args) -> shadow.Challenger:
+        raise RuntimeError("boom")
+
+    async def scenario() -> shadow.Stats:
+        monkeypatch.setattr(shadow, "post", broken)
+        comparator = shadow.Comparator("http://127.0.0.1:9", queue_size=10, workers=1, timeout=1)
+        worker = asyncio.create_task(comparator.work())
+        for i in range(3):
+            comparator.offer(str(i), b"{}")
+            comparator.joiner.champion(str(i), champion_of("setosa"), 0)
+        await asyncio.sleep(0.1)
+        assert not worker.done()
+        worker.cancel()
+        return comparator.stats
+
+    stats = asyncio.run(scenario())
+    assert stats.failed == 3
+    assert stats.last_failure == "RuntimeError: boom"
+
+
+def test_the_comparator_fails_its_start_when_its_syslog_port_is_taken():
+    import socket
+
+    async def scenario() -> list[dict]:
+        comparator = shadow.Comparator("http://127.0.0.1:9", queue_size=1, workers=0, timeout=1)
+        messages = iter([{"type": "lifespan.startup"}])
+        sent: list[dict] = []
+
+        async def receive() -> dict:
+            return next(messages)
+
+        async def send(message: dict) -> None:
+            sent.append(message)
+
+        await comparator({"type": "lifespan"}, receive, send)
+        return sent
+
+    taken = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    taken.bind(("0.0.0.0", shadow.SYSLOG_PORT))  # noqa: S104 - the port the comparator wants
+    try:
+        sent = asyncio.run(scenario())
+    finally:
+        taken.close()
+    assert [m["type"] for m in sent] == ["lifespan.startup.failed"]
+    assert "shadow comparator:" in sent[0]["message"]

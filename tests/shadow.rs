@@ -239,10 +239,38 @@ fn a_challenger_is_compared_on_live_traffic_and_never_answers_a_client() {
         return;
     }
     let p = Project::new(PROJECT, PORTS);
+    // Nothing to shadow before the stack serves.
+    run(p.irisctl().args(["shadow", "start"])).user_error("does not serve");
     run(p.irisctl().arg("up")).ok();
     let original = std::fs::read_to_string(p.path().join("stack/api/app/main.py")).unwrap();
     let champion = serving_replica();
     assert!(!champion.is_empty());
+
+    // A challenger that cannot start: its last words, nothing left behind, the edge unchanged.
+    std::fs::write(
+        p.path().join("stack/api/app/main.py"),
+        format!("{original}\nraise SystemExit(\"shadow test: a challenger that cannot start\")\n"),
+    )
+    .unwrap();
+    let failed = run(p
+        .irisctl()
+        .args(["shadow", "start"])
+        .env("IRISCTL_HEALTH_TIMEOUT", "30"));
+    failed.user_error("the shadow did not start");
+    assert!(
+        failed.stderr.contains("a challenger that cannot start"),
+        "{}",
+        failed.stderr
+    );
+    assert!(shadow_containers().is_empty(), "{:?}", shadow_containers());
+    let copy = docker(&[
+        "exec",
+        &format!("{PROJECT}-edge-1"),
+        "sh",
+        "-c",
+        "ls /tmp/irisctl/ 2>/dev/null || true",
+    ]);
+    assert!(!copy.contains("shadow"), "{copy}");
 
     // The plan, then the shadow of a challenger that calls every setosa a virginica.
     write_api(
@@ -400,7 +428,8 @@ fn a_challenger_is_compared_on_live_traffic_and_never_answers_a_client() {
     assert_eq!(lost["shadow"]["copying"], false, "{lost:#}");
     let dry = run(p.irisctl().args(["up", "--dry-run"]));
     assert!(
-        dry.stdout.contains("its copy of /predict to the shadow's comparator is gone"),
+        dry.stdout
+            .contains("its copy of /predict to the shadow's comparator is gone"),
         "{}",
         dry.stdout
     );
@@ -497,10 +526,27 @@ fn a_challenger_is_compared_on_live_traffic_and_never_answers_a_client() {
     dry.ok();
     assert!(!dry.stdout.contains("release api"), "{}", dry.stdout);
 
-    // `down` removes a running shadow with the stack.
+    // A sample of half the requests (`shadow.sample`); `down` removes a running shadow.
     write_api(&p, &original, "for down", "", "");
-    run(p.irisctl().args(["shadow", "start"])).ok();
+    run(p
+        .irisctl()
+        .args(["shadow", "start"])
+        .env("IRISCTL_SHADOW_SAMPLE", "50"))
+    .ok();
     assert_eq!(shadow_containers().len(), 2);
+    let load = Load::start();
+    std::thread::sleep(Duration::from_secs(5));
+    let sent = load.finish().len() as f64;
+    let mut half = serde_json::Value::Null;
+    let settled = eventually(20, || {
+        half = status_json(&p)["shadow"].clone();
+        half["queued"] == 0 && half["sample"] == 50
+    });
+    let share = half["compared"].as_f64().unwrap_or(0.0) / sent;
+    assert!(
+        settled && (0.35..=0.65).contains(&share),
+        "{share:.2} of {sent} requests compared at a 50 % sample:\n{half:#}"
+    );
     run(p.irisctl().arg("down")).ok();
     assert!(shadow_containers().is_empty(), "{:?}", shadow_containers());
     p.cleanup();

@@ -480,6 +480,16 @@ impl Engine {
     /// Run `cmd` in a running container and wait for it: its exit code and its output (stdout
     /// and stderr, as they came, at most 4 KiB kept).
     pub async fn exec_output(&self, container: &str, cmd: &[&str]) -> Result<(i64, String)> {
+        self.exec_output_up_to(container, cmd, 4096).await
+    }
+
+    /// [`Engine::exec_output`], keeping about `limit` bytes of the output.
+    pub async fn exec_output_up_to(
+        &self,
+        container: &str,
+        cmd: &[&str],
+        limit: usize,
+    ) -> Result<(i64, String)> {
         let exec = self.create_exec(container, cmd, true).await?;
         let started = self
             .docker
@@ -490,7 +500,7 @@ impl Engine {
         if let bollard::exec::StartExecResults::Attached { mut output, .. } = started {
             while let Some(chunk) = output.next().await {
                 let Ok(chunk) = chunk else { break };
-                if text.len() < 4096 {
+                if text.len() < limit {
                     text.push_str(&String::from_utf8_lossy(&chunk.into_bytes()));
                 }
             }

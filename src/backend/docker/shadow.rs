@@ -549,13 +549,15 @@ impl Docker {
     async fn comparator_stats(&self, comparator: &str) -> Result<pure::Stats> {
         let (code, output) = self
             .engine
-            .exec_output(
+            .exec_output_up_to(
                 comparator,
                 &[
                     "/opt/venv/bin/python",
                     "-c",
                     "import sys, urllib.request; sys.stdout.write(urllib.request.urlopen('http://127.0.0.1:8000/stats', timeout=3).read().decode())",
                 ],
+                // The confusion of up to 16 species each way.
+                64 * 1024,
             )
             .await?;
         if code != 0 {

@@ -197,7 +197,7 @@ async fn promote(ctx: &Ctx, docker: &Docker, stack: &Stack, dry_run: Option<Form
 }
 
 /// `repo` and `tag` of an image reference (`host:5000/repo:tag`; no tag: `latest`).
-fn split_tag(reference: &str) -> (&str, &str) {
+pub(crate) fn split_tag(reference: &str) -> (&str, &str) {
     match reference.rsplit_once(':') {
         Some((repo, tag)) if !tag.contains('/') => (repo, tag),
         _ => (reference, "latest"),

@@ -354,10 +354,7 @@ async fn tag_as_api(backend: &Backend, stack: &Stack, id: &str) -> Result<()> {
     if backend.engine().image_id(&api.image).await?.as_deref() == Some(id) {
         return Ok(());
     }
-    let (repo, tag) = match api.image.rsplit_once(':') {
-        Some((repo, tag)) if !tag.contains('/') => (repo, tag),
-        _ => (api.image.as_str(), "latest"),
-    };
+    let (repo, tag) = super::shadow::split_tag(&api.image);
     backend.engine().tag_image(id, repo, tag).await
 }
 

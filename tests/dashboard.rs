@@ -11,23 +11,12 @@ use serde_json::Value;
 
 const PORTS: [u16; 4] = [21700, 21701, 21702, 21703];
 
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
 /// Evaluate an instant query; (labels, value) per series.
 fn query(expr: &str) -> Vec<(BTreeMap<String, String>, f64)> {
     let url = format!(
         "http://127.0.0.1:{}/api/v1/query?query={}",
         PORTS[2],
-        encode(expr)
+        common::url_encode(expr)
     );
     let (code, body) = http("GET", &url, None);
     assert_eq!(code, 200, "{expr}: {body}");
@@ -62,7 +51,7 @@ fn query_range(expr: &str, secs: u64) -> Vec<Vec<f64>> {
     let url = format!(
         "http://127.0.0.1:{}/api/v1/query_range?query={}&start={}&end={now}&step=5",
         PORTS[2],
-        encode(expr),
+        common::url_encode(expr),
         now - secs
     );
     let (code, body) = http("GET", &url, None);

@@ -173,15 +173,7 @@ fn status_json(p: &Project) -> serde_json::Value {
 
 /// An instant query's values, from the project's Prometheus.
 fn prometheus_query(expr: &str) -> Vec<f64> {
-    let encoded: String = expr
-        .bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect();
+    let encoded = common::url_encode(expr);
     let (_, body) = common::http(
         "GET",
         &format!("http://127.0.0.1:{}/api/v1/query?query={encoded}", PORTS[2]),

@@ -331,6 +331,18 @@ impl Drop for Project {
 }
 
 /// A blocking HTTP GET/POST for checks from the test (status, body).
+/// `s` percent-encoded for a URL's query (RFC 3986 unreserved characters kept).
+pub fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
 pub fn http(method: &str, url: &str, body: Option<&str>) -> (u16, String) {
     http_within(method, url, body, std::time::Duration::from_secs(10))
 }

@@ -50,6 +50,15 @@ pub fn previous_repo(stack: &Stack, service: &str) -> String {
     format!("{}-{service}", stack.project)
 }
 
+/// A listed container's name, without the engine's leading `/`.
+fn listed_name(c: &bollard::models::ContainerSummary) -> String {
+    c.names
+        .as_ref()
+        .and_then(|n| n.first())
+        .map(|n| n.trim_start_matches('/').to_string())
+        .unwrap_or_default()
+}
+
 fn short_id(id: &str) -> &str {
     let id = id.trim_start_matches("sha256:");
     // At a character boundary: an ID read from a label may be anything.
@@ -104,12 +113,7 @@ impl Docker {
                 };
                 Container {
                     id: c.id.clone().unwrap_or_default(),
-                    name: c
-                        .names
-                        .as_ref()
-                        .and_then(|n| n.first())
-                        .map(|n| n.trim_start_matches('/').to_string())
-                        .unwrap_or_default(),
+                    name: listed_name(&c),
                     service: label(labels::SERVICE),
                     hash: label(labels::CONFIG_HASH),
                     record: Record::from_label(&label(record::LABEL)),

@@ -90,12 +90,7 @@ impl Docker {
                 let labels = c.labels.clone().unwrap_or_default();
                 ShadowContainer {
                     role: labels.get(pure::LABEL).cloned().unwrap_or_default(),
-                    name: c
-                        .names
-                        .as_ref()
-                        .and_then(|n| n.first())
-                        .map(|n| n.trim_start_matches('/').to_string())
-                        .unwrap_or_default(),
+                    name: listed_name(&c),
                     id: c.id.clone().unwrap_or_default(),
                     state: c.state.map(|s| s.to_string()).unwrap_or_default(),
                     image: c.image_id.clone().unwrap_or_default(),

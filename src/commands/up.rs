@@ -504,6 +504,17 @@ async fn probe_published(ctx: &Ctx, backend: &Backend, stack: &Stack) -> Result<
     let Some(bad) = results.iter().find(|r| !r.ok) else {
         return Ok(());
     };
+    // A service stopped since `apply` saw it healthy is another client's doing: plan again.
+    if let Backend::Docker(d) = backend {
+        let stopped = d.not_running(stack).await?;
+        if !stopped.is_empty() {
+            return Err(anyhow::anyhow!(
+                "`{}` stopped after it was healthy (another client stopped it)",
+                stopped.join("`, `")
+            )
+            .context(StoppedUnderUs));
+        }
+    }
     let failure = bad
         .error
         .clone()

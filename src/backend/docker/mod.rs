@@ -131,6 +131,23 @@ impl Docker {
         Ok(out)
     }
 
+    /// The stack's services whose container is not running now (stopped or gone): after `up`
+    /// saw them healthy, that is another client's doing (an interrupted `down` the engine
+    /// finished, `docker stop`).
+    pub async fn not_running(&self, stack: &Stack) -> Result<Vec<String>> {
+        let containers = self.containers(stack).await?;
+        Ok(stack
+            .services
+            .iter()
+            .filter(|s| {
+                !containers
+                    .iter()
+                    .any(|c| c.service == s.name && c.state == RunState::Running)
+            })
+            .map(|s| s.name.clone())
+            .collect())
+    }
+
     async fn observe(&self, stack: &Stack) -> Result<Observed> {
         let mut volumes = Vec::new();
         for v in &stack.volumes {

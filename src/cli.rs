@@ -174,6 +174,8 @@ pub enum Command {
     /// Shadow traffic: the project's API as a challenger, answering copies of live /predict requests no client sees
     #[command(subcommand)]
     Shadow(ShadowCommand),
+    /// Open a remote engine's published ports (the web UI, Grafana, Prometheus) on this machine, over SSH, until Ctrl-C
+    Tunnel(TunnelArgs),
     /// Write the equivalent docker-compose.yml
     Compose(ComposeArgs),
     /// Write the built-in stack files (stack/, monitoring/, irisctl.yaml) into DIR for customising
@@ -367,6 +369,12 @@ pub struct DownArgs {
     /// Output format of `--dry-run`
     #[arg(long, value_enum, default_value_t = Format::Table, requires = "dry_run")]
     pub format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct TunnelArgs {
+    #[command(flatten)]
+    pub stack: StackFlags,
 }
 
 #[derive(Debug, Args)]

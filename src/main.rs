@@ -51,6 +51,7 @@ fn main() -> ExitCode {
         Command::Up(_) => "up",
         Command::Down(_) => "down",
         Command::Logs(_) => "logs",
+        Command::Tunnel(_) => "tunnel",
         Command::Watch(_) => "watch",
         Command::Rollback(_) => "rollback",
         Command::Shadow(_) => "shadow",
@@ -64,10 +65,14 @@ fn main() -> ExitCode {
     });
     // Do not wait for in-flight engine calls after an interrupt.
     runtime.shutdown_background();
+    // The SSH connection to a remote engine ends with the run.
+    irisctl::engine::ssh::close();
     match outcome {
         Ok(code) => ExitCode::from(code as u8),
         // Ctrl-C is how `logs -f` ends.
-        Err(err) if err.is::<Interrupted>() && verb == "logs" => ExitCode::SUCCESS,
+        Err(err) if err.is::<Interrupted>() && (verb == "logs" || verb == "tunnel") => {
+            ExitCode::SUCCESS
+        }
         // Ctrl-C is how `watch` ends: the stack keeps running.
         Err(err) if err.is::<Interrupted>() && verb == "watch" => {
             printer.finish_board();
@@ -191,6 +196,7 @@ async fn run(cli: Cli, printer: Printer) -> Result<Exit> {
         Command::Up(a) => Some(&a.stack),
         Command::Watch(a) => Some(&a.stack),
         Command::Status(a) => Some(&a.stack),
+        Command::Tunnel(a) => Some(&a.stack),
         Command::Compose(a) => Some(&a.stack),
         Command::Rollback(a) => Some(&a.stack),
         _ => None,
@@ -198,6 +204,7 @@ async fn run(cli: Cli, printer: Printer) -> Result<Exit> {
     let mut flags = match &cli.command {
         Command::Up(a) => stack_flags(&a.stack),
         Command::Status(a) => stack_flags(&a.stack),
+        Command::Tunnel(a) => stack_flags(&a.stack),
         Command::Compose(a) => stack_flags(&a.stack),
         Command::Watch(a) => stack_flags(&a.stack),
         Command::Rollback(a) => stack_flags(&a.stack),
@@ -295,6 +302,10 @@ async fn run(cli: Cli, printer: Printer) -> Result<Exit> {
                 },
             )
             .await?;
+            Ok(Exit::Success)
+        }
+        Command::Tunnel(_) => {
+            commands::tunnel::run(&ctx).await?;
             Ok(Exit::Success)
         }
         Command::Logs(a) => {

@@ -45,12 +45,17 @@ pub async fn check(client: &reqwest::Client, name: &str, url: &str) -> ProbeResu
 
 pub async fn run_all(client: &reqwest::Client, host: &str, probes: &[&Probe]) -> Vec<ProbeResult> {
     futures_util::future::join_all(probes.iter().map(|p| async move {
-        check(
-            client,
-            &p.name,
-            &format!("http://{host}:{}{}", p.port, p.path),
-        )
-        .await
+        match crate::engine::ssh::http_base(host, p.port).await {
+            Ok(base) => check(client, &p.name, &format!("{base}{}", p.path)).await,
+            Err(e) => ProbeResult {
+                name: p.name.clone(),
+                url: format!("http://{host}:{}{}", p.port, p.path),
+                ok: false,
+                status: None,
+                error: Some(format!("{e:#}")),
+                millis: 0,
+            },
+        }
     }))
     .await
 }

@@ -698,12 +698,37 @@ fn new_user_traps_get_clear_answers() {
     let r = no_engine(&["compose", "-o", "/nonexistent-irisctl/dir/x.yml"]);
     r.user_error("folder `/nonexistent-irisctl/dir` does not exist");
     assert!(!std::path::Path::new("/nonexistent-irisctl").exists());
-    // ssh:// engines are said to be unsupported, with a way that works.
+    // An ssh:// engine that does not resolve: what ssh said, and how to check by hand.
     let r = run(irisctl(dir.path())
         .arg("status")
-        .env("DOCKER_HOST", "ssh://someone@example.invalid"));
-    r.user_error("is an ssh:// engine, which irisctl does not support");
-    assert!(r.stderr.contains("ssh -nNT -L"), "{}", r.stderr);
+        .env("DOCKER_HOST", "ssh://someone@example.invalid:2222"));
+    r.user_error(
+        "cannot reach the Docker engine at `ssh://someone@example.invalid:2222` over SSH: ",
+    );
+    assert!(
+        r.stderr.contains("example.invalid")
+            && r.stderr
+                .contains("`ssh -p 2222 someone@example.invalid docker version`"),
+        "{}",
+        r.stderr
+    );
+    // A malformed one, before any connection.
+    let r = run(irisctl(dir.path())
+        .arg("status")
+        .env("DOCKER_HOST", "ssh://someone@host:port"));
+    r.user_error("is not an SSH engine address");
+    assert!(
+        r.stderr
+            .contains("hint: write it as ssh://[USER@]HOST[:PORT]"),
+        "{}",
+        r.stderr
+    );
+    // A docker context that does not exist.
+    let r = run(irisctl(dir.path())
+        .arg("status")
+        .env_remove("DOCKER_HOST")
+        .env("DOCKER_CONTEXT", "irisctl-no-such-context"));
+    r.user_error("docker context `irisctl-no-such-context` (from DOCKER_CONTEXT) does not exist");
     // An unreachable TCP engine says why (the cause is not empty).
     let r = run(irisctl(dir.path())
         .arg("status")

@@ -91,7 +91,7 @@ pub async fn published_url(ctx: &Ctx) -> Option<String> {
         .iter()
         .find(|s| s.name == "grafana")
         .and_then(|s| s.probe_port)?;
-    Some(format!("http://{host}:{port}"))
+    crate::engine::ssh::http_base(&host, port).await.ok()
 }
 
 /// Whether `url` (without userinfo) is the stack's own Grafana at `own` (its published URL):

@@ -9,6 +9,7 @@ pub mod logs;
 pub mod rollback;
 pub mod shadow;
 pub mod status;
+pub mod tunnel;
 pub mod up;
 pub mod watch;
 

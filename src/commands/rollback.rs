@@ -106,6 +106,11 @@ pub async fn annotate(
     }
     let opts = super::grafana::ProvisionOptions {
         password,
+        own_url: ctx
+            .settings
+            .http_base(ctx.settings.ports.grafana)
+            .await
+            .ok(),
         ..Default::default()
     };
     let client = match super::grafana::client(ctx, &opts) {
@@ -141,7 +146,7 @@ async fn model_version(ctx: &Ctx, stack: &Stack) -> Option<String> {
         .service("api")
         .and_then(|s| s.probes.first())
         .map(|p| p.port)?;
-    let url = format!("http://{}:{port}/health", ctx.settings.client_host());
+    let url = format!("{}/health", ctx.settings.http_base(port).await.ok()?);
     let answer = crate::probe::client(std::time::Duration::from_secs(3))
         .get(url)
         .send()

@@ -147,11 +147,14 @@ async fn finish(
     let client = probe::client(Duration::from_secs(2));
     // Only the project's own Prometheus, where it really publishes: never an address the
     // project does not hold (another stack's Prometheus on the default port).
-    let prom = services
+    let prom = match services
         .iter()
         .find(|s| s.name == "prometheus" && s.state == "running")
         .and_then(|s| s.probe_port)
-        .map(|port| format!("http://{host}:{port}"));
+    {
+        Some(port) => Some(crate::engine::ssh::http_base(&host, port).await?),
+        None => None,
+    };
     let (prometheus_targets, prometheus_error, alerts, alerts_error) = match prom {
         None => {
             let e = Some("prometheus is not running".to_string());
@@ -179,9 +182,10 @@ async fn finish(
         .find(|s| s.name == "alertmanager" && s.state == "running")
         .and_then(|s| s.probe_port)
     {
-        Some(port) => probe::alertmanager_delivery(&client, &format!("http://{host}:{port}"))
-            .await
-            .ok(),
+        Some(port) => {
+            let base = crate::engine::ssh::http_base(&host, port).await?;
+            probe::alertmanager_delivery(&client, &base).await.ok()
+        }
         None => None,
     };
     let grafana_running = services
@@ -195,7 +199,7 @@ async fn finish(
             .find(|s| s.name == "grafana")
             .and_then(|s| s.probe_port)
             .unwrap_or(ctx.settings.ports.grafana);
-        match grafana_dashboards(ctx, format!("http://{host}:{port}")).await {
+        match grafana_dashboards(ctx, crate::engine::ssh::http_base(&host, port).await?).await {
             Ok(d) => (d, None),
             Err(e) => (vec![], Some(e)),
         }

@@ -209,6 +209,7 @@ async fn converge_once(ctx: &Ctx, opts: &UpOptions) -> Result<(String, String)> 
             &super::grafana::ProvisionOptions {
                 password: Some(password.clone()),
                 wait_timeout: Duration::from_secs(60),
+                own_url: Some(ctx.settings.http_base(ctx.settings.ports.grafana).await?),
                 ..Default::default()
             },
         )
@@ -429,11 +430,14 @@ async fn canary_aborted(
     }
     // An operator's own Ctrl-C is annotated, not alerted on.
     if ctx.settings.alerting.webhook_url.is_some() && !why.starts_with("interrupted") {
-        let url = format!(
-            "http://{}:{}/api/v2/alerts",
-            ctx.settings.client_host(),
-            ctx.settings.ports.alertmanager
-        );
+        let Ok(base) = ctx
+            .settings
+            .http_base(ctx.settings.ports.alertmanager)
+            .await
+        else {
+            return;
+        };
+        let url = format!("{base}/api/v2/alerts");
         let now = humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string();
         let ends = humantime::format_rfc3339_seconds(
             std::time::SystemTime::now() + Duration::from_secs(15 * 60),
@@ -488,15 +492,18 @@ fn warn_orphans(ctx: &Ctx, stack: &Stack, plan: &Plan) {
 /// the edge, a name it cannot resolve or an upstream it cannot reach is said there.
 async fn probe_published(ctx: &Ctx, backend: &Backend, stack: &Stack) -> Result<()> {
     let client = probe::client(Duration::from_secs(3));
-    let host = ctx.settings.client_host();
     let deadline = Instant::now() + Duration::from_secs(30).min(ctx.settings.health_timeout);
     let probes: Vec<_> = stack
         .services
         .iter()
         .flat_map(|s| s.probes.iter())
         .collect();
-    let results = futures_util::future::join_all(probes.iter().map(|p| {
-        let url = format!("http://{host}:{}{}", p.port, p.path);
+    let mut bases = Vec::new();
+    for p in &probes {
+        bases.push(ctx.settings.http_base(p.port).await?);
+    }
+    let results = futures_util::future::join_all(probes.iter().zip(&bases).map(|(p, base)| {
+        let url = format!("{base}{}", p.path);
         let client = &client;
         async move { probe::until_ok(client, &p.name, &url, deadline).await }
     }))
@@ -520,11 +527,14 @@ async fn probe_published(ctx: &Ctx, backend: &Backend, stack: &Stack) -> Result<
         .clone()
         .unwrap_or_else(|| format!("HTTP {}", bad.status.unwrap_or(0)));
     // Behind the edge the cause is in the edge's log (nginx says what it could not do).
-    let edge = stack.service(crate::stack::edge::EDGE).filter(|e| {
-        e.ports
-            .iter()
-            .any(|p| bad.url.contains(&format!(":{}/", p.host)))
-    });
+    let bad_port = probes
+        .iter()
+        .zip(&results)
+        .find(|(_, r)| !r.ok)
+        .map(|(p, _)| p.port);
+    let edge = stack
+        .service(crate::stack::edge::EDGE)
+        .filter(|e| e.ports.iter().any(|p| Some(p.host) == bad_port));
     if let Some(edge) = edge {
         let logs: Vec<String> = backend
             .engine()

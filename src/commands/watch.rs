@@ -192,9 +192,8 @@ pub async fn run(ctx: &Ctx, opts: WatchOptions) -> Result<()> {
 
     let client = crate::probe::client(Duration::from_secs(2));
     let predict = format!(
-        "http://{}:{}/predict",
-        ctx.settings.client_host(),
-        ctx.settings.ports.api
+        "{}/predict",
+        ctx.settings.http_base(ctx.settings.ports.api).await?
     );
     loop {
         // Wait for a change that reaches an image, then for a quiet moment.

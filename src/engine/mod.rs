@@ -4,7 +4,10 @@
 
 pub mod build;
 pub mod context;
+pub mod endpoint;
 mod objects;
+pub mod ship;
+pub mod ssh;
 mod swarm;
 
 pub use objects::Removed;
@@ -12,7 +15,7 @@ pub use objects::Removed;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use bollard::errors::Error as BollardError;
 use bollard::Docker;
 use futures_util::StreamExt;
@@ -55,6 +58,8 @@ pub struct Engine {
     docker: Docker,
     pub host: String,
     pub api_version: String,
+    /// Reached over SSH: files and images travel through the API (see [`ship`]).
+    remote: bool,
 }
 
 /// The kinds of object [`Engine::remove_labelled`] lists and removes.
@@ -97,20 +102,17 @@ pub enum ImageRemoval {
     InUse,
 }
 
-/// Where `DOCKER_HOST` (or the default socket) points.
-pub fn docker_host() -> String {
-    std::env::var("DOCKER_HOST")
-        .ok()
-        .filter(|h| !h.is_empty())
-        .unwrap_or_else(|| "unix:///var/run/docker.sock".to_string())
-}
-
 fn unreachable(host: &str, detail: impl std::fmt::Display) -> anyhow::Error {
     let detail = detail.to_string();
     let detail = if detail.trim().is_empty() {
         "no connection (refused, or nothing listens there)".to_string()
     } else {
         detail
+    };
+    // Over SSH, what ssh said is the cause (a refused socket, a dropped connection).
+    let detail = match ssh::opened().map(|s| s.last_words()) {
+        Some(said) if !said.is_empty() => format!("{detail} (ssh: {said})"),
+        _ => detail,
     };
     hinted(
         format!("cannot reach the Docker engine at `{host}`: {detail}"),
@@ -129,14 +131,26 @@ fn failed(op: &str, kind: &str, name: &str, e: &BollardError) -> anyhow::Error {
 impl Engine {
     /// Connect through `DOCKER_HOST` or the local socket and negotiate the API version.
     pub async fn connect() -> Result<Engine> {
-        let host = docker_host();
-        if host.starts_with("ssh://") {
-            return Err(hinted(
-                format!("DOCKER_HOST `{host}` is an ssh:// engine, which irisctl does not support"),
-                "forward the remote socket and point DOCKER_HOST at it: `ssh -nNT -L /tmp/docker.sock:/var/run/docker.sock USER@HOST &` then `DOCKER_HOST=unix:///tmp/docker.sock irisctl ...`",
-            ));
+        let chosen = endpoint::chosen()?;
+        let host = chosen.url.clone();
+        let remote = host.starts_with("ssh://");
+        let docker = match endpoint::endpoint(&host)? {
+            endpoint::Endpoint::Ssh(_) => {
+                let ssh = ssh::connection().await?.context("the SSH connection")?;
+                Docker::connect_with_unix(
+                    &ssh.socket.display().to_string(),
+                    600,
+                    bollard::API_DEFAULT_VERSION,
+                )
+            }
+            endpoint::Endpoint::Direct(url) if url.starts_with("unix://") => {
+                Docker::connect_with_unix(&url, 600, bollard::API_DEFAULT_VERSION)
+            }
+            endpoint::Endpoint::Direct(url) => {
+                Docker::connect_with_http(&url, 600, bollard::API_DEFAULT_VERSION)
+            }
         }
-        let docker = Docker::connect_with_defaults().map_err(|e| unreachable(&host, e))?;
+        .map_err(|e| unreachable(&host, e))?;
         let docker = docker.with_timeout(Duration::from_secs(600));
         let docker =
             match tokio::time::timeout(Duration::from_secs(10), docker.negotiate_version()).await {
@@ -164,12 +178,19 @@ impl Engine {
             docker,
             host,
             api_version,
+            remote,
         })
     }
 
     /// Is the engine on this machine (so host ports can be checked here)?
     pub fn is_local(&self) -> bool {
         self.host.starts_with("unix://")
+    }
+
+    /// Is the engine reached over SSH (its ports on the remote's loopback, its files not
+    /// this machine's)?
+    pub fn is_remote(&self) -> bool {
+        self.remote
     }
 
     pub async fn info(&self) -> Result<bollard::models::SystemInfo> {
@@ -199,6 +220,24 @@ impl Engine {
 
     /// Pull an image; the registry's (or the engine's) reason when that fails.
     pub async fn pull_image(&self, reference: &str) -> Result<(), String> {
+        // A remote engine takes what this machine's engine has from it, only the missing layers.
+        if self.remote {
+            if let Ok(local) = Docker::connect_with_unix(
+                endpoint::DEFAULT_SOCKET,
+                600,
+                bollard::API_DEFAULT_VERSION,
+            ) {
+                match ship::ship_image(&local, &self.docker, reference).await {
+                    Ok(Some(_)) => return Ok(()),
+                    Ok(None) => {}
+                    Err(e) => {
+                        return Err(format!(
+                            "sending it from this machine's engine failed: {e:#}"
+                        ))
+                    }
+                }
+            }
+        }
         let options = bollard::query_parameters::CreateImageOptions {
             from_image: Some(reference.to_string()),
             ..Default::default()
@@ -376,8 +415,32 @@ impl Engine {
             name: Some(name.to_string()),
             ..Default::default()
         };
+        // On a remote engine, files of this machine are uploaded, not bind-mounted.
+        let (body, shipped) = if self.remote {
+            ship::without_binds(body)
+        } else {
+            (body, Vec::new())
+        };
+        let archives = ship::archives(&shipped)?;
         match self.docker.create_container(Some(options), body).await {
-            Ok(c) => Ok(Some(c.id)),
+            Ok(c) => {
+                for (dir, tar) in archives {
+                    let options = bollard::query_parameters::UploadToContainerOptions {
+                        path: dir.clone(),
+                        ..Default::default()
+                    };
+                    self.docker
+                        .upload_to_container(&c.id, Some(options), bollard::body_full(tar.into()))
+                        .await
+                        .map_err(|e| {
+                            anyhow::anyhow!(
+                                "failed to copy the mounted files of container `{name}` into {dir}: {}",
+                                root_message(&e)
+                            )
+                        })?;
+                }
+                Ok(Some(c.id))
+            }
             Err(e) if is_conflict(&e) => Ok(None),
             Err(e) => Err(failed("create", "container", name, &e)),
         }
@@ -426,7 +489,8 @@ impl Engine {
         }
         let rm = bollard::query_parameters::RemoveContainerOptions {
             force: true,
-            v: false,
+            // Its anonymous volumes (a remote's uploaded files) go with it; named ones stay.
+            v: true,
             ..Default::default()
         };
         match self.docker.remove_container(id, Some(rm)).await {
@@ -519,7 +583,8 @@ impl Engine {
     pub async fn kill_and_remove(&self, name: &str) -> Result<()> {
         let rm = bollard::query_parameters::RemoveContainerOptions {
             force: true,
-            v: false,
+            // Its anonymous volumes (a remote's uploaded files) go with it; named ones stay.
+            v: true,
             ..Default::default()
         };
         match self.docker.remove_container(name, Some(rm)).await {

@@ -108,9 +108,10 @@ pub const GRAFANA_PROVISION_VARS: [&str; 4] = [
     "GRAFANA_TOKEN",
 ];
 
-/// Variables read before the settings (`--config`, `--project-dir`) or by a test hook of the
-/// printer; the settings layers pass over them too.
-pub const NOT_SETTINGS: [&str; 3] = ["CONFIG", "PROJECT_DIR", "TEST_HOLD_AT"];
+/// Variables read before the settings (`--config`, `--project-dir`), by the SSH connection to
+/// a remote engine (`IRISCTL_SSH_COMMAND`) or by a test hook of the printer; the settings
+/// layers pass over them too.
+pub const NOT_SETTINGS: [&str; 4] = ["CONFIG", "PROJECT_DIR", "SSH_COMMAND", "TEST_HOLD_AT"];
 
 /// Old names still accepted: (old, current).
 pub const ALIASES: &[(&str, &str)] = &[("WAIT_TIMEOUT", "HEALTH_TIMEOUT")];

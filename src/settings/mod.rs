@@ -365,6 +365,12 @@ impl Settings {
         format!("{}-{service}:dev", self.project)
     }
 
+    /// `http://HOST:PORT`: how this machine reaches a published port — directly, or through
+    /// the SSH connection when the engine is remote (its ports are on its own loopback).
+    pub async fn http_base(&self, port: u16) -> anyhow::Result<String> {
+        crate::engine::ssh::http_base(&self.client_host(), port).await
+    }
+
     /// The address clients on this host use to reach a published port.
     pub fn client_host(&self) -> String {
         match self.bind {

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::Result;
 
 use super::super::plan::Op;
-use super::release::local_address;
+use super::release::published_base;
 use super::*;
 use crate::canary::{self as pure, Progress, Verdict};
 use crate::error::hinted;
@@ -68,16 +68,14 @@ impl Docker {
                 "release without --canary (and without `release.strategy: canary`)",
             ));
         };
-        let Some(prometheus) = stack
-            .service("prometheus")
-            .and_then(|p| p.ports.first())
-            .map(|p| format!("http://{}", local_address(p)))
+        let Some(prometheus_port) = stack.service("prometheus").and_then(|p| p.ports.first())
         else {
             return Err(hinted(
                 "a canary is judged from Prometheus's readings, and this stack publishes no Prometheus port",
                 "publish Prometheus (`ports.prometheus`), or release without --canary",
             ));
         };
+        let prometheus = published_base(prometheus_port).await?;
         let started = self
             .start_beside(stack, service, op, body, deadline, timeout, printer)
             .await?;

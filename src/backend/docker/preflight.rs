@@ -62,6 +62,9 @@ impl Docker {
         check_ownership(stack, objects)?;
         if ports {
             preflight_ports(&self.engine, stack, &all)?;
+            if self.engine.is_remote() {
+                remote_ports(stack, &all).await?;
+            }
         }
         Ok(())
     }
@@ -104,6 +107,43 @@ pub(super) fn managed_elsewhere(stack: &Stack, dir: &str, what: &str) -> anyhow:
 /// Refuse, before anything is built or touched, when a host port the stack publishes is taken by
 /// a container of another project or by another program. Ports the project's own containers
 /// hold are fine: converging frees or keeps them.
+/// On a remote engine: a port no container publishes that a program of the remote host
+/// listens on (asked through the SSH connection) is taken.
+async fn remote_ports(stack: &Stack, all: &[bollard::models::ContainerSummary]) -> Result<()> {
+    let Some(ssh) = crate::engine::ssh::connection().await? else {
+        return Ok(());
+    };
+    for service in &stack.services {
+        for p in &service.ports {
+            let published = all.iter().any(|c| {
+                c.ports
+                    .iter()
+                    .flatten()
+                    .any(|cp| cp.public_port == Some(p.host))
+            });
+            if published {
+                continue;
+            }
+            let host = match p.host_ip {
+                std::net::IpAddr::V4(ip) if ip.is_unspecified() => "127.0.0.1".to_string(),
+                std::net::IpAddr::V6(ip) if ip.is_unspecified() => "[::1]".to_string(),
+                std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+                ip => ip.to_string(),
+            };
+            if ssh.listening(&host, p.host).await? {
+                return Err(hinted(
+                    format!(
+                        "host port {} on {} of `{}` (for `{}`) is already in use by another program",
+                        p.host, p.host_ip, ssh.target.host, service.name
+                    ),
+                    "stop what uses it on that host, or give irisctl another port (--api-port, --frontend-port, --prometheus-port, --grafana-port or `ports:` in irisctl.yaml)",
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 pub(super) fn preflight_ports(
     engine: &Engine,
     stack: &Stack,

@@ -393,7 +393,7 @@ impl Docker {
         service: &crate::stack::Service,
         new: &str,
     ) {
-        if !self.engine.is_local() || service.name != "api" {
+        if !(self.engine.is_local() || self.engine.is_remote()) || service.name != "api" {
             return;
         }
         let Ok(hostname) = self
@@ -404,15 +404,21 @@ impl Docker {
         else {
             return;
         };
-        let mut urls: Vec<String> = crate::stack::edge::edge_port(stack, service)
-            .map(|p| format!("http://{}/health", local_address(p)))
-            .into_iter()
-            .collect();
+        let mut urls: Vec<String> = Vec::new();
+        if let Some(p) = crate::stack::edge::edge_port(stack, service) {
+            let Ok(base) = published_base(p).await else {
+                return;
+            };
+            urls.push(format!("{base}/health"));
+        }
         if let Some(ui) = stack
             .service("frontend")
             .and_then(|f| crate::stack::edge::edge_port(stack, f))
         {
-            urls.push(format!("http://{}/api/health", local_address(ui)));
+            let Ok(base) = published_base(ui).await else {
+                return;
+            };
+            urls.push(format!("{base}/api/health"));
         }
         if hostname.is_empty() || urls.is_empty() {
             return;
@@ -454,6 +460,17 @@ impl Docker {
 
 /// Where a published port is reached from this host: `ip:port` (IPv6 in brackets); an
 /// unspecified address is reached on loopback.
+/// `http://…` for a published port as this machine reaches it (over the SSH connection when
+/// the engine is remote).
+pub(super) async fn published_base(p: &crate::stack::Port) -> Result<String> {
+    let addr = local_address(p);
+    let host = match addr.ip() {
+        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+        ip => ip.to_string(),
+    };
+    crate::engine::ssh::http_base(&host, addr.port()).await
+}
+
 pub(super) fn local_address(p: &crate::stack::Port) -> std::net::SocketAddr {
     let ip = match p.host_ip {
         std::net::IpAddr::V4(ip) if ip.is_unspecified() => {

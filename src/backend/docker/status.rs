@@ -202,14 +202,17 @@ impl Docker {
         c: &ContainerInspectResponse,
     ) -> String {
         let health = health_word(c);
-        if health != "starting" || !self.engine.is_local() {
+        if health != "starting" || !(self.engine.is_local() || self.engine.is_remote()) {
             return health;
         }
         let (Some(r), Some(ip)) = (&service.ready, container_ip(stack, c)) else {
             return health;
         };
         let client = crate::probe::client(Duration::from_millis(800));
-        let url = format!("http://{ip}:{}{}", r.port, r.path);
+        let Ok(base) = crate::engine::ssh::http_base(&ip.to_string(), r.port).await else {
+            return health;
+        };
+        let url = format!("{base}{}", r.path);
         if crate::probe::check(&client, &service.name, &url).await.ok {
             "ready".into()
         } else {

@@ -75,7 +75,11 @@ pub(super) async fn wait_healthy(
             }
             if let (true, Some(r)) = (running, ready) {
                 if let Some(ip) = container_ip(stack, &c) {
-                    let url = format!("http://{ip}:{}{}", r.port, r.path);
+                    let Ok(base) = crate::engine::ssh::http_base(&ip.to_string(), r.port).await
+                    else {
+                        return Poll::Pending(NotReady::Starting(health));
+                    };
+                    let url = format!("{base}{}", r.path);
                     if crate::probe::check(client, service, &url).await.ok {
                         return Poll::Ready(());
                     }

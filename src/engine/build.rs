@@ -14,7 +14,36 @@ use crate::stack::Build;
 
 /// Build `tag` from `build`, with these labels on the image; its ID. The context is streamed
 /// to the engine as it is read, never held whole in memory.
+///
+/// For a remote engine the build runs on this machine's engine when there is one (its cache,
+/// its network for pip and npm), and the image is then sent to the remote without the layers
+/// the remote has: a one-line change sends one small layer. Without an engine here, the remote
+/// builds from the streamed context.
 pub async fn build_image(
+    engine: &Engine,
+    service: &str,
+    tag: &str,
+    build: &Build,
+    image_labels: HashMap<String, String>,
+    bar: &ProgressBar,
+) -> Result<String> {
+    if engine.is_remote() {
+        if let Some(here) = Engine::here().await {
+            let id = build_on(&here, service, tag, build, image_labels, bar).await?;
+            bar.set_message(format!("sending {tag} to the remote"));
+            engine.receive_image(&here, tag).await.map_err(|e| {
+                hinted(
+                    format!("image `{tag}` of `{service}` was built here but could not be sent to the remote engine: {e:#}"),
+                    "check the remote's free disk space (`docker system df` there), then run `irisctl up` again",
+                )
+            })?;
+            return Ok(id);
+        }
+    }
+    build_on(engine, service, tag, build, image_labels, bar).await
+}
+
+async fn build_on(
     engine: &Engine,
     service: &str,
     tag: &str,

@@ -187,6 +187,32 @@ impl Engine {
         self.host.starts_with("unix://")
     }
 
+    /// This machine's own engine (the default socket), when the engine irisctl works with is
+    /// remote and one answers here: where a remote's images are built and sent from.
+    pub async fn here() -> Option<Engine> {
+        let docker =
+            Docker::connect_with_unix(endpoint::DEFAULT_SOCKET, 600, bollard::API_DEFAULT_VERSION)
+                .ok()?;
+        let docker = tokio::time::timeout(Duration::from_secs(3), docker.negotiate_version())
+            .await
+            .ok()?
+            .ok()?;
+        let v = docker.client_version();
+        Some(Engine {
+            docker,
+            host: endpoint::DEFAULT_SOCKET.into(),
+            api_version: format!("{}.{}", v.major_version, v.minor_version),
+            remote: false,
+        })
+    }
+
+    /// Take `reference` from `here` (only the layers this engine lacks).
+    pub async fn receive_image(&self, here: &Engine, reference: &str) -> Result<ship::ShipReport> {
+        ship::ship_image(&here.docker, &self.docker, reference)
+            .await?
+            .with_context(|| format!("image `{reference}` is not on this machine's engine"))
+    }
+
     /// Is the engine reached over SSH (its ports on the remote's loopback, its files not
     /// this machine's)?
     pub fn is_remote(&self) -> bool {
@@ -222,12 +248,8 @@ impl Engine {
     pub async fn pull_image(&self, reference: &str) -> Result<(), String> {
         // A remote engine takes what this machine's engine has from it, only the missing layers.
         if self.remote {
-            if let Ok(local) = Docker::connect_with_unix(
-                endpoint::DEFAULT_SOCKET,
-                600,
-                bollard::API_DEFAULT_VERSION,
-            ) {
-                match ship::ship_image(&local, &self.docker, reference).await {
+            if let Some(here) = Engine::here().await {
+                match ship::ship_image(&here.docker, &self.docker, reference).await {
                     Ok(Some(_)) => return Ok(()),
                     Ok(None) => {}
                     Err(e) => {

@@ -1,0 +1,326 @@
+//! A remote engine reached only over SSH: a second Docker engine in a container (Debian's
+//! `docker.io` and `openssh-server`, sshd on a non-default port, published on this host's
+//! loopback), which starts with no image. Everything irisctl does there goes through one SSH
+//! connection per run: the stack comes up from nothing (base images sent from this engine,
+//! the project's images built there, the mounted files uploaded), `status` probes it, a release
+//! under load generated on the remote itself loses no request, `rollback`, `tunnel` and
+//! `down --volumes` leave nothing; an unknown host key is refused.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{docker, run, Project};
+
+const IMAGE: &str = "irisctl-test-remote-host";
+const NAME: &str = "irisctl-test-remote-host";
+const VOLUME: &str = "irisctl-test-remote-host-docker";
+const SSH_PORT: u16 = 22850;
+/// The stack's ports on the remote (its own loopback; nothing here listens on them).
+const PORTS: [u16; 4] = [22851, 22852, 22853, 22854];
+
+const PREDICT: &str =
+    r#"{"items":[{"sepal_length":5.1,"sepal_width":3.5,"petal_length":1.4,"petal_width":0.2}]}"#;
+
+/// The remote host: its container, the key irisctl logs in with and the known_hosts that
+/// holds its host key.
+struct Remote {
+    dir: tempfile::TempDir,
+}
+
+impl Remote {
+    fn start() -> Remote {
+        Remote::remove();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let key = dir.path().join("id");
+        let made = Command::new("ssh-keygen")
+            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+            .arg(&key)
+            .status()
+            .expect("run ssh-keygen");
+        assert!(made.success());
+        let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
+        docker(&[
+            "build",
+            "-q",
+            "-t",
+            IMAGE,
+            common::repo().join("tests/remote-host").to_str().unwrap(),
+        ]);
+        docker(&[
+            "run",
+            "-d",
+            "--name",
+            NAME,
+            "--label",
+            "irisctl.test=remote",
+            "--cap-add",
+            "ALL",
+            "--cap-drop",
+            "SYS_RESOURCE",
+            "--security-opt",
+            "seccomp=unconfined",
+            "--security-opt",
+            "apparmor=unconfined",
+            "-v",
+            "/sys/fs/cgroup:/sys/fs/cgroup:rw",
+            "--cgroupns",
+            "host",
+            "-v",
+            &format!("{VOLUME}:/var/lib/docker"),
+            "-p",
+            &format!("127.0.0.1:{SSH_PORT}:2222"),
+            "-e",
+            &format!("AUTHORIZED_KEY={}", public.trim()),
+            IMAGE,
+        ]);
+        let remote = Remote { dir };
+        // Its engine answers (asked from inside), then its host key is recorded.
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while remote
+            .sh("docker version --format '{{.Server.APIVersion}}'")
+            .0
+            != 0
+        {
+            assert!(
+                Instant::now() < deadline,
+                "the remote's engine did not start"
+            );
+            std::thread::sleep(Duration::from_millis(250));
+        }
+        let scan = Command::new("ssh-keyscan")
+            .args(["-p", &SSH_PORT.to_string(), "127.0.0.1"])
+            .output()
+            .expect("run ssh-keyscan");
+        std::fs::write(remote.known_hosts(), &scan.stdout).unwrap();
+        assert!(
+            !scan.stdout.is_empty(),
+            "no host key from the remote's sshd"
+        );
+        remote
+    }
+
+    fn known_hosts(&self) -> PathBuf {
+        self.dir.path().join("known_hosts")
+    }
+
+    /// `ssh` with the test's key and known_hosts (irisctl adds the rest).
+    fn ssh_command(&self, known_hosts: &Path) -> String {
+        format!(
+            "ssh -i {} -o UserKnownHostsFile={} -o IdentitiesOnly=yes",
+            self.dir.path().join("id").display(),
+            known_hosts.display()
+        )
+    }
+
+    /// `cmd` aimed at the remote engine.
+    fn aim<'a>(&self, cmd: &'a mut Command) -> &'a mut Command {
+        cmd.env("DOCKER_HOST", format!("ssh://root@127.0.0.1:{SSH_PORT}"))
+            .env("IRISCTL_SSH_COMMAND", self.ssh_command(&self.known_hosts()))
+    }
+
+    /// A shell command on the remote host (through the local engine: the test's own look).
+    fn sh(&self, script: &str) -> (i32, String) {
+        let out = Command::new("docker")
+            .args(["exec", NAME, "sh", "-c", script])
+            .output()
+            .expect("docker exec");
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).trim().to_string(),
+        )
+    }
+
+    /// SSH logins the remote's sshd accepted so far.
+    fn logins(&self) -> usize {
+        self.sh("grep -c 'Accepted publickey' /var/log/sshd.log || true")
+            .1
+            .parse()
+            .unwrap_or(0)
+    }
+
+    fn remove() {
+        let _ = Command::new("docker")
+            .args(["rm", "-f", "-v", NAME])
+            .output();
+        let _ = Command::new("docker")
+            .args(["volume", "rm", VOLUME])
+            .output();
+    }
+}
+
+impl Drop for Remote {
+    fn drop(&mut self) {
+        Remote::remove();
+    }
+}
+
+/// The project's objects on the remote engine.
+fn remote_leftovers(remote: &Remote, project: &str) -> String {
+    let label = format!("label=com.docker.compose.project={project}");
+    let (_, out) = remote.sh(&format!(
+        "docker ps -aq --filter {label}; docker network ls -q --filter {label}; docker volume ls -q --filter {label}; docker volume ls -q --filter dangling=true"
+    ));
+    out
+}
+
+#[test]
+fn a_remote_engine_over_ssh_runs_the_whole_stack() {
+    if !common::engine_available() {
+        return;
+    }
+    let remote = Remote::start();
+    let p = Project::new("irisctl-test-remote", PORTS);
+
+    // An unknown host key is refused, with how to check and accept it.
+    let empty = remote.dir.path().join("empty_known_hosts");
+    std::fs::write(&empty, "").unwrap();
+    let r = run(p
+        .irisctl()
+        .arg("status")
+        .env("DOCKER_HOST", format!("ssh://root@127.0.0.1:{SSH_PORT}"))
+        .env("IRISCTL_SSH_COMMAND", remote.ssh_command(&empty)));
+    r.user_error(&format!(
+        "the SSH host key of `[127.0.0.1]:{SSH_PORT}` is unknown"
+    ));
+    assert!(
+        r.stderr
+            .contains(&format!("hint: check the host's key fingerprint and accept it once with `ssh -p {SSH_PORT} root@127.0.0.1`")),
+        "{}",
+        r.stderr
+    );
+
+    // From nothing: the remote has no image at all.
+    assert_eq!(remote.sh("docker images -q").1, "");
+    let up = run(remote.aim(&mut p.irisctl()).arg("up"));
+    assert_eq!(up.code, 0, "remote up failed:\n{}", up.stderr);
+    let (_, images) = remote.sh("docker images --format '{{.Repository}}:{{.Tag}}'");
+    for image in ["irisctl-offline/python:3.11", "irisctl-test-remote-api:dev"] {
+        assert!(
+            images.contains(image),
+            "{image} not on the remote:\n{images}"
+        );
+    }
+    // Prometheus runs with the uploaded configuration (its job is there), not a bind mount.
+    let (_, mounts) = remote.sh(
+        "docker inspect irisctl-test-remote-prometheus-1 --format '{{range .Mounts}}{{.Type}}:{{.Destination}} {{end}}'",
+    );
+    assert!(
+        !mounts.contains("bind:") && mounts.contains("volume:/etc/prometheus"),
+        "{mounts}"
+    );
+
+    // `status` probes every service through the SSH connection.
+    let status = run(remote
+        .aim(&mut p.irisctl())
+        .args(["status", "--format", "json"]));
+    assert_eq!(status.code, 0, "{}\n{}", status.stdout, status.stderr);
+    let report: serde_json::Value = serde_json::from_str(&status.stdout).unwrap();
+    for s in report["services"].as_array().unwrap() {
+        assert_eq!(s["health"], "healthy", "{s}");
+        for probe in s["probes"].as_array().into_iter().flatten() {
+            assert_eq!(probe["ok"], true, "{probe}");
+        }
+    }
+    let targets = report["prometheus_targets"].to_string();
+    assert!(targets.contains("iris-api"), "{targets}");
+
+    // A no-op `up` opens one SSH connection (two at most).
+    let before = remote.logins();
+    let noop = run(remote.aim(&mut p.irisctl()).arg("up"));
+    assert_eq!(noop.code, 0, "{}", noop.stderr);
+    assert!(noop.stderr.contains("nothing to change"), "{}", noop.stderr);
+    let opened = remote.logins() - before;
+    assert!(
+        (1..=2).contains(&opened),
+        "a no-op up opened {opened} SSH connections"
+    );
+
+    // A release of new API code under load generated on the remote: no request fails.
+    let load = format!(
+        "rm -f /tmp/load.log; while [ ! -e /tmp/stop ]; do curl -s -o /dev/null -w '%{{http_code}}\\n' -m 10 -H 'Content-Type: application/json' -d '{PREDICT}' http://127.0.0.1:{}/predict >> /tmp/load.log; done",
+        PORTS[0]
+    );
+    let mut loader = Command::new("docker")
+        .args(["exec", NAME, "sh", "-c", &load])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start the load");
+    std::thread::sleep(Duration::from_secs(2));
+    let main_py = p.path().join("stack/api/app/main.py");
+    let mut text = std::fs::read_to_string(&main_py).unwrap();
+    text.push_str("\n# a remote release\n");
+    std::fs::write(&main_py, text).unwrap();
+    let release = run(remote.aim(&mut p.irisctl()).arg("up"));
+    assert_eq!(release.code, 0, "{}", release.stderr);
+    assert!(
+        release.stderr.contains("released api"),
+        "{}",
+        release.stderr
+    );
+    std::thread::sleep(Duration::from_secs(1));
+    remote.sh("touch /tmp/stop");
+    let _ = loader.wait();
+    let (_, codes) = remote.sh("sort /tmp/load.log | uniq -c");
+    let total: usize = remote.sh("wc -l < /tmp/load.log").1.parse().unwrap_or(0);
+    assert!(
+        total >= 20,
+        "only {total} requests during the release: {codes}"
+    );
+    let failed: Vec<&str> = codes.lines().filter(|l| !l.ends_with(" 200")).collect();
+    assert!(
+        failed.is_empty(),
+        "requests failed during the release: {codes}"
+    );
+
+    // Back to the previous release.
+    let back = run(remote.aim(&mut p.irisctl()).args(["rollback", "api"]));
+    assert_eq!(back.code, 0, "{}", back.stderr);
+
+    // `tunnel` opens the web UI here; Ctrl-C ends it.
+    let mut tunnel = remote
+        .aim(&mut p.irisctl())
+        .arg("tunnel")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run irisctl tunnel");
+    let mut ui = None;
+    // A row per published port: SERVICE, ON THE REMOTE (127.0.0.1:PORT), HERE (a local URL).
+    for line in BufReader::new(tunnel.stdout.take().unwrap()).lines() {
+        let line = line.unwrap();
+        if line.contains(&format!("127.0.0.1:{} ", PORTS[1])) {
+            ui = line
+                .split_whitespace()
+                .find(|w| w.starts_with("http://127.0.0.1:"))
+                .map(String::from);
+            break;
+        }
+    }
+    let ui = ui.expect("the tunnel names the web UI's local URL");
+    let (code, body) = common::http("GET", &ui, None);
+    assert_eq!(code, 200, "{ui}: {body}");
+    let (code, _) = common::http("POST", &format!("{ui}api/predict"), Some(PREDICT));
+    assert_eq!(code, 200, "{ui}api/predict");
+    let _ = Command::new("kill")
+        .args(["-INT", &tunnel.id().to_string()])
+        .status();
+    let ended = tunnel.wait().unwrap();
+    assert_eq!(ended.code(), Some(0));
+
+    // `down --volumes` leaves nothing of the project on the remote (no stray volume either).
+    let down = run(remote.aim(&mut p.irisctl()).args(["down", "--volumes"]));
+    assert_eq!(down.code, 0, "{}", down.stderr);
+    assert_eq!(remote_leftovers(&remote, "irisctl-test-remote"), "");
+    // Nothing of the connections is left here.
+    let sockets: Vec<_> = std::fs::read_dir(std::env::temp_dir())
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| e.file_name().to_string_lossy().starts_with("irisctl-ssh-"))
+        .collect();
+    assert!(sockets.is_empty(), "{sockets:?}");
+}

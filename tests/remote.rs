@@ -9,154 +9,19 @@
 mod common;
 
 use std::io::{BufRead, BufReader};
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{docker, run, Project};
+use common::remote::Remote;
+use common::{run, Project};
 
-const IMAGE: &str = "irisctl-test-remote-host";
 const NAME: &str = "irisctl-test-remote-host";
-const VOLUME: &str = "irisctl-test-remote-host-docker";
 const SSH_PORT: u16 = 22850;
 /// The stack's ports on the remote (its own loopback; nothing here listens on them).
 const PORTS: [u16; 4] = [22851, 22852, 22853, 22854];
 
 const PREDICT: &str =
     r#"{"items":[{"sepal_length":5.1,"sepal_width":3.5,"petal_length":1.4,"petal_width":0.2}]}"#;
-
-/// The remote host: its container, the key irisctl logs in with and the known_hosts that
-/// holds its host key.
-struct Remote {
-    dir: tempfile::TempDir,
-}
-
-impl Remote {
-    fn start() -> Remote {
-        Remote::remove();
-        let dir = tempfile::tempdir().expect("tempdir");
-        let key = dir.path().join("id");
-        let made = Command::new("ssh-keygen")
-            .args(["-q", "-t", "ed25519", "-N", "", "-f"])
-            .arg(&key)
-            .status()
-            .expect("run ssh-keygen");
-        assert!(made.success());
-        let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
-        docker(&[
-            "build",
-            "-q",
-            "-t",
-            IMAGE,
-            common::repo().join("tests/remote-host").to_str().unwrap(),
-        ]);
-        docker(&[
-            "run",
-            "-d",
-            "--name",
-            NAME,
-            "--label",
-            "irisctl.test=remote",
-            "--cap-add",
-            "ALL",
-            "--cap-drop",
-            "SYS_RESOURCE",
-            "--security-opt",
-            "seccomp=unconfined",
-            "--security-opt",
-            "apparmor=unconfined",
-            "-v",
-            "/sys/fs/cgroup:/sys/fs/cgroup:rw",
-            "--cgroupns",
-            "host",
-            "-v",
-            &format!("{VOLUME}:/var/lib/docker"),
-            "-p",
-            &format!("127.0.0.1:{SSH_PORT}:2222"),
-            "-e",
-            &format!("AUTHORIZED_KEY={}", public.trim()),
-            IMAGE,
-        ]);
-        let remote = Remote { dir };
-        // Its engine answers (asked from inside), then its host key is recorded.
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while remote
-            .sh("docker version --format '{{.Server.APIVersion}}'")
-            .0
-            != 0
-        {
-            assert!(
-                Instant::now() < deadline,
-                "the remote's engine did not start"
-            );
-            std::thread::sleep(Duration::from_millis(250));
-        }
-        let scan = Command::new("ssh-keyscan")
-            .args(["-p", &SSH_PORT.to_string(), "127.0.0.1"])
-            .output()
-            .expect("run ssh-keyscan");
-        std::fs::write(remote.known_hosts(), &scan.stdout).unwrap();
-        assert!(
-            !scan.stdout.is_empty(),
-            "no host key from the remote's sshd"
-        );
-        remote
-    }
-
-    fn known_hosts(&self) -> PathBuf {
-        self.dir.path().join("known_hosts")
-    }
-
-    /// `ssh` with the test's key and known_hosts (irisctl adds the rest).
-    fn ssh_command(&self, known_hosts: &Path) -> String {
-        format!(
-            "ssh -i {} -o UserKnownHostsFile={} -o IdentitiesOnly=yes",
-            self.dir.path().join("id").display(),
-            known_hosts.display()
-        )
-    }
-
-    /// `cmd` aimed at the remote engine.
-    fn aim<'a>(&self, cmd: &'a mut Command) -> &'a mut Command {
-        cmd.env("DOCKER_HOST", format!("ssh://root@127.0.0.1:{SSH_PORT}"))
-            .env("IRISCTL_SSH_COMMAND", self.ssh_command(&self.known_hosts()))
-    }
-
-    /// A shell command on the remote host (through the local engine: the test's own look).
-    fn sh(&self, script: &str) -> (i32, String) {
-        let out = Command::new("docker")
-            .args(["exec", NAME, "sh", "-c", script])
-            .output()
-            .expect("docker exec");
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).trim().to_string(),
-        )
-    }
-
-    /// SSH logins the remote's sshd accepted so far.
-    fn logins(&self) -> usize {
-        self.sh("grep -c 'Accepted publickey' /var/log/sshd.log || true")
-            .1
-            .parse()
-            .unwrap_or(0)
-    }
-
-    fn remove() {
-        let _ = Command::new("docker")
-            .args(["rm", "-f", "-v", NAME])
-            .output();
-        let _ = Command::new("docker")
-            .args(["volume", "rm", VOLUME])
-            .output();
-    }
-}
-
-impl Drop for Remote {
-    fn drop(&mut self) {
-        Remote::remove();
-    }
-}
 
 /// The project's objects on the remote engine.
 fn remote_leftovers(remote: &Remote, project: &str) -> String {
@@ -172,7 +37,7 @@ fn a_remote_engine_over_ssh_runs_the_whole_stack() {
     if !common::engine_available() {
         return;
     }
-    let remote = Remote::start();
+    let remote = Remote::start(NAME, SSH_PORT);
     let p = Project::new("irisctl-test-remote", PORTS);
 
     // An unknown host key is refused, with how to check and accept it.

@@ -37,7 +37,7 @@ pub enum Backend {
 }
 
 /// One service as `status` reports it.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Default, Serialize)]
 pub struct ServiceStatus {
     pub name: String,
     pub container: Option<String>,
@@ -58,6 +58,20 @@ pub struct ServiceStatus {
     /// rollback` would return to.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub releases: Option<Releases>,
+    /// Swarm: the node (host name) of each running task.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nodes: Option<Vec<String>>,
+}
+
+/// A Swarm node as `status --target swarm` shows it.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct NodeStatus {
+    pub hostname: String,
+    pub role: String,
+    /// `ready`, `down`, `disconnected`, `unknown`.
+    pub state: String,
+    /// `active`, `pause`, `drain`.
+    pub availability: String,
 }
 
 /// The current and previous release of a service.
@@ -138,6 +152,8 @@ pub struct Observation {
     pub orphans: Vec<String>,
     /// The project directory the stack's objects were made from, when they say.
     pub managed_from: Option<String>,
+    /// Swarm: its nodes.
+    pub nodes: Option<Vec<NodeStatus>>,
 }
 
 impl Target {
@@ -314,6 +330,30 @@ impl Backend {
             Backend::Docker(b) => b.apply_down(plan, printer).await?,
             Backend::Swarm(b) => b.apply_down(stack, plan, printer).await?,
         };
+        // `--rmi` on a Swarm without a registry: the copies on the other nodes go too (best
+        // effort: a node that cannot be reached keeps them, and says so).
+        if let Backend::Swarm(_) = self {
+            let sent: Vec<&str> = plan
+                .changes()
+                .filter(|o| o.kind == plan::Kind::Image && o.verb == plan::Verb::Remove)
+                .map(|o| o.object.as_str())
+                .filter(|t| t.contains(":id-"))
+                .collect();
+            if !sent.is_empty() {
+                for url in &stack.swarm.nodes {
+                    match Engine::over_ssh(url).await {
+                        Ok(node) => {
+                            for t in &sent {
+                                if node.remove_image(t).await? == ImageRemoval::Removed {
+                                    out.removed.push(format!("image {t} on {url}"));
+                                }
+                            }
+                        }
+                        Err(e) => out.kept.push(format!("the images sent to {url}: {e:#}")),
+                    }
+                }
+            }
+        }
         for op in plan
             .changes()
             .filter(|o| o.kind == plan::Kind::Image && o.verb == plan::Verb::Remove)
@@ -351,6 +391,18 @@ impl Backend {
                 .as_ref()
                 .filter(|_| s.build.is_some())
                 .map(|r| format!("{r}/{}", s.image));
+            // The copies sent to the Swarm's other nodes (`swarm.nodes`), tagged by ID.
+            if s.build.is_some() {
+                let repo = s
+                    .image
+                    .rsplit_once(':')
+                    .map_or(s.image.as_str(), |(r, _)| r);
+                for t in self.engine().image_tags(&format!("{repo}:id-*")).await? {
+                    if !tags.contains(&t) {
+                        tags.push(t);
+                    }
+                }
+            }
             // A shadow's challenger (`irisctl shadow start`).
             let challenger = (s.name == "api").then(|| {
                 format!(

@@ -42,6 +42,9 @@ pub struct Report {
     /// settings then judge neither orphans nor Grafana (its credentials are not that stack's).
     #[serde(skip)]
     pub elsewhere: Option<String>,
+    /// Swarm: its nodes (state and availability: one down or draining shows here).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub nodes: Option<Vec<crate::backend::NodeStatus>>,
 }
 
 /// Whether a dashboard of the project is in Grafana.
@@ -102,6 +105,7 @@ pub async fn collect(ctx: &Ctx, backend: &Backend) -> Result<Report> {
     )
     .await?;
     let client = probe::client(Duration::from_secs(2));
+    let nodes = observed.nodes.clone();
     let mut services = observed.services;
     for row in &mut services {
         let (Some(port), Some(s)) = (row.probe_port, stack.service(&row.name)) else {
@@ -119,6 +123,7 @@ pub async fn collect(ctx: &Ctx, backend: &Backend) -> Result<Report> {
         let mut report =
             finish(ctx, stack.project.clone(), services, observed.orphans, true).await?;
         report.managed_from = observed.managed_from;
+        report.nodes = nodes;
         if let Backend::Docker(d) = backend {
             report.shadow = d.shadow_status(&stack).await;
         }
@@ -221,6 +226,7 @@ async fn finish(
         canary: crate::backend::docker::running_canary(&ctx.settings.project_dir),
         shadow: None,
         elsewhere: None,
+        nodes: None,
     })
 }
 
@@ -263,6 +269,28 @@ pub async fn run(ctx: &Ctx, format: Format, target: Target) -> Result<Exit> {
 }
 
 /// The table people read.
+/// `node-a ×2, node-b`: how many tasks run on each node.
+fn tally(on: &[String]) -> String {
+    let mut counts: Vec<(&str, usize)> = Vec::new();
+    for n in on {
+        match counts.iter_mut().find(|(name, _)| name == n) {
+            Some((_, c)) => *c += 1,
+            None => counts.push((n, 1)),
+        }
+    }
+    counts
+        .iter()
+        .map(|(n, c)| {
+            if *c > 1 {
+                format!("{n} ×{c}")
+            } else {
+                n.to_string()
+            }
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 pub fn render_table(r: &Report) -> String {
     let mut b = tabled::builder::Builder::default();
     b.push_record([
@@ -285,9 +313,12 @@ pub fn render_table(r: &Report) -> String {
         };
         b.push_record([
             s.name.clone(),
-            match &s.replicas {
-                Some(r) => format!("{} {r}", s.state),
-                None => s.state.clone(),
+            match (&s.replicas, &s.nodes) {
+                (Some(r), Some(on)) if !on.is_empty() => {
+                    format!("{} {r} on {}", s.state, tally(on))
+                }
+                (Some(r), _) => format!("{} {r}", s.state),
+                (None, _) => s.state.clone(),
             },
             s.health.clone(),
             s.image.clone().unwrap_or_else(|| "-".into()),
@@ -315,6 +346,24 @@ pub fn render_table(r: &Report) -> String {
     }
     if let Some(shadow) = &r.shadow {
         out.push_str(&shadow.text());
+    }
+    if let Some(nodes) = &r.nodes {
+        out.push_str("\nswarm nodes\n");
+        for n in nodes {
+            let warn = if n.state != "ready" {
+                "  (down: its tasks move to the other nodes)"
+            } else if n.availability == "drain" {
+                "  (draining: its tasks move to the other nodes)"
+            } else if n.availability == "pause" {
+                "  (paused: no new tasks)"
+            } else {
+                ""
+            };
+            out.push_str(&format!(
+                "  {:<20} {:<8} {:<8} {}{warn}\n",
+                n.hostname, n.role, n.state, n.availability
+            ));
+        }
     }
     out.push_str("\nprometheus targets\n");
     if let Some(e) = &r.prometheus_error {
@@ -418,6 +467,7 @@ mod tests {
             probes,
             probe_port: None,
             releases: None,
+            nodes: None,
         };
         let report = Report {
             project: "iris".into(),
@@ -484,9 +534,85 @@ mod tests {
                 at: 0,
             }),
             shadow: None,
+            nodes: None,
             elsewhere: None,
         };
         assert!(!report.healthy());
         crate::snapshot::assert_snapshot("status-table.txt", &render_table(&report));
+    }
+
+    #[test]
+    fn swarm_status_names_each_tasks_node_and_a_draining_or_down_node() {
+        assert_eq!(
+            tally(&["a".into(), "a".into(), "b".into(), "a".into()]),
+            "a ×3, b"
+        );
+        let mut svc = ServiceStatus {
+            name: "api".into(),
+            state: "running".into(),
+            health: "healthy".into(),
+            replicas: Some("4/4".into()),
+            nodes: Some(vec![
+                "node-a".into(),
+                "node-a".into(),
+                "node-b".into(),
+                "node-b".into(),
+            ]),
+            ..Default::default()
+        };
+        svc.image = Some("iris-api:id-0123456789ab".into());
+        let report = Report {
+            project: "iris".into(),
+            managed_from: None,
+            services: vec![svc],
+            orphans: vec![],
+            prometheus_targets: vec![],
+            prometheus_error: None,
+            alerts: vec![],
+            alerts_error: None,
+            alert_delivery: None,
+            grafana_dashboards: vec![],
+            grafana_error: None,
+            canary: None,
+            shadow: None,
+            elsewhere: None,
+            nodes: Some(vec![
+                crate::backend::NodeStatus {
+                    hostname: "node-a".into(),
+                    role: "manager".into(),
+                    state: "ready".into(),
+                    availability: "active".into(),
+                },
+                crate::backend::NodeStatus {
+                    hostname: "node-b".into(),
+                    role: "worker".into(),
+                    state: "ready".into(),
+                    availability: "drain".into(),
+                },
+                crate::backend::NodeStatus {
+                    hostname: "node-c".into(),
+                    role: "worker".into(),
+                    state: "down".into(),
+                    availability: "active".into(),
+                },
+            ]),
+        };
+        let text = render_table(&report);
+        assert!(
+            text.contains("running 4/4 on node-a ×2, node-b ×2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("node-b")
+                && text.contains("(draining: its tasks move to the other nodes)"),
+            "{text}"
+        );
+        assert!(
+            text.contains("(down: its tasks move to the other nodes)"),
+            "{text}"
+        );
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["nodes"][1]["availability"], "drain");
+        assert_eq!(json["services"][0]["nodes"][2], "node-b");
     }
 }

@@ -26,17 +26,19 @@ pub async fn build_image(
     build: &Build,
     image_labels: HashMap<String, String>,
     bar: &ProgressBar,
+    printer: &crate::output::Printer,
 ) -> Result<String> {
     if engine.is_remote() {
         if let Some(here) = Engine::here().await {
             let id = build_on(&here, service, tag, build, image_labels, bar).await?;
             bar.set_message(format!("sending {tag} to the remote"));
-            engine.receive_image(&here, tag).await.map_err(|e| {
+            let sent = engine.receive_image(&here, tag).await.map_err(|e| {
                 hinted(
                     format!("image `{tag}` of `{service}` was built here but could not be sent to the remote engine: {e:#}"),
                     "check the remote's free disk space (`docker system df` there), then run `irisctl up` again",
                 )
             })?;
+            printer.verbose(format!("{tag}: {}", sent.text()));
             return Ok(id);
         }
     }

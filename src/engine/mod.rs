@@ -206,6 +206,33 @@ impl Engine {
         })
     }
 
+    /// Another engine reached over SSH (a Swarm node of `swarm.nodes`).
+    pub async fn over_ssh(url: &str) -> Result<Engine> {
+        let endpoint::Endpoint::Ssh(target) = endpoint::endpoint(url)? else {
+            anyhow::bail!("`{url}` is not an ssh:// engine address");
+        };
+        let ssh = ssh::to(target, url).await?;
+        let docker = Docker::connect_with_unix(
+            &ssh.socket.display().to_string(),
+            600,
+            bollard::API_DEFAULT_VERSION,
+        )
+        .map_err(|e| unreachable(url, e))?;
+        let docker =
+            match tokio::time::timeout(Duration::from_secs(10), docker.negotiate_version()).await {
+                Ok(Ok(d)) => d,
+                Ok(Err(e)) => return Err(unreachable(url, root_message(&e))),
+                Err(_) => return Err(unreachable(url, "no answer within 10 s")),
+            };
+        let v = docker.client_version();
+        Ok(Engine {
+            docker,
+            host: url.to_string(),
+            api_version: format!("{}.{}", v.major_version, v.minor_version),
+            remote: true,
+        })
+    }
+
     /// Take `reference` from `here` (only the layers this engine lacks).
     pub async fn receive_image(&self, here: &Engine, reference: &str) -> Result<ship::ShipReport> {
         ship::ship_image(&here.docker, &self.docker, reference)
@@ -237,6 +264,24 @@ impl Engine {
             Err(e) if is_not_found(&e) => Ok(None),
             Err(e) => Err(failed("inspect", "image", reference, &e)),
         }
+    }
+
+    /// The tags of the images whose reference matches `pattern` (`repo:id-*`).
+    pub async fn image_tags(&self, pattern: &str) -> Result<Vec<String>> {
+        let filters = HashMap::from([("reference".to_string(), vec![pattern.to_string()])]);
+        let images = self
+            .docker
+            .list_images(Some(bollard::query_parameters::ListImagesOptions {
+                filters: Some(filters),
+                ..Default::default()
+            }))
+            .await
+            .map_err(|e| anyhow::anyhow!("failed to list images: {}", root_message(&e)))?;
+        Ok(images
+            .into_iter()
+            .flat_map(|i| i.repo_tags)
+            .filter(|t| t != "<none>:<none>")
+            .collect())
     }
 
     /// The image's ID, if it is on the host.

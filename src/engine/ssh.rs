@@ -25,7 +25,8 @@ use tokio::process::{Child, ChildStdin, Command};
 use super::endpoint::{self, Endpoint, SshTarget};
 use crate::error::hinted;
 
-static SSH: tokio::sync::OnceCell<Arc<Ssh>> = tokio::sync::OnceCell::const_new();
+/// The run's connections, by engine URL (the engine's own, and a Swarm's other nodes).
+static OPEN: tokio::sync::Mutex<Vec<Arc<Ssh>>> = tokio::sync::Mutex::const_new(Vec::new());
 
 /// `http://HOST:PORT` as this machine reaches `host:port` of the engine's host: directly for a
 /// local engine, through a port relayed over the SSH connection for a remote one (its published
@@ -60,20 +61,32 @@ pub async fn connection() -> Result<Option<Arc<Ssh>>> {
     let Endpoint::Ssh(target) = endpoint::endpoint(&chosen.url)? else {
         return Ok(None);
     };
-    let ssh = SSH
-        .get_or_try_init(|| async { Ssh::open(target, chosen.url.clone()).await.map(Arc::new) })
-        .await?;
-    Ok(Some(ssh.clone()))
+    to(target, &chosen.url).await.map(Some)
 }
 
-/// The connection if one was opened (no engine call is made).
+/// The connection to the engine at `url` (`ssh://…`), opened on first use.
+pub async fn to(target: SshTarget, url: &str) -> Result<Arc<Ssh>> {
+    let mut open = OPEN.lock().await;
+    if let Some(ssh) = open.iter().find(|s| s.url == url) {
+        return Ok(ssh.clone());
+    }
+    let ssh = Arc::new(Ssh::open(target, url.to_string()).await?);
+    open.push(ssh.clone());
+    Ok(ssh)
+}
+
+/// The engine's connection if one was opened (no engine call is made).
 pub fn opened() -> Option<Arc<Ssh>> {
-    SSH.get().cloned()
+    let url = endpoint::chosen().ok()?.url;
+    OPEN.try_lock().ok()?.iter().find(|s| s.url == url).cloned()
 }
 
-/// End the connection and remove its folder (at the end of the run).
+/// End every connection and remove their folders (at the end of the run).
 pub fn close() {
-    if let Some(ssh) = SSH.get() {
+    let Ok(open) = OPEN.try_lock() else {
+        return;
+    };
+    for ssh in open.iter() {
         if let Ok(mut master) = ssh.master.lock() {
             if let Some((mut child, stdin)) = master.take() {
                 drop(stdin);

@@ -19,6 +19,30 @@ impl Engine {
             .map_err(|e| anyhow::anyhow!("failed to list Swarm services: {}", root_message(&e)))
     }
 
+    /// The swarm's nodes.
+    pub async fn nodes(&self) -> Result<Vec<bollard::models::Node>> {
+        self.docker
+            .list_nodes(None::<bollard::query_parameters::ListNodesOptions>)
+            .await
+            .map_err(|e| anyhow::anyhow!("failed to list the Swarm's nodes: {}", root_message(&e)))
+    }
+
+    /// The tasks of service `name` that should run (desired state `running`).
+    pub async fn running_tasks(&self, name: &str) -> Result<Vec<bollard::models::Task>> {
+        let filters = HashMap::from([
+            ("service".to_string(), vec![name.to_string()]),
+            ("desired-state".to_string(), vec!["running".to_string()]),
+        ]);
+        self.docker
+            .list_tasks(Some(bollard::query_parameters::ListTasksOptions {
+                filters: Some(filters),
+            }))
+            .await
+            .map_err(|e| {
+                anyhow::anyhow!("failed to list the tasks of `{name}`: {}", root_message(&e))
+            })
+    }
+
     pub async fn create_service(&self, spec: bollard::models::ServiceSpec) -> Result<()> {
         let name = spec.name.clone().unwrap_or_default();
         self.docker

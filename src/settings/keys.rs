@@ -633,6 +633,30 @@ pub static KEYS: std::sync::LazyLock<Vec<Key>> = std::sync::LazyLock::new(|| {
             get: |s| s.registry.clone(),
         },
         Key {
+            file: "swarm.nodes",
+            var: "SWARM_NODES",
+            flag: None,
+            doc: "without a registry: the other nodes' engines over SSH, comma-separated; built images are sent to each",
+            example: Some("ssh://deploy@node2,ssh://deploy@node3:2222"),
+            set: |s, v| {
+                let mut nodes = Vec::new();
+                for n in v.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+                    match crate::engine::endpoint::endpoint(n) {
+                        Ok(crate::engine::endpoint::Endpoint::Ssh(_)) => nodes.push(n.to_string()),
+                        _ => {
+                            return Err(Refusal::new(
+                                "a comma-separated list of ssh:// engine addresses",
+                                "give each node as ssh://[USER@]HOST[:PORT], e.g. ssh://deploy@node2,ssh://deploy@node3:2222",
+                            ))
+                        }
+                    }
+                }
+                s.swarm_nodes = nodes;
+                Ok(())
+            },
+            get: |s| (!s.swarm_nodes.is_empty()).then(|| s.swarm_nodes.join(",")),
+        },
+        Key {
             file: "shadow.sample",
             var: "SHADOW_SAMPLE",
             flag: None,

@@ -98,6 +98,9 @@ pub struct Settings {
     pub api_replicas: u32,
     /// Swarm target: a registry every node can pull from; built images are pushed there.
     pub registry: Option<String>,
+    /// Swarm target without a registry: the other nodes' engines (`ssh://` URLs); built
+    /// images are sent to each over SSH.
+    pub swarm_nodes: Vec<String>,
     /// Where Alertmanager delivers alerts; `None`: no Alertmanager, the rules only evaluate.
     pub alerting: Alerting,
     /// How a changed API is released: a swap, or a canary judged by the models' metrics.
@@ -257,6 +260,7 @@ impl Settings {
             grafana_admin_user: "admin".into(),
             api_replicas: 1,
             registry: None,
+            swarm_nodes: Vec::new(),
             alerting: Alerting::default(),
             release: Release::default(),
             shadow: Shadow { sample: 100 },

@@ -56,6 +56,8 @@ pub struct SwarmView {
     pub replicas: BTreeMap<String, u32>,
     /// A registry every node pulls from; built images are pushed there as `<registry>/<image>`.
     pub registry: Option<String>,
+    /// Without a registry: the other nodes' engines over SSH, which built images are sent to.
+    pub nodes: Vec<String>,
     /// How a changed service rolls out, and back.
     pub rollout: Rollout,
     /// The service whose tasks Prometheus's `iris-api` job finds by DNS service discovery.
@@ -635,6 +637,7 @@ impl Stack {
             swarm: SwarmView {
                 replicas: BTreeMap::from([("api".to_string(), s.api_replicas)]),
                 registry: s.registry.clone(),
+                nodes: s.swarm_nodes.clone(),
                 rollout: Rollout::DEFAULT,
                 scraped_service: "api".into(),
             },

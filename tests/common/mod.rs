@@ -1,6 +1,8 @@
 //! Test fixture: run the real `irisctl` binary, reach the real engine, clean up what a test made.
 #![allow(dead_code)]
 
+pub mod remote;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -354,6 +356,33 @@ pub fn http_within(
     body: Option<&str>,
     timeout: std::time::Duration,
 ) -> (u16, String) {
+    let (code, text, _) = http_full(method, url, body, timeout, "");
+    (code, text)
+}
+
+/// [`http`] and the value of one response header.
+pub fn http_with_header(
+    method: &str,
+    url: &str,
+    body: Option<&str>,
+    header: &str,
+) -> (u16, String, Option<String>) {
+    http_full(
+        method,
+        url,
+        body,
+        std::time::Duration::from_secs(10),
+        header,
+    )
+}
+
+fn http_full(
+    method: &str,
+    url: &str,
+    body: Option<&str>,
+    timeout: std::time::Duration,
+    header: &str,
+) -> (u16, String, Option<String>) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -374,9 +403,14 @@ pub fn http_within(
         match req.send().await {
             Ok(r) => {
                 let code = r.status().as_u16();
-                (code, r.text().await.unwrap_or_default())
+                let value = r
+                    .headers()
+                    .get(header)
+                    .and_then(|v| v.to_str().ok())
+                    .map(String::from);
+                (code, r.text().await.unwrap_or_default(), value)
             }
-            Err(e) => (0, e.to_string()),
+            Err(e) => (0, e.to_string(), None),
         }
     })
 }
@@ -462,7 +496,12 @@ pub fn human(events: &[serde_json::Value]) -> String {
 /// `io.irisctl.test-swarm` so that `scripts/clean-test-leftovers` leaves a swarm a killed test
 /// made (and only such a one).
 pub fn init_test_swarm() {
-    docker(&["swarm", "init", "--advertise-addr", "127.0.0.1"]);
+    init_test_swarm_on("127.0.0.1");
+}
+
+/// [`init_test_swarm`], the manager advertising `addr` (another node must reach it there).
+pub fn init_test_swarm_on(addr: &str) {
+    docker(&["swarm", "init", "--advertise-addr", addr]);
     let labelled = Command::new("docker")
         .args(["info", "-f", "{{.Swarm.NodeID}}"])
         .output()

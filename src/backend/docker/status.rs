@@ -97,6 +97,7 @@ impl Docker {
                     probes: vec![],
                     probe_port: None,
                     releases: None,
+                    nodes: None,
                 });
                 continue;
             };
@@ -177,6 +178,7 @@ impl Docker {
                 } else {
                     None
                 },
+                nodes: None,
             });
         }
         let orphans = observed
@@ -188,6 +190,7 @@ impl Docker {
             services,
             orphans,
             managed_from,
+            nodes: None,
         })
     }
 }

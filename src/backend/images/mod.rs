@@ -290,7 +290,7 @@ impl ImagePlan {
                 let done = step(
                     printer,
                     &planned,
-                    build_image(engine, &s.name, tag, build, image_labels, &bar),
+                    build_image(engine, &s.name, tag, build, image_labels, &bar, printer),
                 )
                 .await;
                 let id = match done {

@@ -32,6 +32,10 @@ pub const EXPOSURE_WARNING: &str = "on Swarm, ports are published on every inter
 
 pub struct Swarm {
     pub engine: Engine,
+    /// On a swarm of more than one node: the manager's node ID, where every service that owns
+    /// a volume (its data must not split) or publishes a port (host mode: its address stays
+    /// this host's) runs.
+    pin: Option<String>,
 }
 
 fn namespace(stack: &Stack) -> String {
@@ -41,12 +45,17 @@ fn namespace(stack: &Stack) -> String {
 impl Swarm {
     /// Connect, refusing clearly unless the engine is a Swarm manager.
     pub async fn new(engine: Engine) -> Result<Swarm> {
-        ensure_manager(&engine).await?;
-        Ok(Swarm { engine })
+        let info = ensure_manager(&engine).await?;
+        let pin = info
+            .as_ref()
+            .filter(|s| s.nodes.unwrap_or(1) > 1)
+            .and_then(|s| s.node_id.clone());
+        Ok(Swarm { engine, pin })
     }
 
     /// The desired services with their specs, and the file objects each mounts.
     fn desired(
+        &self,
         stack: &Stack,
         images: &ImageIds,
     ) -> Result<Vec<(plan::Desired, bollard::models::ServiceSpec, Vec<FileObject>)>> {
@@ -56,6 +65,7 @@ impl Swarm {
             .map(|s| {
                 let files = file_objects(stack, s)?;
                 let mut spec = service_spec(stack, s, &files);
+                spec::pin_to(&mut spec, s, self.pin.as_deref());
                 let image = images.get(&s.name).cloned().flatten();
                 let inputs: Vec<(String, Vec<u8>)> = files
                     .iter()
@@ -80,6 +90,73 @@ impl Swarm {
                 ))
             })
             .collect()
+    }
+
+    /// Send each built image the plan deploys to every node of `swarm.nodes` (over SSH, only the
+    /// layers a node lacks), tagged by its ID (`<repo>:id-<12 hex>`) on every node so that all
+    /// run the same image; the tag per service. Nothing without nodes or with a registry.
+    async fn send_to_nodes(
+        &self,
+        stack: &Stack,
+        plan: &Plan,
+        images: &BTreeMap<String, String>,
+        printer: &Printer,
+    ) -> Result<HashMap<String, String>> {
+        let mut out = HashMap::new();
+        if stack.swarm.registry.is_some() || stack.swarm.nodes.is_empty() {
+            return Ok(out);
+        }
+        let built: Vec<(&crate::stack::Service, &String)> = stack
+            .services
+            .iter()
+            .filter(|s| s.build.is_some())
+            // A service pinned to the manager never runs on another node.
+            .filter(|s| self.pin.is_none() || spec::runs_anywhere(s))
+            .filter(|s| plan.for_service(&s.name).is_some_and(|o| o.changes()))
+            .filter_map(|s| Some((s, images.get(&s.name)?)))
+            .collect();
+        if built.is_empty() {
+            return Ok(out);
+        }
+        let mut nodes = Vec::new();
+        for url in &stack.swarm.nodes {
+            let node = Engine::over_ssh(url).await.map_err(|e| {
+                hinted(
+                    format!("Swarm node `{url}` (swarm.nodes) cannot be reached, so it cannot get the built images; nothing was deployed: {e:#}"),
+                    "check `ssh` to it and that its engine runs, or take it out of swarm.nodes (IRISCTL_SWARM_NODES)",
+                )
+            })?;
+            nodes.push((url, node));
+        }
+        for (s, id) in built {
+            let repo = s
+                .image
+                .rsplit_once(':')
+                .map_or(s.image.as_str(), |(r, _)| r);
+            let hex = id.trim_start_matches("sha256:");
+            let tag = format!("id-{}", &hex[..hex.len().min(12)]);
+            let pinned = format!("{repo}:{tag}");
+            self.engine.tag_image(id, repo, &tag).await?;
+            for (url, node) in &nodes {
+                printer.enter(format!("sending {pinned} to {url}"));
+                let sent = node.receive_image(&self.engine, &pinned).await;
+                let there = node.image_id(&pinned).await.ok().flatten();
+                if let Err(e) = sent.and_then(|_| {
+                    if there.as_deref() == Some(id.as_str()) {
+                        Ok(())
+                    } else {
+                        Err(anyhow::anyhow!("it holds {:?} after the transfer", there))
+                    }
+                }) {
+                    return Err(hinted(
+                        format!("Swarm node `{url}` did not get image `{pinned}` of `{}`; nothing was deployed: {e:#}", s.name),
+                        "check the node's free disk space and its engine, then run `irisctl up --target swarm` again",
+                    ));
+                }
+            }
+            out.insert(s.name.clone(), pinned);
+        }
+        Ok(out)
     }
 
     async fn observe(&self, stack: &Stack) -> Result<plan::Observed> {
@@ -107,7 +184,8 @@ impl Swarm {
     }
 
     pub async fn plan(&self, stack: &Stack, images: &ImageIds) -> Result<Plan> {
-        let desired: Vec<plan::Desired> = Self::desired(stack, images)?
+        let desired: Vec<plan::Desired> = self
+            .desired(stack, images)?
             .into_iter()
             .map(|(d, _, _)| d)
             .collect();
@@ -146,9 +224,12 @@ impl Swarm {
             step(printer, op, self.engine.create_network(request)).await?;
             done.push(op.clone());
         }
+        // Without a registry, built images reach the other nodes over SSH before anything is
+        // deployed: a node that cannot take one stops the run here.
+        let shipped = self.send_to_nodes(stack, plan, images, printer).await?;
         let current = states(&self.engine, &stack.project).await?;
         let mut updated = Vec::new();
-        for (d, mut spec, files) in Self::desired(stack, &ids)? {
+        for (d, mut spec, files) in self.desired(stack, &ids)? {
             let Some(op) = plan.for_service(&d.service) else {
                 continue;
             };
@@ -176,6 +257,14 @@ impl Swarm {
                         }
                     }
                 }
+            }
+            if let (Some(pinned), Some(c)) = (
+                shipped.get(&d.service),
+                spec.task_template
+                    .as_mut()
+                    .and_then(|t| t.container_spec.as_mut()),
+            ) {
+                c.image = Some(pinned.clone());
             }
             if !op.changes() {
                 continue;
@@ -253,9 +342,32 @@ impl Swarm {
     /// One row per service with its running/desired tasks.
     pub async fn observe_status(&self, stack: &Stack, host: &str) -> Result<Observation> {
         let states = states(&self.engine, &stack.project).await?;
+        let nodes = self.engine.nodes().await?;
+        let hostname = |id: &str| {
+            nodes
+                .iter()
+                .find(|n| n.id.as_deref() == Some(id))
+                .and_then(|n| n.description.as_ref()?.hostname.clone())
+                .unwrap_or_else(|| id.chars().take(12).collect())
+        };
         let mut services = Vec::new();
         for s in &stack.services {
             let st = states.iter().find(|st| st.service == s.name);
+            let mut on: Vec<String> = match st {
+                Some(st) => self
+                    .engine
+                    .running_tasks(&st.name)
+                    .await?
+                    .iter()
+                    .filter(|t| {
+                        t.status.as_ref().and_then(|s| s.state)
+                            == Some(bollard::models::TaskState::RUNNING)
+                    })
+                    .filter_map(|t| t.node_id.as_deref().map(hostname))
+                    .collect(),
+                None => Vec::new(),
+            };
+            on.sort();
             let converged = st.is_some_and(|st| st.desired > 0 && st.running == st.desired);
             services.push(ServiceStatus {
                 name: s.name.clone(),
@@ -294,6 +406,7 @@ impl Swarm {
                         .map(|(_, published)| *published)
                 }),
                 releases: None,
+                nodes: Some(on),
             });
         }
         let orphans = states
@@ -301,10 +414,38 @@ impl Swarm {
             .filter(|st| stack.service(&st.service).is_none())
             .map(|st| st.name.clone())
             .collect();
+        let nodes = nodes
+            .iter()
+            .map(|n| {
+                let spec = n.spec.as_ref();
+                crate::backend::NodeStatus {
+                    hostname: n
+                        .description
+                        .as_ref()
+                        .and_then(|d| d.hostname.clone())
+                        .unwrap_or_default(),
+                    role: spec
+                        .and_then(|s| s.role)
+                        .map(|r| r.to_string())
+                        .unwrap_or_default(),
+                    state: n
+                        .status
+                        .as_ref()
+                        .and_then(|s| s.state)
+                        .map(|s| s.to_string())
+                        .unwrap_or_default(),
+                    availability: spec
+                        .and_then(|s| s.availability)
+                        .map(|a| a.to_string())
+                        .unwrap_or_default(),
+                }
+            })
+            .collect();
         Ok(Observation {
             services,
             orphans,
             managed_from: None,
+            nodes: Some(nodes),
         })
     }
 }
@@ -313,7 +454,7 @@ impl Swarm {
 const POLL: Duration = Duration::from_millis(500);
 
 /// Refuse clearly unless the engine is a Swarm manager.
-async fn ensure_manager(engine: &Engine) -> Result<()> {
+async fn ensure_manager(engine: &Engine) -> Result<Option<bollard::models::SwarmInfo>> {
     let info = engine.info().await?;
     if !crate::engine::api_at_least(&engine.api_version, (1, 41)) {
         return Err(hinted(
@@ -335,7 +476,7 @@ async fn ensure_manager(engine: &Engine) -> Result<()> {
             "make it one with `docker swarm init --advertise-addr <this host's IP>` (or point DOCKER_HOST at a manager of an existing swarm)",
         ));
     }
-    Ok(())
+    Ok(info.swarm)
 }
 
 /// A service as Swarm reports it.

@@ -278,6 +278,32 @@ pub fn service_spec(stack: &Stack, service: &Service, files: &[FileObject]) -> S
     }
 }
 
+/// Pin `service` to the node `pin` (the manager irisctl talks to) when it owns a volume or
+/// publishes a port; the API's replicas and the rest are placed by Swarm.
+pub fn pin_to(spec: &mut ServiceSpec, service: &Service, pin: Option<&str>) {
+    let Some(node) = pin else {
+        return;
+    };
+    if runs_anywhere(service) {
+        return;
+    }
+    if let Some(t) = spec.task_template.as_mut() {
+        t.placement = Some(bollard::models::TaskSpecPlacement {
+            constraints: Some(vec![format!("node.id=={node}")]),
+            ..Default::default()
+        });
+    }
+}
+
+/// A service Swarm may place on any node: it owns no volume and publishes no port.
+pub fn runs_anywhere(service: &Service) -> bool {
+    let owns_volume = service
+        .mounts
+        .iter()
+        .any(|m| matches!(m, crate::stack::Mount::Volume { .. }));
+    !owns_volume && service.ports.is_empty()
+}
+
 /// The spec's digest, stored as a label: what decides whether the service is updated. Object
 /// IDs are left out (config names already carry a hash of their content).
 pub fn spec_hash(spec: &ServiceSpec, image_id: &str) -> String {
@@ -438,5 +464,32 @@ mod tests {
             st.swarm.image_ref(st.service("grafana").unwrap()),
             "grafana/grafana:11.4.0"
         );
+    }
+
+    #[test]
+    fn on_several_nodes_what_owns_a_volume_or_a_port_is_pinned_to_the_manager() {
+        let dir = tempfile::tempdir().unwrap();
+        let st = stack(dir.path()).swarm_form();
+        let constraints = |name: &str, pin: Option<&str>| {
+            let s = st.service(name).unwrap();
+            let files = file_objects(&st, s).unwrap();
+            let mut spec = service_spec(&st, s, &files);
+            pin_to(&mut spec, s, pin);
+            spec.task_template
+                .and_then(|t| t.placement)
+                .and_then(|p| p.constraints)
+                .unwrap_or_default()
+        };
+        for name in ["prometheus", "grafana", "frontend"] {
+            assert_eq!(constraints(name, Some("n1")), ["node.id==n1"], "{name}");
+            assert!(
+                constraints(name, None).is_empty(),
+                "{name}: one node, no pin"
+            );
+        }
+        // The API's replicas go anywhere (and so are the images sent to the other nodes).
+        assert!(constraints("api", Some("n1")).is_empty());
+        assert!(runs_anywhere(st.service("api").unwrap()));
+        assert!(!runs_anywhere(st.service("grafana").unwrap()));
     }
 }

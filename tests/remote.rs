@@ -60,6 +60,20 @@ fn a_remote_engine_over_ssh_runs_the_whole_stack() {
 
     // From nothing: the remote has no image at all.
     assert_eq!(remote.sh("docker images -q").1, "");
+    // A program of the remote host holding a port the stack would publish there is named by the
+    // preflight, before anything is sent or started.
+    remote.sh("/usr/sbin/sshd -p 22859 -o PidFile=/run/sshd-extra.pid");
+    let taken = run(remote
+        .aim(&mut p.irisctl())
+        .args(["up", "--api-port", "22859"]));
+    taken.user_error("host port 22859 on 127.0.0.1 of `127.0.0.1`");
+    assert!(
+        taken.stderr.contains("already in use by another program"),
+        "{}",
+        taken.stderr
+    );
+    assert_eq!(remote.sh("docker images -q; docker ps -aq").1, "");
+    remote.sh("kill $(cat /run/sshd-extra.pid)");
     let up = run(remote.aim(&mut p.irisctl()).arg("up"));
     assert_eq!(up.code, 0, "remote up failed:\n{}", up.stderr);
     let (_, images) = remote.sh("docker images --format '{{.Repository}}:{{.Tag}}'");

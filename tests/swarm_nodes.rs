@@ -201,7 +201,8 @@ fn two_nodes_spread_drain_and_update_without_a_registry() {
     let manager_id = docker(&["image", "inspect", &pinned, "-f", "{{.Id}}"]);
     let (_, worker_id) = node2.sh(&format!("docker image inspect {pinned} -f '{{{{.Id}}}}'"));
     assert_eq!(manager_id, worker_id, "the nodes run different images");
-    // Prometheus and Grafana own volumes: on the manager only.
+    // Prometheus and Grafana own volumes, the web UI publishes a port: on the manager only.
+    let manager = docker(&["info", "-f", "{{.Swarm.NodeID}}"]);
     for s in ["prometheus", "grafana", "frontend"] {
         let c = docker(&[
             "service",
@@ -210,7 +211,11 @@ fn two_nodes_spread_drain_and_update_without_a_registry() {
             "-f",
             "{{.Spec.TaskTemplate.Placement.Constraints}}",
         ]);
-        assert!(c.contains("node.id=="), "{s} is not pinned: {c}");
+        assert_eq!(
+            c,
+            format!("[node.id=={manager}]"),
+            "{s} is not pinned to the manager"
+        );
     }
 
     // 4 API tasks, on both nodes.
@@ -297,6 +302,22 @@ fn two_nodes_spread_drain_and_update_without_a_registry() {
         "{failed} of {sent} failed during the rolling update"
     );
     eprintln!("rolling update: {failed} of {sent} requests failed");
+    // The new image went to the worker too, under its own ID tag.
+    let updated = docker(&[
+        "service",
+        "inspect",
+        &format!("{P}_api"),
+        "-f",
+        "{{.Spec.TaskTemplate.ContainerSpec.Image}}",
+    ]);
+    assert_ne!(updated, pinned, "the update deployed the old tag");
+    let new_id = docker(&["image", "inspect", &updated, "-f", "{{.Id}}"]);
+    assert_eq!(
+        node2
+            .sh(&format!("docker image inspect {updated} -f '{{{{.Id}}}}'"))
+            .1,
+        new_id
+    );
     assert!(
         eventually(60, || {
             running_api_nodes().iter().collect::<BTreeSet<_>>().len() == 2

@@ -330,6 +330,27 @@ impl Backend {
             Backend::Docker(b) => b.apply_down(plan, printer).await?,
             Backend::Swarm(b) => b.apply_down(stack, plan, printer).await?,
         };
+        // `--rmi` on a remote engine: the images were built on this machine's engine and sent;
+        // the copies here go too.
+        if self.engine().is_remote() {
+            let built: Vec<&str> = plan
+                .changes()
+                .filter(|o| o.kind == plan::Kind::Image && o.verb == plan::Verb::Remove)
+                .map(|o| o.object.as_str())
+                .collect();
+            if let (false, Some(here)) = (built.is_empty(), self.engine().here_for().await) {
+                for t in built {
+                    let ours = here.image_exists(t).await.ok().flatten().is_some_and(|i| {
+                        i.config
+                            .and_then(|c| c.labels)
+                            .is_some_and(|l| images::record::built_by_irisctl(&l))
+                    });
+                    if ours && matches!(here.remove_image(t).await, Ok(ImageRemoval::Removed)) {
+                        out.removed.push(format!("image {t} on this machine"));
+                    }
+                }
+            }
+        }
         // `--rmi` on a Swarm without a registry: the copies on the other nodes go too (best
         // effort: a node that cannot be reached keeps them, and says so).
         if let Backend::Swarm(_) = self {
@@ -344,8 +365,24 @@ impl Backend {
                     match Engine::over_ssh(url).await {
                         Ok(node) => {
                             for t in &sent {
-                                if node.remove_image(t).await? == ImageRemoval::Removed {
-                                    out.removed.push(format!("image {t} on {url}"));
+                                // The node's tasks may still be ending: give them a moment.
+                                let mut outcome = node.remove_image(t).await;
+                                for _ in 0..20 {
+                                    if !matches!(outcome, Ok(ImageRemoval::InUse)) {
+                                        break;
+                                    }
+                                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                                    outcome = node.remove_image(t).await;
+                                }
+                                match outcome {
+                                    Ok(ImageRemoval::Removed) => {
+                                        out.removed.push(format!("image {t} on {url}"))
+                                    }
+                                    Ok(ImageRemoval::Absent) => {}
+                                    Ok(ImageRemoval::InUse) => out
+                                        .kept
+                                        .push(format!("image {t} on {url}: a container uses it")),
+                                    Err(e) => out.kept.push(format!("image {t} on {url}: {e:#}")),
                                 }
                             }
                         }
@@ -393,10 +430,7 @@ impl Backend {
                 .map(|r| format!("{r}/{}", s.image));
             // The copies sent to the Swarm's other nodes (`swarm.nodes`), tagged by ID.
             if s.build.is_some() {
-                let repo = s
-                    .image
-                    .rsplit_once(':')
-                    .map_or(s.image.as_str(), |(r, _)| r);
+                let (repo, _) = crate::engine::split_tag(&s.image);
                 for t in self.engine().image_tags(&format!("{repo}:id-*")).await? {
                     if !tags.contains(&t) {
                         tags.push(t);

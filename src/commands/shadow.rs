@@ -196,13 +196,7 @@ async fn promote(ctx: &Ctx, docker: &Docker, stack: &Stack, dry_run: Option<Form
     Ok(())
 }
 
-/// `repo` and `tag` of an image reference (`host:5000/repo:tag`; no tag: `latest`).
-pub(crate) fn split_tag(reference: &str) -> (&str, &str) {
-    match reference.rsplit_once(':') {
-        Some((repo, tag)) if !tag.contains('/') => (repo, tag),
-        _ => (reference, "latest"),
-    }
-}
+pub(crate) use crate::engine::split_tag;
 
 fn short(id: &str) -> &str {
     let id = id.trim_start_matches("sha256:");

@@ -152,12 +152,21 @@ async fn finish(
     let client = probe::client(Duration::from_secs(2));
     // Only the project's own Prometheus, where it really publishes: never an address the
     // project does not hold (another stack's Prometheus on the default port).
+    // A port that cannot be reached (a remote's forward refused) is said in its section.
+    let base = |port: u16| {
+        let host = host.clone();
+        async move {
+            crate::engine::ssh::http_base(&host, port)
+                .await
+                .map_err(|e| format!("{e:#}"))
+        }
+    };
     let prom = match services
         .iter()
         .find(|s| s.name == "prometheus" && s.state == "running")
         .and_then(|s| s.probe_port)
     {
-        Some(port) => Some(crate::engine::ssh::http_base(&host, port).await?),
+        Some(port) => Some(base(port).await),
         None => None,
     };
     let (prometheus_targets, prometheus_error, alerts, alerts_error) = match prom {
@@ -165,7 +174,8 @@ async fn finish(
             let e = Some("prometheus is not running".to_string());
             (vec![], e.clone(), vec![], e)
         }
-        Some(url) => {
+        Some(Err(e)) => (vec![], Some(e.clone()), vec![], Some(e)),
+        Some(Ok(url)) => {
             let (targets, alerts) = futures_util::future::join(
                 probe::prometheus_targets(&client, &url),
                 probe::prometheus_alerts(&client, &url),
@@ -187,10 +197,10 @@ async fn finish(
         .find(|s| s.name == "alertmanager" && s.state == "running")
         .and_then(|s| s.probe_port)
     {
-        Some(port) => {
-            let base = crate::engine::ssh::http_base(&host, port).await?;
-            probe::alertmanager_delivery(&client, &base).await.ok()
-        }
+        Some(port) => match base(port).await {
+            Ok(url) => probe::alertmanager_delivery(&client, &url).await.ok(),
+            Err(_) => None,
+        },
         None => None,
     };
     let grafana_running = services
@@ -204,8 +214,11 @@ async fn finish(
             .find(|s| s.name == "grafana")
             .and_then(|s| s.probe_port)
             .unwrap_or(ctx.settings.ports.grafana);
-        match grafana_dashboards(ctx, crate::engine::ssh::http_base(&host, port).await?).await {
-            Ok(d) => (d, None),
+        match base(port).await {
+            Ok(url) => match grafana_dashboards(ctx, url).await {
+                Ok(d) => (d, None),
+                Err(e) => (vec![], Some(e)),
+            },
             Err(e) => (vec![], Some(e)),
         }
     } else {

@@ -511,21 +511,23 @@ async fn probe_published(ctx: &Ctx, backend: &Backend, stack: &Stack) -> Result<
     let Some(bad) = results.iter().find(|r| !r.ok) else {
         return Ok(());
     };
-    // A service stopped since `apply` saw it healthy is another client's doing: plan again.
-    if let Backend::Docker(d) = backend {
-        let stopped = d.not_running(stack).await?;
-        if !stopped.is_empty() {
-            return Err(anyhow::anyhow!(
-                "`{}` stopped after it was healthy (another client stopped it)",
-                stopped.join("`, `")
-            )
-            .context(StoppedUnderUs));
-        }
-    }
     let failure = bad
         .error
         .clone()
         .unwrap_or_else(|| format!("HTTP {}", bad.status.unwrap_or(0)));
+    // A service stopped since `apply` saw it healthy is another client's doing: plan again.
+    if let Backend::Docker(d) = backend {
+        let stopped = d.stopped_by_another_client(stack).await?;
+        if !stopped.is_empty() {
+            return Err(anyhow::anyhow!(
+                "`{}` stopped after it was healthy (another client stopped it), and `{}` does not answer at {} ({failure})",
+                stopped.join("`, `"),
+                bad.name,
+                bad.url
+            )
+            .context(StoppedUnderUs));
+        }
+    }
     // Behind the edge the cause is in the edge's log (nginx says what it could not do).
     let bad_port = probes
         .iter()

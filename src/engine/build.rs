@@ -15,10 +15,10 @@ use crate::stack::Build;
 /// Build `tag` from `build`, with these labels on the image; its ID. The context is streamed
 /// to the engine as it is read, never held whole in memory.
 ///
-/// For a remote engine the build runs on this machine's engine when there is one (its cache,
-/// its network for pip and npm), and the image is then sent to the remote without the layers
-/// the remote has: a one-line change sends one small layer. Without an engine here, the remote
-/// builds from the streamed context.
+/// For a remote engine the build runs on this machine's engine when there is one of the same
+/// platform (its cache, its network for pip and npm), and the image is then sent to the remote
+/// without the layers the remote has: a one-line change sends one small layer. Otherwise the
+/// remote builds from the streamed context.
 pub async fn build_image(
     engine: &Engine,
     service: &str,
@@ -29,7 +29,7 @@ pub async fn build_image(
     printer: &crate::output::Printer,
 ) -> Result<String> {
     if engine.is_remote() {
-        if let Some(here) = Engine::here().await {
+        if let Some(here) = engine.here_for().await {
             let id = build_on(&here, service, tag, build, image_labels, bar).await?;
             bar.set_message(format!("sending {tag} to the remote"));
             let sent = engine.receive_image(&here, tag).await.map_err(|e| {

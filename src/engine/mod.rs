@@ -128,6 +128,14 @@ fn failed(op: &str, kind: &str, name: &str, e: &BollardError) -> anyhow::Error {
     anyhow::anyhow!("failed to {op} {kind} `{name}`: {}", root_message(e))
 }
 
+/// `repo` and `tag` of an image reference (`host:5000/repo:tag`; no tag: `latest`).
+pub fn split_tag(reference: &str) -> (&str, &str) {
+    match reference.rsplit_once(':') {
+        Some((repo, tag)) if !tag.contains('/') => (repo, tag),
+        _ => (reference, "latest"),
+    }
+}
+
 impl Engine {
     /// Connect through `DOCKER_HOST` or the local socket and negotiate the API version.
     pub async fn connect() -> Result<Engine> {
@@ -204,6 +212,17 @@ impl Engine {
             api_version: format!("{}.{}", v.major_version, v.minor_version),
             remote: false,
         })
+    }
+
+    /// This machine's engine when it runs the same platform (OS and architecture) as this
+    /// one: what it builds or holds runs here too. An arm64 laptop's images are no use to an
+    /// amd64 server: that one builds and pulls for itself.
+    pub async fn here_for(&self) -> Option<Engine> {
+        let here = Engine::here().await?;
+        let (a, b) = tokio::join!(here.info(), self.info());
+        let platform =
+            |i: &bollard::models::SystemInfo| (i.os_type.clone(), i.architecture.clone());
+        (platform(&a.ok()?) == platform(&b.ok()?)).then_some(here)
     }
 
     /// Another engine reached over SSH (a Swarm node of `swarm.nodes`).
@@ -293,7 +312,7 @@ impl Engine {
     pub async fn pull_image(&self, reference: &str) -> Result<(), String> {
         // A remote engine takes what this machine's engine has from it, only the missing layers.
         if self.remote {
-            if let Some(here) = Engine::here().await {
+            if let Some(here) = self.here_for().await {
                 match ship::ship_image(&here.docker, &self.docker, reference).await {
                     Ok(Some(_)) => return Ok(()),
                     Ok(None) => {}
@@ -496,15 +515,18 @@ impl Engine {
                         path: dir.clone(),
                         ..Default::default()
                     };
-                    self.docker
+                    let uploaded = self
+                        .docker
                         .upload_to_container(&c.id, Some(options), bollard::body_full(tar.into()))
-                        .await
-                        .map_err(|e| {
-                            anyhow::anyhow!(
-                                "failed to copy the mounted files of container `{name}` into {dir}: {}",
-                                root_message(&e)
-                            )
-                        })?;
+                        .await;
+                    if let Err(e) = uploaded {
+                        // Without its files it must never start: it goes again.
+                        let _ = self.remove_container(&c.id, name).await;
+                        return Err(anyhow::anyhow!(
+                            "failed to copy the mounted files of container `{name}` into {dir}: {}",
+                            root_message(&e)
+                        ));
+                    }
                 }
                 Ok(Some(c.id))
             }

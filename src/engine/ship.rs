@@ -197,7 +197,7 @@ pub async fn ship_image(
     let present = remote_chains(remote).await?;
     let have = layers_present(&diff_ids, &present);
     // Which entries of the saved image hold which layer: its manifest, read from one save.
-    let manifest = read_manifest(local.export_image(reference).boxed()).await?;
+    let (manifest, links) = read_manifest(local.export_image(reference).boxed()).await?;
     let layer_paths: Vec<String> = manifest
         .first()
         .and_then(|m| m["Layers"].as_array().cloned())
@@ -212,21 +212,7 @@ pub async fn ship_image(
             diff_ids.len()
         );
     }
-    // A layer's file may be shared by a later layer of the same content: keep any still needed.
-    let needed: HashSet<&String> = layer_paths[have..].iter().collect();
-    let skip: Vec<String> = layer_paths[..have]
-        .iter()
-        .filter(|p| !needed.contains(p))
-        .flat_map(|p| {
-            // The classic layout (`<id>/layer.tar`, `<id>/json`, `<id>/VERSION`): the folder
-            // goes whole, a load reads only the manifest's files. In an OCI layout the blob
-            // alone (its folder holds every blob).
-            match p.strip_suffix("/layer.tar") {
-                Some(dir) => vec![format!("{dir}/")],
-                None => vec![p.clone()],
-            }
-        })
-        .collect();
+    let skip = to_skip(&layer_paths, have, &links);
     let (body, sent) = filtered(local.export_image(reference).boxed(), skip);
     let options = bollard::query_parameters::ImportImageOptions {
         quiet: true,
@@ -315,8 +301,42 @@ impl Write for ChannelWriter {
     }
 }
 
-/// The `manifest.json` of a saved image (the rest is read past, not kept).
-async fn read_manifest(stream: ByteStream) -> Result<Vec<serde_json::Value>> {
+/// The entries of a saved image to leave out when the receiver has its first `have` layers
+/// (`layer_paths` in the manifest's order): a skipped layer's whole folder in the classic layout
+/// (`<id>/layer.tar`, `<id>/json`, `<id>/VERSION`: a load reads only the manifest's files), the
+/// blob alone in an OCI layout (its folder holds every blob); never one a later layer or a
+/// kept link still needs.
+pub fn to_skip(layer_paths: &[String], have: usize, links: &Links) -> Vec<String> {
+    let have = have.min(layer_paths.len());
+    let needed: HashSet<&String> = layer_paths[have..].iter().collect();
+    layer_paths[..have]
+        .iter()
+        .filter(|p| !needed.contains(p))
+        .map(|p| match p.strip_suffix("/layer.tar") {
+            Some(dir) => format!("{dir}/"),
+            None => p.clone(),
+        })
+        .filter(|s| {
+            let one = std::slice::from_ref(s);
+            !links
+                .iter()
+                .any(|(path, target)| !is_skipped(path, one) && is_skipped(target, one))
+        })
+        .collect()
+}
+
+/// Whether `path` is one of `skip`'s entries or inside one of its folders (`dir/`).
+fn is_skipped(path: &str, skip: &[String]) -> bool {
+    let dir = format!("{}/", path.trim_end_matches('/'));
+    skip.iter()
+        .any(|s| *s == path || *s == dir || (s.ends_with('/') && path.starts_with(s.as_str())))
+}
+
+/// The links of a saved image: (entry, the entry it points to).
+type Links = Vec<(String, String)>;
+
+/// The `manifest.json` of a saved image and its links (the rest is read past, not kept).
+async fn read_manifest(stream: ByteStream) -> Result<(Vec<serde_json::Value>, Links)> {
     let handle = tokio::runtime::Handle::current();
     tokio::task::spawn_blocking(move || {
         let reader = StreamReader {
@@ -325,15 +345,35 @@ async fn read_manifest(stream: ByteStream) -> Result<Vec<serde_json::Value>> {
             buf: Bytes::new(),
         };
         let mut archive = tar::Archive::new(reader);
+        let mut manifest = None;
+        let mut links = Vec::new();
         for entry in archive.entries()? {
             let mut entry = entry?;
-            if entry.path()?.as_os_str() == "manifest.json" {
+            let path = entry.path()?.to_string_lossy().to_string();
+            if let Some(target) = entry.link_name()? {
+                // Relative to the link's folder (`../<id>/layer.tar`).
+                let base = Path::new(&path).parent().unwrap_or(Path::new(""));
+                let mut resolved = PathBuf::new();
+                for c in base.join(&target).components() {
+                    match c {
+                        std::path::Component::ParentDir => {
+                            resolved.pop();
+                        }
+                        std::path::Component::Normal(n) => resolved.push(n),
+                        _ => {}
+                    }
+                }
+                links.push((path, resolved.to_string_lossy().to_string()));
+            } else if path == "manifest.json" {
                 let mut text = String::new();
                 entry.by_ref().take(16 << 20).read_to_string(&mut text)?;
-                return Ok(serde_json::from_str(&text)?);
+                manifest = Some(serde_json::from_str(&text)?);
             }
         }
-        anyhow::bail!("the saved image has no manifest.json")
+        match manifest {
+            Some(m) => Ok((m, links)),
+            None => anyhow::bail!("the saved image has no manifest.json"),
+        }
     })
     .await?
 }
@@ -368,11 +408,7 @@ fn filtered(
             for entry in archive.entries()? {
                 let mut entry = entry?;
                 let path = entry.path()?.to_string_lossy().to_string();
-                // An entry named in `skip`, or inside a folder it names (`dir/`).
-                let dir = format!("{}/", path.trim_end_matches('/'));
-                if skip.iter().any(|s| {
-                    *s == path || *s == dir || (s.ends_with('/') && path.starts_with(s.as_str()))
-                }) {
+                if is_skipped(&path, &skip) {
                     continue;
                 }
                 let mut header = entry.header().clone();
@@ -506,13 +542,43 @@ mod tests {
             names,
             ["b/layer.tar", "blobs/sha256/d", "cfg.json", "manifest.json"]
         );
-        // The manifest is found in a full save.
+        // Not JSON: an error, not a panic.
         let chunks: Vec<Result<Bytes, bollard::errors::Error>> =
             vec![Ok(Bytes::from(saved.clone()))];
-        let e = read_manifest(futures_util::stream::iter(chunks).boxed())
+        assert!(read_manifest(futures_util::stream::iter(chunks).boxed())
             .await
-            .unwrap_err();
-        // (not JSON here: the error says so rather than panicking)
-        assert!(!format!("{e:#}").is_empty());
+            .is_err());
+        // A classic save: the manifest and a repeated layer's link, resolved.
+        let mut b = tar::Builder::new(Vec::new());
+        let manifest = br#"[{"Config":"c.json","Layers":["a/layer.tar","e/layer.tar"]}]"#;
+        let mut h = tar::Header::new_gnu();
+        h.set_size(manifest.len() as u64);
+        h.set_mode(0o644);
+        b.append_data(&mut h, "manifest.json", &manifest[..])
+            .unwrap();
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Symlink);
+        h.set_size(0);
+        h.set_mode(0o644);
+        b.append_link(&mut h, "e/layer.tar", "../a/layer.tar")
+            .unwrap();
+        let chunks: Vec<Result<Bytes, bollard::errors::Error>> =
+            vec![Ok(Bytes::from(b.into_inner().unwrap()))];
+        let (m, links) = read_manifest(futures_util::stream::iter(chunks).boxed())
+            .await
+            .unwrap();
+        assert_eq!(m[0]["Layers"][1], "e/layer.tar");
+        assert_eq!(
+            links,
+            [("e/layer.tar".to_string(), "a/layer.tar".to_string())]
+        );
+        // The receiver has layer a only: a's folder would go, but e (sent) links into it.
+        let paths = ["a/layer.tar".to_string(), "e/layer.tar".to_string()];
+        assert!(to_skip(&paths, 1, &links).is_empty());
+        assert_eq!(to_skip(&paths, 1, &vec![]), ["a/"]);
+        // OCI layout: the blob, never the shared folder.
+        let blobs = ["blobs/sha256/x".to_string(), "blobs/sha256/y".to_string()];
+        assert_eq!(to_skip(&blobs, 1, &vec![]), ["blobs/sha256/x"]);
+        assert_eq!(to_skip(&blobs, 5, &vec![]).len(), 2);
     }
 }

@@ -110,6 +110,9 @@ impl Ssh {
     fn command(&self) -> Command {
         let program = ssh_program();
         let mut cmd = Command::new(&program[0]);
+        // First: ssh keeps the first value of an option, so IRISCTL_SSH_COMMAND cannot turn
+        // the host key check off.
+        cmd.args(["-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes"]);
         cmd.args(&program[1..]);
         cmd.arg("-S").arg(self.dir.join("ctl"));
         if let Some(p) = self.target.port {
@@ -144,8 +147,6 @@ impl Ssh {
         let mut cmd = ssh.command();
         cmd.args(["-M", "-T"])
             .args(["-o", "ControlPersist=no"])
-            .args(["-o", "StrictHostKeyChecking=yes"])
-            .args(["-o", "BatchMode=yes"])
             .args(["-o", "ExitOnForwardFailure=yes"])
             .args(["-o", "ConnectTimeout=10"])
             .args(["-o", "ServerAliveInterval=15"])
@@ -185,7 +186,7 @@ impl Ssh {
         // Ready when the forwarded socket exists; an ssh that exits first says why.
         let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         loop {
-            if ssh.socket.exists() {
+            if ssh.socket.exists() && ssh.dir.join("ctl").exists() {
                 break;
             }
             if let Ok(Some(status)) = child.try_wait() {
@@ -338,7 +339,8 @@ impl Ssh {
             .context("the forwarded socket")?;
         let mut buf = [0u8; 1];
         Ok(
-            match tokio::time::timeout(Duration::from_millis(500), s.read(&mut buf)).await {
+            // A refusal comes back within a round trip; a listener keeps the channel open.
+            match tokio::time::timeout(Duration::from_secs(3), s.read(&mut buf)).await {
                 Err(_) => true,
                 Ok(Ok(0)) | Ok(Err(_)) => false,
                 Ok(Ok(_)) => true,

@@ -100,6 +100,21 @@ fn bad_values_name_origin_and_hint() {
         ("HEALTH_TIMEOUT", "-1", "a number of seconds"),
         ("HEALTH_TIMEOUT", "0", "a number of seconds"),
         ("NOPE", "1", "unknown setting `IRISCTL_NOPE`"),
+        (
+            "SWARM_NODES",
+            "node2",
+            "a comma-separated list of ssh:// engine addresses",
+        ),
+        (
+            "SWARM_NODES",
+            "ssh://a,tcp://b:2375",
+            "a comma-separated list of ssh:// engine addresses",
+        ),
+        (
+            "SWARM_NODES",
+            "ssh://-oProxyCommand=x",
+            "a comma-separated list of ssh:// engine addresses",
+        ),
     ];
     for (key, value, want) in cases {
         let mut s = Settings::defaults(PathBuf::new());

@@ -131,18 +131,22 @@ impl Docker {
         Ok(out)
     }
 
-    /// The stack's services whose container is not running now (stopped or gone): after `up`
-    /// saw them healthy, that is another client's doing (an interrupted `down` the engine
-    /// finished, `docker stop`).
-    pub async fn not_running(&self, stack: &Stack) -> Result<Vec<String>> {
+    /// The stack's services whose container is stopped now and not restarting (or gone):
+    /// after `up` saw them healthy, that is another client's doing (an interrupted `down` the
+    /// engine finished, `docker stop`): a crash would have been restarted by the restart
+    /// policy, which a stop by a client turns off.
+    pub async fn stopped_by_another_client(&self, stack: &Stack) -> Result<Vec<String>> {
         let containers = self.containers(stack).await?;
         Ok(stack
             .services
             .iter()
             .filter(|s| {
-                !containers
-                    .iter()
-                    .any(|c| c.service == s.name && c.state == RunState::Running)
+                let mine: Vec<&Container> =
+                    containers.iter().filter(|c| c.service == s.name).collect();
+                mine.is_empty()
+                    || mine
+                        .iter()
+                        .all(|c| c.state == RunState::Stopped && c.status != "dead")
             })
             .map(|s| s.name.clone())
             .collect())

@@ -51,12 +51,12 @@ pub(super) async fn wait_healthy(
 ) -> Result<()> {
     // Restarts before this wait (a policy restart last week) say nothing about a crash loop now.
     let restarts_before: Cell<Option<i64>> = Cell::new(None);
-    // The readiness check goes to the container's address, which only a local engine's host
-    // reaches; elsewhere Docker's health check decides.
+    // The readiness check goes to the container's address, which a local engine's host reaches
+    // (and a remote one's, through the SSH connection); elsewhere Docker's health check decides.
     let ready = stack
         .service(service)
         .and_then(|s| s.ready.clone())
-        .filter(|_| engine.is_local());
+        .filter(|_| engine.is_local() || engine.is_remote());
     let client = crate::probe::client(Duration::from_millis(800));
     let (ready, client, restarts_before) = (&ready, &client, &restarts_before);
     let waited = poll_until(

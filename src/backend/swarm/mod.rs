@@ -103,7 +103,7 @@ impl Swarm {
         printer: &Printer,
     ) -> Result<HashMap<String, String>> {
         let mut out = HashMap::new();
-        if stack.swarm.registry.is_some() || stack.swarm.nodes.is_empty() {
+        if stack.swarm.registry.is_some() {
             return Ok(out);
         }
         let built: Vec<(&crate::stack::Service, &String)> = stack
@@ -112,10 +112,36 @@ impl Swarm {
             .filter(|s| s.build.is_some())
             // A service pinned to the manager never runs on another node.
             .filter(|s| self.pin.is_none() || spec::runs_anywhere(s))
-            .filter(|s| plan.for_service(&s.name).is_some_and(|o| o.changes()))
+            .filter(|s| plan.for_service(&s.name).is_some())
             .filter_map(|s| Some((s, images.get(&s.name)?)))
             .collect();
         if built.is_empty() {
+            return Ok(out);
+        }
+        // Every other ready node must be reachable for the images, or a task placed there
+        // could not start ("No such image").
+        if self.pin.is_some() {
+            let ready = self
+                .engine
+                .nodes()
+                .await?
+                .iter()
+                .filter(|n| {
+                    n.status.as_ref().and_then(|s| s.state)
+                        == Some(bollard::models::NodeState::READY)
+                })
+                .count();
+            if stack.swarm.nodes.len() + 1 < ready {
+                return Err(hinted(
+                    format!(
+                        "the swarm has {ready} ready nodes, and without a registry the built images reach only this manager and the {} node(s) of swarm.nodes; nothing was deployed",
+                        stack.swarm.nodes.len()
+                    ),
+                    "list every other node's engine in swarm.nodes (IRISCTL_SWARM_NODES=ssh://USER@NODE,…), or set swarm.registry for the nodes to pull from",
+                ));
+            }
+        }
+        if stack.swarm.nodes.is_empty() {
             return Ok(out);
         }
         let mut nodes = Vec::new();
@@ -129,15 +155,16 @@ impl Swarm {
             nodes.push((url, node));
         }
         for (s, id) in built {
-            let repo = s
-                .image
-                .rsplit_once(':')
-                .map_or(s.image.as_str(), |(r, _)| r);
+            let (repo, _) = crate::engine::split_tag(&s.image);
             let hex = id.trim_start_matches("sha256:");
-            let tag = format!("id-{}", &hex[..hex.len().min(12)]);
+            let tag = format!("id-{}", hex.get(..12).unwrap_or(hex));
             let pinned = format!("{repo}:{tag}");
             self.engine.tag_image(id, repo, &tag).await?;
             for (url, node) in &nodes {
+                // A node that has it (an earlier run, an unchanged service) gets nothing.
+                if node.image_id(&pinned).await.ok().flatten().as_deref() == Some(id.as_str()) {
+                    continue;
+                }
                 printer.enter(format!("sending {pinned} to {url}"));
                 let sent = node.receive_image(&self.engine, &pinned).await;
                 let there = node.image_id(&pinned).await.ok().flatten();

@@ -171,6 +171,7 @@ impl Docker {
             containers: self.containers(stack).await?,
             networks,
             volumes,
+            remote: self.engine.is_remote(),
         })
     }
 

@@ -46,6 +46,9 @@ pub struct Observed {
     pub networks: Vec<String>,
     /// Names of the project's volumes that exist.
     pub volumes: Vec<String>,
+    /// The engine is remote: a container's mounted files are uploaded between its create and
+    /// its start, so one created and never started may lack them.
+    pub remote: bool,
 }
 
 /// What a service should run: its record (image ID empty while a rebuild is pending).
@@ -154,6 +157,11 @@ pub fn plan(stack: &Stack, desired: &[Desired], observed: &Observed, remove_orph
         } else {
             match first.state {
                 RunState::Running | RunState::Restarting => op(Verb::Keep),
+                RunState::Stopped if observed.remote && first.status == "created" => {
+                    op(Verb::Recreate).because(
+                        "created but never started: on a remote engine its files are uploaded before the start, which may not have happened",
+                    )
+                }
                 RunState::Paused => op(Verb::Unpause).because("paused"),
                 RunState::Stopped => op(Verb::Start).because(format!(
                     "container is {}",
@@ -262,6 +270,7 @@ mod tests {
             containers: d.iter().map(|d| container(d, RunState::Running)).collect(),
             networks: vec!["net1".into()],
             volumes: st.volumes.iter().map(|v| v.name.clone()).collect(),
+            remote: false,
         }
     }
 
@@ -287,6 +296,28 @@ mod tests {
         assert!(p.is_noop());
         assert_eq!(p.text(), "nothing to change\n");
         assert_eq!(p.for_service("api").unwrap().verb, Verb::Keep);
+    }
+
+    #[test]
+    fn a_remote_container_never_started_is_made_again_not_started() {
+        let st = stack();
+        let d = desired(&st);
+        let mut o = converged(&st, &d);
+        o.containers[0].state = RunState::Stopped;
+        o.containers[0].status = "created".into();
+        // Locally its binds are live: started.
+        assert!(plan(&st, &d, &o, false)
+            .text()
+            .contains("start api: container is created"));
+        o.remote = true;
+        assert!(plan(&st, &d, &o, false)
+            .text()
+            .contains("recreate api: created but never started"));
+        // An exited one was started once, with its files: started again.
+        o.containers[0].status = "exited".into();
+        assert!(plan(&st, &d, &o, false)
+            .text()
+            .contains("start api: container is exited"));
     }
 
     #[test]

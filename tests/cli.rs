@@ -723,6 +723,17 @@ fn new_user_traps_get_clear_answers() {
         "{}",
         r.stderr
     );
+    // `tunnel` with a local engine: nothing to tunnel, said before any connection.
+    let r = run(irisctl(dir.path())
+        .arg("tunnel")
+        .env("DOCKER_HOST", "unix:///var/run/docker.sock"));
+    r.user_error("the engine is on this machine");
+    assert!(
+        r.stderr
+            .contains("hint: point DOCKER_HOST at a remote engine"),
+        "{}",
+        r.stderr
+    );
     // A docker context that does not exist.
     let r = run(irisctl(dir.path())
         .arg("status")

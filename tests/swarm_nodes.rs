@@ -184,6 +184,28 @@ fn two_nodes_spread_drain_and_update_without_a_registry() {
         c
     };
 
+    // Without a registry, a worker the images cannot reach is refused before any service is
+    // made: one swarm.nodes leaves out, and one that does not answer.
+    let unlisted = run(p
+        .irisctl()
+        .args(["up", "--target", "swarm", "--api-replicas", "4"]));
+    unlisted.user_error("the swarm has 2 ready nodes, and without a registry");
+    let unreachable = run(irisctl()
+        .env("IRISCTL_SWARM_NODES", "ssh://root@127.0.0.1:1")
+        .args(["up", "--target", "swarm", "--api-replicas", "4"]));
+    unreachable.user_error("Swarm node `ssh://root@127.0.0.1:1` (swarm.nodes) cannot be reached");
+    assert_eq!(
+        docker(&[
+            "service",
+            "ls",
+            "-q",
+            "--filter",
+            &format!("label=com.docker.stack.namespace={P}")
+        ]),
+        "",
+        "a service was made before the refusal"
+    );
+
     // No registry: the built images go to the worker over SSH, by ID.
     let up = run(irisctl().args(["up", "--target", "swarm", "--api-replicas", "4"]));
     assert_eq!(up.code, 0, "{}", up.stderr);
@@ -349,5 +371,12 @@ fn two_nodes_spread_drain_and_update_without_a_registry() {
     assert_eq!(
         node2.sh(&format!("docker volume ls -q --filter {ns}")).1,
         ""
+    );
+    assert!(
+        eventually(30, || node2
+            .sh(&format!("docker network ls -q --filter {ns}"))
+            .1
+            .is_empty()),
+        "the stack's network is left on the worker"
     );
 }

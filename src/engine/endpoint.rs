@@ -46,7 +46,19 @@ pub struct Chosen {
 }
 
 /// The engine the docker CLI would use, from the environment and the CLI's config folder.
+///
+/// Read once per run (the environment does not change under it): every HTTP request to the
+/// stack asks it, readiness polls every 25–50 ms among them.
 pub fn chosen() -> Result<Chosen> {
+    static CHOSEN: std::sync::OnceLock<Chosen> = std::sync::OnceLock::new();
+    if let Some(c) = CHOSEN.get() {
+        return Ok(c.clone());
+    }
+    let c = read_chosen()?;
+    Ok(CHOSEN.get_or_init(|| c).clone())
+}
+
+fn read_chosen() -> Result<Chosen> {
     let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
     let config_dir = var("DOCKER_CONFIG")
         .map(PathBuf::from)

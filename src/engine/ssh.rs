@@ -220,48 +220,7 @@ impl Ssh {
 
     /// The error for a connection that could not be made, from what ssh said.
     fn failure(&self, fallback: &str) -> anyhow::Error {
-        let said = self.last_words();
-        let detail = if said.is_empty() {
-            fallback.to_string()
-        } else {
-            said.clone()
-        };
-        let host = &self.target.host;
-        let port = self.target.port.unwrap_or(22);
-        let known = if port == 22 {
-            host.clone()
-        } else {
-            format!("[{host}]:{port}")
-        };
-        let ssh_once = match self.target.port {
-            Some(p) => format!("ssh -p {p} {}", self.target.destination()),
-            None => format!("ssh {}", self.target.destination()),
-        };
-        if said.contains("IDENTIFICATION HAS CHANGED") || said.contains("has changed") {
-            return hinted(
-                format!("the SSH host key of `{known}` is not the one recorded in known_hosts: irisctl does not connect ({detail})"),
-                format!("if the host was reinstalled, check the new key's fingerprint, then `ssh-keygen -R '{known}'` and connect once with `{ssh_once}`; otherwise the connection may be intercepted"),
-            );
-        }
-        if said.contains("Host key verification failed") || said.contains("host key is known") {
-            return hinted(
-                format!("the SSH host key of `{known}` is unknown (not in known_hosts): irisctl does not accept a key it cannot check ({detail})"),
-                format!("check the host's key fingerprint and accept it once with `{ssh_once}` (or add it to ~/.ssh/known_hosts), then run irisctl again"),
-            );
-        }
-        if said.contains("Permission denied") {
-            return hinted(
-                format!("SSH refused the login to `{}` ({detail})", self.target.destination()),
-                "irisctl logs in without prompting (keys or the agent): load the key with `ssh-add`, or name it in ~/.ssh/config (IdentityFile)",
-            );
-        }
-        hinted(
-            format!(
-                "cannot reach the Docker engine at `{}` over SSH: {detail}",
-                self.url
-            ),
-            format!("check that `{ssh_once} docker version` works from this machine"),
-        )
+        failure(&self.target, &self.url, &self.last_words(), fallback)
     }
 
     /// A local TCP port that reaches `host:remote_port` as the remote host sees it.
@@ -354,8 +313,104 @@ impl Ssh {
     }
 }
 
+/// The error for a connection that could not be made, from what ssh said (`said`).
+fn failure(target: &SshTarget, url: &str, said: &str, fallback: &str) -> anyhow::Error {
+    let said = said.to_string();
+    let detail = if said.is_empty() {
+        fallback.to_string()
+    } else {
+        said.clone()
+    };
+    let host = &target.host;
+    let port = target.port.unwrap_or(22);
+    let known = if port == 22 {
+        host.clone()
+    } else {
+        format!("[{host}]:{port}")
+    };
+    let ssh_once = match target.port {
+        Some(p) => format!("ssh -p {p} {}", target.destination()),
+        None => format!("ssh {}", target.destination()),
+    };
+    if said.contains("IDENTIFICATION HAS CHANGED") || said.contains("has changed") {
+        return hinted(
+                   format!("the SSH host key of `{known}` is not the one recorded in known_hosts: irisctl does not connect ({detail})"),
+                   format!("if the host was reinstalled, check the new key's fingerprint, then `ssh-keygen -R '{known}'` and connect once with `{ssh_once}`; otherwise the connection may be intercepted"),
+               );
+    }
+    if said.contains("Host key verification failed") || said.contains("host key is known") {
+        return hinted(
+                   format!("the SSH host key of `{known}` is unknown (not in known_hosts): irisctl does not accept a key it cannot check ({detail})"),
+                   format!("check the host's key fingerprint and accept it once with `{ssh_once}` (or add it to ~/.ssh/known_hosts), then run irisctl again"),
+               );
+    }
+    if said.contains("Permission denied") {
+        return hinted(
+                   format!("SSH refused the login to `{}` ({detail})", target.destination()),
+                   "irisctl logs in without prompting (keys or the agent): load the key with `ssh-add`, or name it in ~/.ssh/config (IdentityFile)",
+               );
+    }
+    hinted(
+        format!(
+            "cannot reach the Docker engine at `{}` over SSH: {detail}",
+            url
+        ),
+        format!("check that `{ssh_once} docker version` works from this machine"),
+    )
+}
+
 fn rand_u32() -> u32 {
     let mut b = [0u8; 4];
     let _ = getrandom::fill(&mut b);
     u32::from_le_bytes(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_ssh_failure_says_what_happened_and_what_to_do() {
+        let target = SshTarget {
+            user: Some("ops".into()),
+            host: "prod".into(),
+            port: Some(2222),
+            socket: "/var/run/docker.sock".into(),
+        };
+        let url = "ssh://ops@prod:2222";
+        let cases = [
+            (
+                "@@@ WARNING: REMOTE HOST IDENTIFICATION HAS CHANGED! @@@; Host key verification failed.",
+                "is not the one recorded in known_hosts",
+                "ssh-keygen -R '[prod]:2222'",
+            ),
+            (
+                "No ED25519 host key is known for [prod]:2222 and you have requested strict checking.; Host key verification failed.",
+                "the SSH host key of `[prod]:2222` is unknown",
+                "accept it once with `ssh -p 2222 ops@prod`",
+            ),
+            (
+                "ops@prod: Permission denied (publickey).",
+                "SSH refused the login to `ops@prod`",
+                "ssh-add",
+            ),
+            (
+                "ssh: Could not resolve hostname prod: Name or service not known",
+                "cannot reach the Docker engine at `ssh://ops@prod:2222` over SSH",
+                "`ssh -p 2222 ops@prod docker version`",
+            ),
+            (
+                "",
+                "over SSH: no connection within 30 s",
+                "`ssh -p 2222 ops@prod docker version`",
+            ),
+        ];
+        for (said, message, hint) in cases {
+            let e = failure(&target, url, said, "no connection within 30 s");
+            let text = format!("{e:#}");
+            assert!(text.contains(message), "{said}: {text}");
+            let h = crate::error::hint_of(&e).unwrap_or_default();
+            assert!(h.contains(hint), "{said}: {h}");
+        }
+    }
 }

@@ -4,7 +4,9 @@
 //! rollback's swap, `down` removing containers: after SIGINT `up` stops within 3 s with exit
 //! code 130 and says which phase it was in (the last its progress events reported); after
 //! either, the next `up` converges to a healthy stack with no orphan container, no second
-//! network, no leftover build container and nothing left to change. The signal goes the moment
+//! network, no leftover build container and nothing left to change (a stop the interrupted run
+//! had sent that the engine carries out only after the next `up` is the one thing allowed one
+//! more `up`, and said in the summary). The signal goes the moment
 //! `--progress json` reports the phase or operation started; nothing in irisctl waits for the
 //! test. `INTERRUPT_SWEEP=1` interrupts every phase and operation a reference run reports, with
 //! both signals (outside CI).
@@ -30,6 +32,99 @@ fn unlabelled_stopped_containers() -> Vec<String> {
     .filter(|l| l.split_whitespace().nth(1).is_none())
     .map(|l| l.split_whitespace().next().unwrap_or("").to_string())
     .collect()
+}
+
+/// The engine's clock (events are stamped with it).
+fn engine_now() -> String {
+    docker(&["system", "info", "--format", "{{.SystemTime}}"])
+}
+
+/// The project's container events since `since`, one line each: time, action, container name,
+/// signal (of a kill), exit code (of a die); the health checks' execs left out.
+fn events_since(since: &str) -> Vec<String> {
+    let until = engine_now();
+    let out = std::process::Command::new("docker")
+        .args([
+            "events",
+            "--since",
+            since,
+            "--until",
+            &until,
+            "--filter",
+            "label=com.docker.compose.project=irisctl-test-interrupt",
+            "--filter",
+            "type=container",
+            "--format",
+            "{{.TimeNano}} {{.Action}} {{.Actor.Attributes.name}} {{.Actor.Attributes.signal}} {{.Actor.Attributes.exitCode}}",
+        ])
+        .output()
+        .expect("run docker events");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter(|l| !l.contains(" exec_"))
+        .map(str::to_string)
+        .collect()
+}
+
+/// The containers of the project signalled (a stop's kill) since `since` that are still there:
+/// the next `up` keeps a serving container and never signals it, so such a signal is a stop
+/// the interrupted run had sent, carried out by the engine only now.
+fn signalled_since(p: &Project, since: &str) -> Vec<String> {
+    let present: Vec<String> = p
+        .container_ids()
+        .values()
+        .map(|id| docker(&["inspect", "--format", "{{.Name}}", id]))
+        .map(|n| n.trim_start_matches('/').to_string())
+        .collect();
+    let mut names: Vec<String> = events_since(since)
+        .iter()
+        .filter_map(|l| {
+            let mut f = l.split_whitespace();
+            let (_, action, name) = (f.next()?, f.next()?, f.next()?);
+            (action == "kill" && present.iter().any(|c| c == name)).then(|| name.to_string())
+        })
+        .collect();
+    names.dedup();
+    names
+}
+
+/// What the engine did to the project's containers since `since`, and each container's state
+/// and last log lines: a failure explains itself.
+fn engine_story(p: &Project, since: &str) -> String {
+    let mut story = format!(
+        "engine events since {since}:\n{}\n",
+        events_since(since).join("\n")
+    );
+    for id in p.container_ids().values() {
+        story.push_str(&docker(&[
+            "inspect",
+            "--format",
+            "{{.Name}} {{.State.Status}} started {{.State.StartedAt}} restarts {{.RestartCount}} exit {{.State.ExitCode}} health {{if .State.Health}}{{.State.Health.Status}}{{end}}",
+            id,
+        ]));
+        story.push('\n');
+        if let Ok(o) = std::process::Command::new("docker")
+            .args(["logs", "--tail", "15", "--timestamps", id])
+            .output()
+        {
+            story.push_str(&String::from_utf8_lossy(&o.stdout));
+            story.push_str(&String::from_utf8_lossy(&o.stderr));
+        }
+    }
+    story
+}
+
+/// `status` healthy and `up --dry-run` with nothing to change, or what is wrong.
+fn converged(p: &Project) -> Result<(), String> {
+    let status = run(p.irisctl().arg("status"));
+    if status.code != 0 {
+        return Err(format!("status:\n{}{}", status.stdout, status.stderr));
+    }
+    let dry = run(p.irisctl().args(["up", "--dry-run"]));
+    if dry.stdout != "nothing to change\n" {
+        return Err(format!("up --dry-run:\n{}{}", dry.stdout, dry.stderr));
+    }
+    Ok(())
 }
 
 /// What `up` has to do before the point: start from nothing, or rebuild the API.
@@ -142,6 +237,7 @@ fn interrupted_runs_always_converge() {
             stopped_in.as_secs_f64()
         ));
 
+        let next_up_started = engine_now();
         let again = run(p.irisctl().arg("up"));
         assert_eq!(
             again.code, 0,
@@ -162,13 +258,39 @@ fn interrupted_runs_always_converge() {
             "label=com.docker.compose.project=irisctl-test-interrupt",
         ]);
         assert_eq!(nets.lines().count(), 1, "{what}: networks {nets}");
-        run(p.irisctl().arg("status")).ok();
-        let converged = run(p.irisctl().args(["up", "--dry-run"]));
-        assert_eq!(
-            converged.stdout, "nothing to change\n",
-            "{what}: {}",
-            converged.stderr
-        );
+        if let Err(wrong) = converged(&p) {
+            // A stop the interrupted run had sent can reach a container after the next `up`
+            // saw it serving: the engine signals through a new runc process, 0.1-0.6 s late
+            // on a loaded machine (CI saw it with SIGKILL during `down`). No client can take
+            // back a request the engine holds; one more `up` converges. Only that is
+            // forgiven: a container still there, signalled since the next `up` started.
+            let late = signalled_since(&p, &next_up_started);
+            assert!(
+                !late.is_empty(),
+                "{what}: not converged after the next up\n{wrong}\nthe next up said:\n{}\nthe interrupted run said:\n{stderr}\n{}",
+                again.stderr,
+                engine_story(&p, &next_up_started)
+            );
+            assert!(
+                common::eventually(20, || late.iter().all(|c| docker(&[
+                    "inspect",
+                    "--format",
+                    "{{.State.Running}}",
+                    c
+                ]) == "false")),
+                "{what}: {late:?} signalled but still running"
+            );
+            run(p.irisctl().arg("up")).ok();
+            if let Err(wrong) = converged(&p) {
+                panic!(
+                    "{what}: not converged after the up that followed a late stop of {late:?}\n{wrong}\n{}",
+                    engine_story(&p, &next_up_started)
+                );
+            }
+            summary.push(format!(
+                "{what}: a stop it had sent reached {late:?} after the next up; one more up converged"
+            ));
+        }
     }
     // Interrupted builds leave no intermediate container behind (the engine removes them).
     assert!(

@@ -39,8 +39,8 @@ fn engine_now() -> String {
     docker(&["system", "info", "--format", "{{.SystemTime}}"])
 }
 
-/// The project's container events since `since`, one line each: time, action, container name,
-/// signal (of a kill), exit code (of a die); the health checks' execs left out.
+/// The project's container events since `since`, one line each: time, action, container ID and
+/// name, signal (of a kill), exit code (of a die); the health checks' execs left out.
 fn events_since(since: &str) -> Vec<String> {
     let until = engine_now();
     let out = std::process::Command::new("docker")
@@ -55,7 +55,7 @@ fn events_since(since: &str) -> Vec<String> {
             "--filter",
             "type=container",
             "--format",
-            "{{.TimeNano}} {{.Action}} {{.Actor.Attributes.name}} {{.Actor.Attributes.signal}} {{.Actor.Attributes.exitCode}}",
+            "{{.TimeNano}} {{.Action}} {{.Actor.ID}} {{.Actor.Attributes.name}} {{.Actor.Attributes.signal}} {{.Actor.Attributes.exitCode}}",
         ])
         .output()
         .expect("run docker events");
@@ -70,20 +70,19 @@ fn events_since(since: &str) -> Vec<String> {
 /// the next `up` keeps a serving container and never signals it, so such a signal is a stop
 /// the interrupted run had sent, carried out by the engine only now.
 fn signalled_since(p: &Project, since: &str) -> Vec<String> {
-    let present: Vec<String> = p
-        .container_ids()
-        .values()
-        .map(|id| docker(&["inspect", "--format", "{{.Name}}", id]))
-        .map(|n| n.trim_start_matches('/').to_string())
-        .collect();
+    // Short IDs (`docker ps`); the events carry whole ones. By ID, not name: a container made
+    // again under the same name is another container.
+    let present: Vec<String> = p.container_ids().into_values().collect();
     let mut names: Vec<String> = events_since(since)
         .iter()
         .filter_map(|l| {
             let mut f = l.split_whitespace();
-            let (_, action, name) = (f.next()?, f.next()?, f.next()?);
-            (action == "kill" && present.iter().any(|c| c == name)).then(|| name.to_string())
+            let (_, action, id, name) = (f.next()?, f.next()?, f.next()?, f.next()?);
+            (action == "kill" && present.iter().any(|c| id.starts_with(c.as_str())))
+                .then(|| name.to_string())
         })
         .collect();
+    names.sort();
     names.dedup();
     names
 }

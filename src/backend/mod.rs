@@ -16,6 +16,7 @@ use serde::Serialize;
 
 use crate::engine::{Engine, ImageRemoval};
 use crate::output::Printer;
+use crate::poll::{poll_until, Backoff, Ended, Poll};
 use crate::probe::ProbeResult;
 use crate::stack::Stack;
 use plan::{Op, Plan};
@@ -365,15 +366,21 @@ impl Backend {
                     match Engine::over_ssh(url).await {
                         Ok(node) => {
                             for t in &sent {
-                                // The node's tasks may still be ending: give them a moment.
-                                let mut outcome = node.remove_image(t).await;
-                                for _ in 0..20 {
-                                    if !matches!(outcome, Ok(ImageRemoval::InUse)) {
-                                        break;
-                                    }
-                                    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-                                    outcome = node.remove_image(t).await;
-                                }
+                                // The node's tasks may still be ending: up to 10 s for them.
+                                let outcome = poll_until(
+                                    (std::time::Instant::now() + Duration::from_secs(10)).into(),
+                                    Backoff::fixed(Duration::from_millis(500)),
+                                    || async {
+                                        match node.remove_image(t).await {
+                                            Ok(ImageRemoval::InUse) => {
+                                                Poll::Pending(Ok(ImageRemoval::InUse))
+                                            }
+                                            done => Poll::Ready(done),
+                                        }
+                                    },
+                                )
+                                .await
+                                .unwrap_or_else(Ended::into_inner);
                                 match outcome {
                                     Ok(ImageRemoval::Removed) => {
                                         out.removed.push(format!("image {t} on {url}"))

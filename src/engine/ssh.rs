@@ -315,12 +315,7 @@ impl Ssh {
 
 /// The error for a connection that could not be made, from what ssh said (`said`).
 fn failure(target: &SshTarget, url: &str, said: &str, fallback: &str) -> anyhow::Error {
-    let said = said.to_string();
-    let detail = if said.is_empty() {
-        fallback.to_string()
-    } else {
-        said.clone()
-    };
+    let detail = if said.is_empty() { fallback } else { said };
     let host = &target.host;
     let port = target.port.unwrap_or(22);
     let known = if port == 22 {
